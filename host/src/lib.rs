@@ -1,0 +1,13 @@
+//! Clickwatch: real-time clickstream analytics and anomaly detection whose logic lives in
+//! hot-reloaded WebAssembly plugins.
+//!
+//! # Layout
+//! - [`event`]: the click event model and its JSON form.
+//! - [`alert`]: alerts as the host emits them.
+//! - [`aggregate`]: aggregate tables and rows, and how their schemas may evolve.
+//! - [`plugin`]: the wasm runtime: loading, sandboxing, supervision, hot reload.
+
+pub mod aggregate;
+pub mod alert;
+pub mod event;
+pub mod plugin;

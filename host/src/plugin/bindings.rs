@@ -1,0 +1,17 @@
+//! Host-side bindings generated from `wit/clickwatch.wit`: the only place the contract's types
+//! enter the host.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "clickwatch-plugin",
+});
+
+pub use clickwatch::plugin::host::Level;
+pub use clickwatch::plugin::types::{
+    ClickBatch, ColumnType, Output, PluginInfo, PluginKind, Severity, Value,
+};
+
+/// The contract version this host implements (the `wit/` package version).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+/// Package name of the contract, as it appears in component export names.
+pub const CONTRACT_PACKAGE: &str = "clickwatch:plugin";

@@ -1,0 +1,131 @@
+//! The one wasmtime [`Engine`] and [`Linker`] of the process, with the sandbox limits every
+//! plugin call runs under.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder};
+
+use super::bindings::{ClickwatchPlugin, Level, clickwatch};
+
+/// Sandbox limits applied to every plugin instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock budget of one guest call.
+    pub deadline: Duration,
+    /// Largest linear memory an instance may grow to, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { deadline: Duration::from_millis(500), memory_bytes: 64 << 20 }
+    }
+}
+
+/// How often the epoch advances: the granularity of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Per-instance host state: the plugin's name for its log lines, its memory limiter, and the
+/// panic message its SDK reported just before trapping.
+pub struct PluginCtx {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) limits: StoreLimits,
+    pub(crate) last_panic: Option<String>,
+}
+
+impl PluginCtx {
+    pub(crate) fn new(plugin: Arc<str>, limits: &Limits) -> Self {
+        PluginCtx {
+            plugin,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .instances(4)
+                .tables(16)
+                .memories(4)
+                .build(),
+            last_panic: None,
+        }
+    }
+}
+
+impl clickwatch::plugin::host::Host for PluginCtx {
+    fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        let plugin = &*self.plugin;
+        if fields.iter().any(|(k, v)| k == "panic" && v == "true") {
+            let location = fields.iter().find(|(k, _)| k == "location").map(|(_, v)| v.as_str()).unwrap_or("");
+            tracing::error!(plugin, location, "plugin panicked: {message}");
+            self.last_panic = Some(message);
+            return;
+        }
+        let fields = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        match level {
+            Level::Trace => tracing::trace!(plugin, fields, "{message}"),
+            Level::Debug => tracing::debug!(plugin, fields, "{message}"),
+            Level::Info => tracing::info!(plugin, fields, "{message}"),
+            Level::Warn => tracing::warn!(plugin, fields, "{message}"),
+            Level::Error => tracing::error!(plugin, fields, "{message}"),
+        }
+    }
+}
+
+impl clickwatch::plugin::types::Host for PluginCtx {}
+
+/// The process-wide runtime: engine, linker and limits. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Arc<Linker<PluginCtx>>,
+    pub(crate) limits: Limits,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+/// The engine could not be set up (a bug or an unsupported platform, never the user's input).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the wasm runtime: {0}")]
+pub struct RuntimeError(String);
+
+impl Runtime {
+    /// Builds the engine with epoch interruption on, links the host imports, and starts the
+    /// thread that advances the epoch (it stops when the engine is dropped).
+    pub fn new(limits: Limits) -> Result<Self, RuntimeError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        config.max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config).map_err(|e| RuntimeError(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        ClickwatchPlugin::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(&mut linker, |ctx| ctx)
+            .map_err(|e| RuntimeError(e.to_string()))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| RuntimeError(e.to_string()))?;
+        Ok(Runtime { engine, linker: Arc::new(linker), limits })
+    }
+
+    /// The limits instances are created with.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Epoch ticks that make up one call deadline (at least one).
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        let ticks = self.limits.deadline.as_micros() / EPOCH_TICK.as_micros();
+        (ticks as u64).max(1) + 1
+    }
+}

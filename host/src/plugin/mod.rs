@@ -1,0 +1,20 @@
+//! The plugin runtime: loading components, sandboxed instances, supervision with restart and
+//! quarantine, the set of loaded plugins, and hot reload from a watched folder.
+
+pub mod batch;
+mod bindings;
+mod component;
+mod engine;
+mod info;
+mod instance;
+
+pub use bindings::CONTRACT_VERSION;
+pub use component::{LoadError, PluginModule};
+pub use engine::{Limits, Runtime, RuntimeError};
+pub use info::{PluginInfo, PluginKind, convert_output};
+pub use instance::{CallError, Instance};
+mod set;
+mod slot;
+
+pub use set::{InstallError, Installed, PluginSet, PluginStatus, Prepared, SetOutput};
+pub use slot::{Outcome, Policy, SlotStats};

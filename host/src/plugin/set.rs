@@ -1,0 +1,258 @@
+//! The loaded plugins of one pipeline: fan a batch out to every plugin, collect their output,
+//! and swap, add or remove plugins between batches.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::bindings::{ClickBatch, Output};
+use super::component::PluginModule;
+use super::info::convert_output;
+use super::instance::Instance;
+use super::slot::{Outcome, Policy, Slot, SlotStats};
+use crate::aggregate::{AggregateRow, SchemaError, TableSchema, check_evolution};
+use crate::alert::Alert;
+
+/// A plugin ready to go live: compiled, validated, initialised with its settings.
+pub struct Prepared {
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// The module.
+    pub module: PluginModule,
+    /// Its settings JSON.
+    pub settings: String,
+    /// A fresh instance on which `init` succeeded.
+    pub instance: Instance,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("path", &self.path).field("module", &self.module).finish_non_exhaustive()
+    }
+}
+
+/// Why a prepared plugin was not installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// Another loaded file already provides this plugin name.
+    #[error("plugin {name} is already loaded from {other}")]
+    DuplicateName {
+        /// Plugin name.
+        name: String,
+        /// The file that has it.
+        other: String,
+    },
+    /// A table is owned by a different plugin.
+    #[error("table {table} already belongs to plugin {owner}")]
+    TableOwned {
+        /// Table.
+        table: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// The table's schema cannot change that way.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+}
+
+/// What the plugins produced for one input.
+#[derive(Debug, Default)]
+pub struct SetOutput {
+    /// Alerts from detectors.
+    pub alerts: Vec<Alert>,
+    /// Rows from aggregators.
+    pub rows: Vec<AggregateRow>,
+}
+
+/// What changed when a plugin was installed.
+#[derive(Debug)]
+pub struct Installed {
+    /// Plugin name.
+    pub name: String,
+    /// The version it replaced, if any.
+    pub replaced: Option<String>,
+    /// Tables to create or extend in the aggregate sinks before its rows arrive.
+    pub tables: Vec<TableSchema>,
+    /// Whether the previous state was restored into it.
+    pub restored: bool,
+}
+
+struct Entry {
+    path: PathBuf,
+    slot: Slot,
+}
+
+/// The live plugins, by name.
+pub struct PluginSet {
+    entries: BTreeMap<String, Entry>,
+    policy: Policy,
+}
+
+impl std::fmt::Debug for PluginSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginSet").field("plugins", &self.entries.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// Name, version and counters of one loaded plugin.
+#[derive(Debug, Clone)]
+pub struct PluginStatus {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// File.
+    pub path: PathBuf,
+    /// Counters.
+    pub stats: SlotStats,
+    /// Quarantined right now.
+    pub quarantined: bool,
+}
+
+impl PluginSet {
+    /// An empty set supervising plugins with `policy`.
+    pub fn new(policy: Policy) -> Self {
+        PluginSet { entries: BTreeMap::new(), policy }
+    }
+
+    /// Number of loaded plugins.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether none is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every table the loaded plugins declare.
+    pub fn tables(&self) -> Vec<TableSchema> {
+        self.entries.values().flat_map(|e| e.slot.module().info.tables.clone()).collect()
+    }
+
+    /// Status of each plugin.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        let now = Instant::now();
+        self.entries
+            .iter()
+            .map(|(name, e)| PluginStatus {
+                name: name.clone(),
+                version: e.slot.module().info.version.clone(),
+                path: e.path.clone(),
+                stats: e.slot.stats(),
+                quarantined: e.slot.is_quarantined(now),
+            })
+            .collect()
+    }
+
+    /// Installs a prepared plugin: a new name is added; a known name is swapped, carrying its
+    /// state over through snapshot → restore (a failed restore is logged and the new version
+    /// starts fresh). Refused, with the old version left running, if its tables conflict.
+    pub fn install(&mut self, prepared: Prepared, now: Instant) -> Result<Installed, InstallError> {
+        let info = prepared.module.info.clone();
+        if let Some(existing) = self.entries.get(&info.name)
+            && existing.path != prepared.path
+        {
+            return Err(InstallError::DuplicateName { name: info.name.clone(), other: existing.path.display().to_string() });
+        }
+        let mut tables = Vec::new();
+        for table in &info.tables {
+            let owner = self.entries.iter().find(|(_, e)| e.slot.module().info.tables.iter().any(|t| t.name == table.name));
+            match owner {
+                Some((owner, _)) if *owner != info.name => {
+                    return Err(InstallError::TableOwned { table: table.name.clone(), owner: owner.clone() });
+                }
+                Some((_, entry)) => {
+                    let old = entry.slot.module().info.tables.iter().find(|t| t.name == table.name).cloned();
+                    if let Some(old) = old {
+                        check_evolution(&old, table)?;
+                        if old != *table {
+                            tables.push(table.clone());
+                        }
+                    }
+                }
+                None => tables.push(table.clone()),
+            }
+        }
+        // The same file may have been renamed to provide another plugin: drop the old entry.
+        let renamed: Vec<String> =
+            self.entries.iter().filter(|(n, e)| **n != info.name && e.path == prepared.path).map(|(n, _)| n.clone()).collect();
+        for name in renamed {
+            self.entries.remove(&name);
+        }
+        let mut slot = Slot::new(prepared.module, prepared.settings, prepared.instance, self.policy);
+        let mut replaced = None;
+        let mut restored = false;
+        if let Some(mut old) = self.entries.remove(&info.name) {
+            replaced = Some(old.slot.module().info.version.clone());
+            if let Some(state) = old.slot.take_snapshot(now) {
+                match slot.restore(&state) {
+                    Ok(()) => restored = true,
+                    Err(error) => {
+                        tracing::warn!(plugin = %info.name, %error, "new version could not restore the old state; it starts fresh")
+                    }
+                }
+            }
+        }
+        self.entries.insert(info.name.clone(), Entry { path: prepared.path, slot });
+        Ok(Installed { name: info.name.clone(), replaced, tables, restored })
+    }
+
+    /// Restores persisted state into a plugin (at start-up).
+    pub fn restore(&mut self, name: &str, state: &[u8]) -> Result<(), super::instance::CallError> {
+        match self.entries.get_mut(name) {
+            Some(e) => e.slot.restore(state),
+            None => Ok(()),
+        }
+    }
+
+    /// Unloads whatever plugin came from `path`; returns its name.
+    pub fn remove_path(&mut self, path: &Path) -> Option<String> {
+        let name = self.entries.iter().find(|(_, e)| e.path == path).map(|(n, _)| n.clone())?;
+        self.entries.remove(&name);
+        Some(name)
+    }
+
+    /// Whether a plugin was loaded from `path`.
+    pub fn has_path(&self, path: &Path) -> bool {
+        self.entries.values().any(|e| e.path == path)
+    }
+
+    /// Runs every plugin over a batch.
+    pub fn process(&mut self, batch: &ClickBatch, now: Instant) -> SetOutput {
+        let mut out = SetOutput::default();
+        for entry in self.entries.values_mut() {
+            let outcome = entry.slot.process(batch, now);
+            collect(&mut entry.slot, outcome, &mut out);
+        }
+        out
+    }
+
+    /// Advances every plugin's watermark.
+    pub fn tick(&mut self, watermark_ms: i64, now: Instant) -> SetOutput {
+        let mut out = SetOutput::default();
+        for entry in self.entries.values_mut() {
+            let outcome = entry.slot.tick(watermark_ms, now);
+            collect(&mut entry.slot, outcome, &mut out);
+        }
+        out
+    }
+
+    /// Fresh snapshots of every plugin, by name (at shutdown).
+    pub fn snapshots(&mut self, now: Instant) -> Vec<(String, Vec<u8>)> {
+        self.entries.iter_mut().filter_map(|(name, e)| e.slot.take_snapshot(now).map(|s| (name.clone(), s))).collect()
+    }
+}
+
+fn collect(slot: &mut Slot, outcome: Outcome, out: &mut SetOutput) {
+    if let Outcome::Done(output) = outcome {
+        let problems = convert(slot, output, out);
+        for problem in problems {
+            tracing::warn!(plugin = %slot.module().info.name, problem, "plugin output dropped");
+        }
+    }
+}
+
+fn convert(slot: &Slot, output: Output, out: &mut SetOutput) -> Vec<String> {
+    convert_output(&slot.module().info, output, &mut out.alerts, &mut out.rows)
+}

@@ -1,0 +1,219 @@
+//! Supervision of one plugin: restart from the last snapshot after a trap, quarantine with
+//! exponential backoff after repeated failures, periodic snapshots. Failures here never reach
+//! the other plugins.
+
+use std::time::{Duration, Instant};
+
+use super::bindings::{ClickBatch, Output};
+use super::component::PluginModule;
+use super::instance::{CallError, Instance};
+
+/// How a plugin is supervised.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Consecutive failures before quarantine.
+    pub max_failures: u32,
+    /// First quarantine length; doubles with each further quarantine.
+    pub backoff: Duration,
+    /// Longest quarantine.
+    pub max_backoff: Duration,
+    /// How often state is snapshotted for restarts.
+    pub snapshot_interval: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_failures: 3,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            snapshot_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters for one plugin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotStats {
+    /// Events the plugin processed successfully.
+    pub events: u64,
+    /// Calls that failed (errors and traps).
+    pub failures: u64,
+    /// Instances restarted after a trap.
+    pub restarts: u64,
+    /// Times it was quarantined.
+    pub quarantines: u64,
+    /// Events it missed while failing or quarantined.
+    pub skipped_events: u64,
+}
+
+/// What happened to one call.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It worked.
+    Done(Output),
+    /// The plugin is quarantined; it did not see the input.
+    Skipped,
+    /// The call failed; the error was logged and counted.
+    Failed(CallError),
+}
+
+/// One supervised plugin.
+pub struct Slot {
+    module: PluginModule,
+    settings: String,
+    instance: Option<Instance>,
+    snapshot: Option<Vec<u8>>,
+    last_snapshot: Instant,
+    consecutive_failures: u32,
+    quarantined_until: Option<Instant>,
+    policy: Policy,
+    stats: SlotStats,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").field("plugin", &self.module.info.name).field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl Slot {
+    /// Supervises `instance` (already initialised) of `module`.
+    pub fn new(module: PluginModule, settings: String, instance: Instance, policy: Policy) -> Self {
+        Slot {
+            module,
+            settings,
+            instance: Some(instance),
+            snapshot: None,
+            last_snapshot: Instant::now(),
+            consecutive_failures: 0,
+            quarantined_until: None,
+            policy,
+            stats: SlotStats::default(),
+        }
+    }
+
+    /// The plugin's module (info, version).
+    pub fn module(&self) -> &PluginModule {
+        &self.module
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> SlotStats {
+        self.stats
+    }
+
+    /// Whether it is quarantined right now.
+    pub fn is_quarantined(&self, now: Instant) -> bool {
+        self.quarantined_until.is_some_and(|until| now < until)
+    }
+
+    /// Restores state into the live instance (used at load and after a swap).
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), CallError> {
+        let instance = self.instance.as_mut().ok_or(CallError::Dead)?;
+        instance.restore(state)?;
+        self.snapshot = Some(state.to_vec());
+        Ok(())
+    }
+
+    /// Processes a batch of `events` events.
+    pub fn process(&mut self, batch: &ClickBatch, now: Instant) -> Outcome {
+        let outcome = self.call(now, |i| i.process(batch));
+        match &outcome {
+            Outcome::Done(_) => self.stats.events += u64::from(batch.len),
+            _ => self.stats.skipped_events += u64::from(batch.len),
+        }
+        outcome
+    }
+
+    /// Advances the watermark.
+    pub fn tick(&mut self, watermark_ms: i64, now: Instant) -> Outcome {
+        let outcome = self.call(now, |i| i.tick(watermark_ms));
+        if matches!(outcome, Outcome::Done(_)) && now.duration_since(self.last_snapshot) >= self.policy.snapshot_interval {
+            self.take_snapshot(now);
+        }
+        outcome
+    }
+
+    /// Takes a fresh snapshot now (before a swap or at shutdown) and returns it. Falls back to
+    /// the last good snapshot if the plugin cannot produce one.
+    pub fn take_snapshot(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if let Some(instance) = self.instance.as_mut() {
+            match instance.snapshot() {
+                Ok(bytes) => {
+                    self.snapshot = Some(bytes);
+                    self.last_snapshot = now;
+                }
+                Err(error) => {
+                    tracing::warn!(plugin = %self.module.info.name, %error, "snapshot failed; keeping the previous one");
+                    if error.is_trap() {
+                        self.instance = None;
+                    }
+                }
+            }
+        }
+        self.snapshot.clone()
+    }
+
+    fn call(&mut self, now: Instant, f: impl FnOnce(&mut Instance) -> Result<Output, CallError>) -> Outcome {
+        if self.is_quarantined(now) {
+            return Outcome::Skipped;
+        }
+        if self.instance.is_none()
+            && let Err(error) = self.restart()
+        {
+            self.fail(error.clone(), now);
+            return Outcome::Failed(error);
+        }
+        let Some(instance) = self.instance.as_mut() else {
+            return Outcome::Skipped;
+        };
+        match f(instance) {
+            Ok(output) => {
+                self.consecutive_failures = 0;
+                self.quarantined_until = None;
+                Outcome::Done(output)
+            }
+            Err(error) => {
+                if error.is_trap() {
+                    self.instance = None;
+                }
+                self.fail(error.clone(), now);
+                Outcome::Failed(error)
+            }
+        }
+    }
+
+    /// A new instance from the same module and settings, with the last snapshot restored.
+    fn restart(&mut self) -> Result<(), CallError> {
+        let mut instance = self.module.instantiate(&self.settings)?;
+        if let Some(state) = &self.snapshot
+            && let Err(error) = instance.restore(state)
+        {
+            tracing::warn!(plugin = %self.module.info.name, %error, "restore after restart failed; starting fresh");
+            if error.is_trap() {
+                instance = self.module.instantiate(&self.settings)?;
+            }
+        }
+        self.stats.restarts += 1;
+        tracing::info!(plugin = %self.module.info.name, restarts = self.stats.restarts, "plugin instance restarted from its last snapshot");
+        self.instance = Some(instance);
+        Ok(())
+    }
+
+    fn fail(&mut self, error: CallError, now: Instant) {
+        self.stats.failures += 1;
+        self.consecutive_failures += 1;
+        let plugin = &*self.module.info.name;
+        if self.consecutive_failures < self.policy.max_failures {
+            tracing::warn!(plugin, %error, kind = error.label(), consecutive = self.consecutive_failures, "plugin call failed; the batch is skipped for this plugin");
+            return;
+        }
+        let exponent = self.stats.quarantines.min(20) as u32;
+        let backoff = self.policy.backoff.saturating_mul(1 << exponent).min(self.policy.max_backoff);
+        self.stats.quarantines += 1;
+        self.quarantined_until = Some(now + backoff);
+        self.instance = None;
+        tracing::error!(plugin, %error, kind = error.label(), backoff_ms = backoff.as_millis() as u64, "plugin quarantined after repeated failures; other plugins continue");
+    }
+}

@@ -1,0 +1,75 @@
+//! Shared helpers for the host's integration tests: locating the real `.wasm` fixtures that
+//! `cargo xtask plugins` builds, and making test events.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use clickwatch::event::{ClickEvent, EventKind};
+
+/// Folder holding the built plugins and fixtures.
+pub fn wasm_dir() -> PathBuf {
+    match std::env::var_os("CLICKWATCH_WASM_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"),
+    }
+}
+
+/// Bytes of a built plugin; panics with the command to run when it has not been built, so a
+/// missing fixture fails the test instead of skipping it.
+pub fn wasm(name: &str) -> Vec<u8> {
+    let path = wasm_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("fixture {} is missing ({e}); build it with `cargo xtask plugins`", path.display()))
+}
+
+/// A page view at `time_ms` in `session`, with a unique id.
+pub fn event(i: u64, time_ms: i64, session: &str) -> ClickEvent {
+    ClickEvent {
+        event_id: format!("e{i}"),
+        time_ms,
+        kind: EventKind::PageView,
+        session_id: session.to_owned(),
+        user_id: None,
+        url: format!("/p/{}", i % 7),
+        referrer: None,
+        ip: Some("198.51.100.7".into()),
+        user_agent: None,
+        device: Some("desktop".into()),
+        country: Some("FR".into()),
+        properties: None,
+    }
+}
+
+/// `n` events starting at id `first`, 10 ms apart.
+pub fn events(first: u64, n: u64) -> Vec<ClickEvent> {
+    (first..first + n).map(|i| event(i, 1_790_000_000_000 + i as i64 * 10, &format!("s{}", i % 13))).collect()
+}
+
+/// Captures tracing output of the current thread into a buffer, for asserting on log lines.
+pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || LogWriter(writer.clone()))
+        .finish();
+    (tracing::subscriber::set_default(subscriber), buf)
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything logged so far.
+pub fn logged(buf: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> String {
+    String::from_utf8_lossy(&buf.lock().expect("log buffer")).into_owned()
+}
