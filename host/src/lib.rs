@@ -9,5 +9,7 @@
 
 pub mod aggregate;
 pub mod alert;
+pub mod config;
 pub mod event;
+pub mod generator;
 pub mod plugin;

@@ -1,0 +1,238 @@
+//! The host configuration: one TOML file, every field documented, unknown keys refused, and
+//! any key overridable from the environment (for secrets). See `config/embedded.toml`.
+
+mod load;
+mod tagged;
+
+pub use load::{ConfigError, ENV_PREFIX, load, parse};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where events come from.
+    pub source: SourceConfig,
+    /// Batching, backpressure and event time.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// The plugin folder and the sandbox.
+    pub plugins: PluginsConfig,
+    /// Where results go.
+    pub sinks: SinksConfig,
+}
+
+/// Event sources, selected by `type`.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// The built-in fake clickstream, in process.
+    Generator(GeneratorSource),
+    /// A file of JSON lines, one event per line (malformed lines are dead-lettered).
+    File(FileSource),
+}
+tagged::tagged_enum!(SourceConfig { "generator" => Generator(GeneratorSource), "file" => File(FileSource) });
+
+/// `type = "generator"`: the built-in fake clickstream, in process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSource {
+    /// Events per wall-clock second (default 2000).
+    #[serde(default = "default_rate")]
+    pub rate: u32,
+    /// Seed; the same seed gives the same events (default 1).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Events per *simulated* second at the daily mean: with `rate` it sets how fast
+    /// simulated time runs (default 50, so simulated time runs ~40x faster at 2000/s).
+    #[serde(default = "default_sim_rate")]
+    pub simulated_rate: f64,
+    /// Share of sessions that are bots, 0..1 (default 0.01).
+    #[serde(default = "default_bot_fraction")]
+    pub bot_fraction: f64,
+    /// Stop after this many events (default: never).
+    #[serde(default)]
+    pub max_events: Option<u64>,
+}
+
+/// `type = "file"`: a file of JSON lines, one event per line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    /// The file.
+    pub path: PathBuf,
+}
+
+fn default_rate() -> u32 {
+    2_000
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_sim_rate() -> f64 {
+    50.0
+}
+fn default_bot_fraction() -> f64 {
+    0.01
+}
+
+/// Batching, backpressure and event time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Most events per batch (default 1000).
+    pub batch_size: usize,
+    /// Longest a partial batch waits, ms (default 200).
+    pub batch_linger_ms: u64,
+    /// Batches queued between stages before the source is slowed down (default 4).
+    pub queue_batches: usize,
+    /// How far behind the newest event time the watermark trails, ms (default 5000). Events
+    /// older than the watermark are late: counted and dead-lettered.
+    pub allowed_lateness_ms: i64,
+    /// With no input for this long, the watermark advances with the wall clock so windows still
+    /// close (default 2000).
+    pub idle_advance_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { batch_size: 1000, batch_linger_ms: 200, queue_batches: 4, allowed_lateness_ms: 5_000, idle_advance_ms: 2_000 }
+    }
+}
+
+/// The plugin folder and the sandbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Folder watched for `.wasm` plugins; must exist.
+    pub dir: PathBuf,
+    /// Hot-reload the folder while running (default true).
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// Budget of one plugin call, ms (default 500).
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: u64,
+    /// Memory cap of one plugin instance, MiB (default 64).
+    #[serde(default = "default_memory")]
+    pub memory_mb: u32,
+    /// Consecutive failures before a plugin is quarantined (default 3).
+    #[serde(default = "default_failures")]
+    pub max_failures: u32,
+    /// First quarantine, ms; doubles each time up to 5 minutes (default 1000).
+    #[serde(default = "default_backoff")]
+    pub quarantine_ms: u64,
+    /// How often plugin state is snapshotted for restarts, ms (default 5000).
+    #[serde(default = "default_snapshot")]
+    pub snapshot_interval_ms: u64,
+    /// Folder where plugin state is kept across restarts (default: none, state is not kept).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Per-plugin settings, by plugin name: `[plugins.settings.page-traffic]`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, toml::Table>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_deadline() -> u64 {
+    500
+}
+fn default_memory() -> u32 {
+    64
+}
+fn default_failures() -> u32 {
+    3
+}
+fn default_backoff() -> u64 {
+    1_000
+}
+fn default_snapshot() -> u64 {
+    5_000
+}
+
+impl PluginsConfig {
+    /// A plugin's settings as the JSON object its `init` receives.
+    pub fn settings_json(&self, plugin: &str) -> String {
+        self.settings
+            .get(plugin)
+            .and_then(|t| serde_json::to_string(t).ok())
+            .unwrap_or_else(|| "{}".to_owned())
+    }
+}
+
+/// Where results go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksConfig {
+    /// Every valid raw event.
+    pub raw: RawSinkConfig,
+    /// Aggregate rows from plugins.
+    pub aggregates: AggregateSinkConfig,
+    /// Alerts from detectors.
+    pub alerts: AlertSinkConfig,
+    /// Records that could not be processed, with the reason.
+    pub dead_letters: DeadLetterConfig,
+}
+
+/// Raw event sink, selected by `type`.
+#[derive(Debug, Clone)]
+pub enum RawSinkConfig {
+    /// A SQLite database.
+    Sqlite(SqliteSink),
+}
+tagged::tagged_enum!(RawSinkConfig { "sqlite" => Sqlite(SqliteSink) });
+
+/// Aggregate sink, selected by `type`.
+#[derive(Debug, Clone)]
+pub enum AggregateSinkConfig {
+    /// A SQLite database; one table per plugin-declared table.
+    Sqlite(SqliteSink),
+}
+tagged::tagged_enum!(AggregateSinkConfig { "sqlite" => Sqlite(SqliteSink) });
+
+/// `type = "sqlite"`: a SQLite database file, created if missing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSink {
+    /// The database file (raw and aggregate sinks may share one).
+    pub path: PathBuf,
+}
+
+/// Alert sink, selected by `type`.
+#[derive(Debug, Clone)]
+pub enum AlertSinkConfig {
+    /// A JSON-lines file.
+    File(AlertFileSink),
+}
+tagged::tagged_enum!(AlertSinkConfig { "file" => File(AlertFileSink) });
+
+/// `type = "file"` for alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertFileSink {
+    /// The file (appended to).
+    pub path: PathBuf,
+    /// Also print each alert on stdout (default true).
+    #[serde(default = "yes")]
+    pub stdout: bool,
+}
+
+/// Dead-letter sink, selected by `type`.
+#[derive(Debug, Clone)]
+pub enum DeadLetterConfig {
+    /// A JSON-lines file.
+    File(DeadLetterFileSink),
+}
+tagged::tagged_enum!(DeadLetterConfig { "file" => File(DeadLetterFileSink) });
+
+/// `type = "file"` for dead letters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterFileSink {
+    /// The file (appended to).
+    pub path: PathBuf,
+}

@@ -1,0 +1,174 @@
+//! One simulated visit: who the visitor is, and the script of pages they go through.
+
+use fake::Fake;
+use fake::faker::internet::en::{IPv4, UserAgent};
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use crate::event::{ClickEvent, EventKind};
+
+const SITE: &str = "https://shop.example";
+const CATEGORIES: [&str; 8] = ["shoes", "shirts", "bags", "watches", "toys", "books", "garden", "kitchen"];
+const COUNTRIES: [(&str, u32); 10] =
+    [("US", 30), ("DE", 12), ("GB", 10), ("FR", 9), ("IN", 8), ("BR", 7), ("JP", 6), ("CA", 6), ("ES", 6), ("NL", 6)];
+const REFERRERS: [(Option<&str>, u32); 6] = [
+    (None, 35),
+    (Some("https://www.google.com/"), 30),
+    (Some("https://www.facebook.com/"), 10),
+    (Some("https://news.shop.example/newsletter"), 8),
+    (Some("https://ads.example.net/click"), 12),
+    (Some("https://www.bing.com/"), 5),
+];
+const BOT_AGENTS: [&str; 3] = [
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0 Safari/537.36",
+    "python-requests/2.31.0",
+    "Mozilla/5.0 (compatible; scrapy/2.11)",
+];
+
+fn weighted<'a, T: Copy>(rng: &mut StdRng, items: &'a [(T, u32)]) -> T {
+    let total: u32 = items.iter().map(|(_, w)| w).sum();
+    let mut pick = rng.random_range(0..total);
+    for (item, w) in items {
+        if pick < *w {
+            return *item;
+        }
+        pick -= w;
+    }
+    items[0].0
+}
+
+/// Who is browsing.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    user_id: Option<String>,
+    device: &'static str,
+    country: &'static str,
+    user_agent: String,
+    ip: String,
+}
+
+impl Visitor {
+    /// A returning, registered user.
+    pub fn random(rng: &mut StdRng, index: u32) -> Self {
+        let mut v = Self::anonymous(rng, false);
+        v.user_id = Some(format!("u{index:06}"));
+        v
+    }
+
+    /// An anonymous visitor (or a bot).
+    pub fn anonymous(rng: &mut StdRng, bot: bool) -> Self {
+        let device = if bot { "desktop" } else { weighted(rng, &[("desktop", 55), ("mobile", 38), ("tablet", 7)]) };
+        let user_agent = if bot { BOT_AGENTS[rng.random_range(0..BOT_AGENTS.len())].to_owned() } else { UserAgent().fake_with_rng(rng) };
+        Visitor { user_id: None, device, country: weighted(rng, &COUNTRIES), user_agent, ip: IPv4().fake_with_rng(rng) }
+    }
+}
+
+/// A session in progress: a queue of upcoming steps and the time of the next one.
+#[derive(Debug)]
+pub struct Session {
+    id: String,
+    visitor: Visitor,
+    referrer: Option<&'static str>,
+    steps: Vec<(EventKind, String)>,
+    pub next_time_ms: i64,
+    bot: bool,
+    seed: u64,
+}
+
+impl Session {
+    /// Plans a whole visit.
+    pub fn new(rng: &mut StdRng, seed: u64, id: u64, visitor: Visitor, start_ms: i64, bot: bool) -> Self {
+        let referrer = if bot { None } else { weighted(rng, &REFERRERS) };
+        let mut steps = Vec::new();
+        let category = CATEGORIES[rng.random_range(0..CATEGORIES.len())];
+        if bot {
+            // Scrapers walk the catalogue breadth-first, fast and without buying anything.
+            for _ in 0..rng.random_range(60..200) {
+                steps.push((EventKind::PageView, format!("/product/{}", rng.random_range(1..5_000))));
+            }
+        } else {
+            if referrer == Some("https://ads.example.net/click") {
+                steps.push((EventKind::AdClick, format!("/category/{category}")));
+            }
+            steps.push((EventKind::PageView, if rng.random_bool(0.5) { "/".to_owned() } else { format!("/category/{category}") }));
+            if visitor.user_id.is_some() && rng.random_bool(0.3) {
+                steps.push((EventKind::Login, "/login".to_owned()));
+            }
+            if rng.random_bool(0.2) {
+                steps.push((EventKind::Search, format!("/search?q={category}")));
+            }
+            let products = rng.random_range(0..6);
+            let mut last_product = None;
+            for _ in 0..products {
+                let product = format!("/product/{}", rng.random_range(1..500));
+                steps.push((EventKind::PageView, product.clone()));
+                if rng.random_bool(0.5) {
+                    steps.push((EventKind::Click, product.clone()));
+                }
+                last_product = Some(product);
+            }
+            if let Some(product) = last_product
+                && rng.random_bool(0.35)
+            {
+                steps.push((EventKind::AddToCart, product));
+                if rng.random_bool(0.1) {
+                    steps.push((EventKind::RemoveFromCart, "/cart".to_owned()));
+                } else if rng.random_bool(0.55) {
+                    steps.push((EventKind::PageView, "/cart".to_owned()));
+                    steps.push((EventKind::Checkout, "/checkout".to_owned()));
+                    if rng.random_bool(0.65) {
+                        steps.push((EventKind::Purchase, "/order/confirmed".to_owned()));
+                    }
+                }
+            }
+            if visitor.user_id.is_some() && rng.random_bool(0.1) {
+                steps.push((EventKind::Logout, "/logout".to_owned()));
+            }
+        }
+        steps.reverse();
+        Session { id: format!("{seed:x}-s{id}"), visitor, referrer, steps, next_time_ms: start_ms, bot, seed }
+    }
+
+    /// Whether the visit is over.
+    pub fn finished(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Emits the next step and schedules the one after.
+    pub fn next(&mut self, rng: &mut StdRng, seq: u64) -> ClickEvent {
+        let (kind, path) = self.steps.pop().unwrap_or((EventKind::Other, "/".to_owned()));
+        let properties = match kind {
+            EventKind::AddToCart | EventKind::Purchase => {
+                let mut m = serde_json::Map::new();
+                m.insert("price".into(), serde_json::json!((rng.random_range(500..20_000) as f64) / 100.0));
+                Some(m)
+            }
+            EventKind::Click => {
+                let mut m = serde_json::Map::new();
+                m.insert("element_id".into(), serde_json::json!(format!("btn-{}", rng.random_range(1..20))));
+                Some(m)
+            }
+            _ => None,
+        };
+        let event = ClickEvent {
+            event_id: format!("{:x}-{seq}", self.seed),
+            time_ms: self.next_time_ms,
+            kind,
+            session_id: self.id.clone(),
+            user_id: self.visitor.user_id.clone(),
+            url: format!("{SITE}{path}"),
+            referrer: self.referrer.map(str::to_owned),
+            ip: Some(self.visitor.ip.clone()),
+            user_agent: Some(self.visitor.user_agent.clone()),
+            device: Some(self.visitor.device.to_owned()),
+            country: Some(self.visitor.country.to_owned()),
+            properties,
+        };
+        // Humans dwell seconds to a minute (log-normal-ish); bots fire every 50-300 ms.
+        let gap = if self.bot { rng.random_range(50..300) } else { (rng.random_range(0.5f64..4.2).exp() * 1000.0) as i64 };
+        self.next_time_ms += gap;
+        // The referrer only applies to the landing page.
+        self.referrer = None;
+        event
+    }
+}
