@@ -50,7 +50,13 @@ impl Alert {
     pub fn id(&self) -> String {
         // FNV-1a over the identifying fields; stable across processes and versions.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for part in [&self.detector, &self.kind, &self.entity_type, &self.entity, &self.window_start_ms.to_string()] {
+        for part in [
+            &self.detector,
+            &self.kind,
+            &self.entity_type,
+            &self.entity,
+            &self.window_start_ms.to_string(),
+        ] {
             for byte in part.as_bytes().iter().chain(std::iter::once(&0xff)) {
                 h ^= u64::from(*byte);
                 h = h.wrapping_mul(0x0100_0000_01b3);

@@ -7,18 +7,31 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clickwatch::plugin::{
-    CallError, Limits, LoadError, PluginModule, PluginSet, Policy, Prepared, Runtime, batch::encode_batch,
+    CallError, Limits, LoadError, PluginModule, PluginSet, Policy, Prepared, Runtime,
+    batch::encode_batch,
 };
 use common::{capture_logs, events, logged, wasm};
 
 fn runtime() -> Runtime {
-    Runtime::new(Limits { deadline: Duration::from_millis(100), memory_bytes: 32 << 20 }).expect("runtime")
+    Runtime::new(Limits {
+        deadline: Duration::from_millis(100),
+        memory_bytes: 32 << 20,
+    })
+    .expect("runtime")
 }
 
 fn prepared(runtime: &Runtime, name: &str, settings: &str) -> Prepared {
-    let module = PluginModule::load(runtime, &wasm(name)).unwrap_or_else(|e| panic!("load {name}: {e}"));
-    let instance = module.instantiate(settings).unwrap_or_else(|e| panic!("init {name}: {e}"));
-    Prepared { path: PathBuf::from(format!("{name}.wasm")), module, settings: settings.to_owned(), instance }
+    let module =
+        PluginModule::load(runtime, &wasm(name)).unwrap_or_else(|e| panic!("load {name}: {e}"));
+    let instance = module
+        .instantiate(settings)
+        .unwrap_or_else(|e| panic!("init {name}: {e}"));
+    Prepared {
+        path: PathBuf::from(format!("{name}.wasm")),
+        module,
+        settings: settings.to_owned(),
+        instance,
+    }
 }
 
 /// Runs `chaos` (in `mode`) beside `counter` and checks the counter sees every event while
@@ -26,32 +39,65 @@ fn prepared(runtime: &Runtime, name: &str, settings: &str) -> Prepared {
 fn contained(mode: &str, expect: fn(&CallError) -> bool) {
     let rt = runtime();
     let module = PluginModule::load(&rt, &wasm("chaos")).unwrap();
-    let mut instance = module.instantiate(&format!(r#"{{"mode": "{mode}", "after_events": 100}}"#)).unwrap();
+    let mut instance = module
+        .instantiate(&format!(r#"{{"mode": "{mode}", "after_events": 100}}"#))
+        .unwrap();
     // First batch is fine; the second makes chaos misbehave.
     let first = encode_batch(&events(0, 100));
     assert!(instance.process(&first).is_ok());
     let started = Instant::now();
-    let err = instance.process(&encode_batch(&events(100, 10))).unwrap_err();
+    let err = instance
+        .process(&encode_batch(&events(100, 10)))
+        .unwrap_err();
     assert!(expect(&err), "{mode}: unexpected error {err:?}");
     assert!(instance.is_dead() == err.is_trap());
-    assert!(started.elapsed() < Duration::from_secs(10), "{mode} was not stopped promptly");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{mode} was not stopped promptly"
+    );
 
     // In a set, a chaos plugin that fails from its first event on, beside a healthy counter.
-    let mut set = PluginSet::new(Policy { max_failures: 2, ..Policy::default() });
-    set.install(prepared(&rt, "chaos", &format!(r#"{{"mode": "{mode}"}}"#)), Instant::now()).unwrap();
-    set.install(prepared(&rt, "counter", "{}"), Instant::now()).unwrap();
+    let mut set = PluginSet::new(Policy {
+        max_failures: 2,
+        ..Policy::default()
+    });
+    set.install(
+        prepared(&rt, "chaos", &format!(r#"{{"mode": "{mode}"}}"#)),
+        Instant::now(),
+    )
+    .unwrap();
+    set.install(prepared(&rt, "counter", "{}"), Instant::now())
+        .unwrap();
     let mut counted = 0;
     for round in 0..6u64 {
         let out = set.process(&encode_batch(&events(round * 50, 50)), Instant::now());
-        counted += out.rows.iter().map(|r| match r.values[1] {
-            clickwatch::aggregate::Value::Int64(n) => n,
-            _ => 0,
-        }).sum::<i64>();
+        counted += out
+            .rows
+            .iter()
+            .map(|r| match r.values[1] {
+                clickwatch::aggregate::Value::Int64(n) => n,
+                _ => 0,
+            })
+            .sum::<i64>();
     }
-    assert_eq!(counted, 300, "counter must see every event while chaos ({mode}) fails");
-    let chaos = set.status().into_iter().find(|s| s.name == "chaos").unwrap();
-    assert!(chaos.stats.failures >= 2, "{mode}: failures not counted: {:?}", chaos.stats);
-    assert!(chaos.quarantined, "{mode}: repeated failures must quarantine the plugin");
+    assert_eq!(
+        counted, 300,
+        "counter must see every event while chaos ({mode}) fails"
+    );
+    let chaos = set
+        .status()
+        .into_iter()
+        .find(|s| s.name == "chaos")
+        .unwrap();
+    assert!(
+        chaos.stats.failures >= 2,
+        "{mode}: failures not counted: {:?}",
+        chaos.stats
+    );
+    assert!(
+        chaos.quarantined,
+        "{mode}: repeated failures must quarantine the plugin"
+    );
 }
 
 #[test]
@@ -67,14 +113,23 @@ fn a_memory_blow_up_hits_the_cap_and_is_contained() {
 #[test]
 fn a_panic_message_reaches_the_log_and_the_error() {
     let (_guard, logs) = capture_logs();
-    contained("panic", |e| matches!(e, CallError::Panic(m) if m.contains("chaos panicked on purpose after 110 events")));
+    contained(
+        "panic",
+        |e| matches!(e, CallError::Panic(m) if m.contains("chaos panicked on purpose after 110 events")),
+    );
     let logs = logged(&logs);
-    assert!(logs.contains("plugin panicked: chaos panicked on purpose"), "log was: {logs}");
+    assert!(
+        logs.contains("plugin panicked: chaos panicked on purpose"),
+        "log was: {logs}"
+    );
 }
 
 #[test]
 fn a_returned_error_keeps_the_instance_alive() {
-    contained("error", |e| matches!(e, CallError::Plugin(m) if m.contains("failed on purpose")));
+    contained(
+        "error",
+        |e| matches!(e, CallError::Plugin(m) if m.contains("failed on purpose")),
+    );
 }
 
 #[test]
@@ -82,20 +137,35 @@ fn a_plugin_built_against_another_contract_is_refused() {
     let err = PluginModule::load(&runtime(), &wasm("other-contract")).unwrap_err();
     assert!(matches!(err, LoadError::Contract { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains("clickwatch:plugin@0.2.0") && message.contains("clickwatch:plugin@0.1.0"), "{message}");
+    assert!(
+        message.contains("clickwatch:plugin@0.2.0") && message.contains("clickwatch:plugin@0.1.0"),
+        "{message}"
+    );
 }
 
 #[test]
 fn garbage_and_rejected_settings_are_refused_with_a_reason() {
     let rt = runtime();
-    assert!(matches!(PluginModule::load(&rt, b"definitely not wasm"), Err(LoadError::NotWasm)));
+    assert!(matches!(
+        PluginModule::load(&rt, b"definitely not wasm"),
+        Err(LoadError::NotWasm)
+    ));
     let mut truncated = wasm("counter");
     truncated.truncate(truncated.len() / 2);
     assert!(PluginModule::load(&rt, &truncated).is_err());
     let module = PluginModule::load(&rt, &wasm("chaos")).unwrap();
-    let err = module.instantiate(r#"{"mode": "fail-init"}"#).err().expect("init must fail");
-    assert!(err.to_string().contains("chaos refuses these settings"), "{err}");
-    let err = module.instantiate(r#"{"mode": "sideways"}"#).err().expect("bad settings must fail");
+    let err = module
+        .instantiate(r#"{"mode": "fail-init"}"#)
+        .err()
+        .expect("init must fail");
+    assert!(
+        err.to_string().contains("chaos refuses these settings"),
+        "{err}"
+    );
+    let err = module
+        .instantiate(r#"{"mode": "sideways"}"#)
+        .err()
+        .expect("bad settings must fail");
     assert!(err.to_string().contains("unknown variant"), "{err}");
 }
 
@@ -104,5 +174,8 @@ fn declared_info_is_read() {
     let module = PluginModule::load(&runtime(), &wasm("page-traffic")).unwrap();
     assert_eq!(module.info.name, "page-traffic");
     assert_eq!(module.info.tables[0].name, "page_traffic");
-    assert_eq!(module.info.tables[0].key, vec!["window_start".to_string(), "url".to_string()]);
+    assert_eq!(
+        module.info.tables[0].key,
+        vec!["window_start".to_string(), "url".to_string()]
+    );
 }

@@ -1,1 +1,244 @@
-fn main(){}
+//! Repository chores behind `cargo xtask`: build the wasm plugins, run the demo, run every test.
+//! Only std and anyhow, so it builds in seconds.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// Shipped plugins: (crate artifact, file name).
+const SHIPPED: [(&str, &str); 2] = [
+    ("page_traffic", "page-traffic"),
+    ("bot_detector", "bot-detector"),
+];
+/// Test fixtures built from the plugins workspace.
+const FIXTURES: [(&str, &str); 2] = [("fixture_chaos", "chaos"), ("fixture_counter", "counter")];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("plugins") => build_plugins(&root).map(|_| ()),
+        Some("demo") => demo(&root, &args[1..]),
+        Some("test") => test(&root),
+        Some("lint") => lint(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 demo [--duration SECS]  build plugins and host, run the embedded pipeline\n  \
+                 test                    build plugins, run every test (SDK, plugins, host)\n  \
+                 plugins                 build the wasm plugins and fixtures into target/plugins\n  \
+                 lint                    cargo fmt --check and clippy -D warnings on both workspaces"
+            );
+            bail!("unknown or missing command");
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Adds the wasm target when rustup lacks it (a fresh machine does).
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match installed {
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET) =>
+        {
+            Ok(())
+        }
+        Ok(_) => run(Command::new("rustup").args(["target", "add", WASM_TARGET])),
+        Err(e) => bail!("rustup is needed to add the {WASM_TARGET} target: {e}"),
+    }
+}
+
+/// Builds the shipped plugins and the test fixtures into `target/plugins/`.
+fn build_plugins(root: &Path) -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    let out = root.join("target/plugins");
+    std::fs::create_dir_all(&out)?;
+    let manifest = root.join("plugins/Cargo.toml");
+    let built = root
+        .join("plugins/target")
+        .join(WASM_TARGET)
+        .join("release");
+    let wasm_build = |extra: &[&str]| -> Result<()> {
+        let mut cmd = cargo();
+        cmd.args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .args(extra);
+        run(&mut cmd)
+    };
+    wasm_build(&["--workspace"])?;
+    for (artifact, name) in SHIPPED.iter().chain(&FIXTURES) {
+        std::fs::copy(
+            built.join(format!("{artifact}.wasm")),
+            out.join(format!("{name}.wasm")),
+        )
+        .with_context(|| format!("copy {artifact}.wasm"))?;
+    }
+    // The second version of the counter, for hot-swap tests.
+    wasm_build(&["-p", "fixture-counter", "--features", "v2"])?;
+    std::fs::copy(
+        built.join("fixture_counter.wasm"),
+        out.join("counter-v2.wasm"),
+    )?;
+    // A plugin built against another contract version, in its own workspace.
+    let other = root.join("plugins/fixtures/other-contract");
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        WASM_TARGET,
+        "--manifest-path",
+    ])
+    .arg(other.join("Cargo.toml"));
+    cmd.env("CARGO_TARGET_DIR", root.join("plugins/target"));
+    run(&mut cmd)?;
+    std::fs::copy(
+        built.join("fixture_other_contract.wasm"),
+        out.join("other-contract.wasm"),
+    )?;
+    eprintln!("plugins and fixtures are in {}", out.display());
+    Ok(out)
+}
+
+fn demo(root: &Path, args: &[String]) -> Result<()> {
+    let built = build_plugins(root)?;
+    let data = root.join(".clickwatch");
+    let plugins = data.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    // A fresh run each time, so the summary and the database agree.
+    for file in [
+        "clickwatch.db",
+        "clickwatch.db-wal",
+        "clickwatch.db-shm",
+        "alerts.jsonl",
+        "dead-letters.jsonl",
+    ] {
+        let _ = std::fs::remove_file(data.join(file));
+    }
+    let _ = std::fs::remove_dir_all(data.join("state"));
+    for (_, name) in SHIPPED {
+        std::fs::copy(
+            built.join(format!("{name}.wasm")),
+            plugins.join(format!("{name}.wasm")),
+        )?;
+    }
+    run(cargo().args(["build", "-p", "clickwatch"]))?;
+    let mut cmd = Command::new(root.join("target/debug/clickwatch"));
+    cmd.args(["run", "--config", "config/embedded.toml"])
+        .args(args);
+    eprintln!(
+        "\nRunning the embedded pipeline. Copy a .wasm into {} to hot-load it; Ctrl-C to stop.\n",
+        plugins.display()
+    );
+    run(&mut cmd)?;
+    eprintln!("\nInspect: sqlite3 .clickwatch/clickwatch.db 'select count(*) from click_events'");
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    let wasm = build_plugins(root)?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    // Plugin logic, natively (SDK, shipped plugins, fixtures).
+    run(cargo()
+        .args(["test", "--workspace", "--manifest-path"])
+        .arg(root.join("plugins/Cargo.toml")))?;
+    // Host: unit tests and integration tests against the real .wasm files.
+    run(cargo()
+        .args(["test", "--workspace"])
+        .env("CLICKWATCH_WASM_DIR", &wasm))?;
+    scaffold_check(root)?;
+    eprintln!("all tests passed");
+    Ok(())
+}
+
+/// `clickwatch plugin new` must give a crate that passes its tests, builds to wasm and is
+/// accepted by the host, unchanged.
+fn scaffold_check(root: &Path) -> Result<()> {
+    let dir = root.join("target/scaffold-check");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let clickwatch = root.join("target/debug/clickwatch");
+    run(cargo().args(["build", "-p", "clickwatch"]))?;
+    run(Command::new(&clickwatch)
+        .args(["plugin", "new", "my-detector", "--dir"])
+        .arg(&dir))?;
+    let manifest = dir.join("my-detector/Cargo.toml");
+    // Share the plugins' target dir so serde and friends are not rebuilt.
+    let shared = root.join("plugins/target");
+    run(cargo()
+        .arg("test")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &shared))?;
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &shared))?;
+    let wasm = shared.join(WASM_TARGET).join("release/my_detector.wasm");
+    run(Command::new(&clickwatch)
+        .args(["plugin", "check"])
+        .arg(&wasm))?;
+    Ok(())
+}
+
+fn lint(root: &Path) -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo()
+        .args(["fmt", "--all", "--check", "--manifest-path"])
+        .arg(root.join("plugins/Cargo.toml")))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo()
+        .args(["clippy", "--workspace", "--all-targets", "--manifest-path"])
+        .arg(root.join("plugins/Cargo.toml"))
+        .args(["--", "-D", "warnings"]))?;
+    Ok(())
+}

@@ -58,16 +58,33 @@ pub enum SchemaError {
 pub fn check_evolution(old: &TableSchema, new: &TableSchema) -> Result<Vec<String>, SchemaError> {
     let table = || new.name.clone();
     if old.key != new.key {
-        return Err(SchemaError::KeyChanged { table: table(), old: old.key.clone(), new: new.key.clone() });
+        return Err(SchemaError::KeyChanged {
+            table: table(),
+            old: old.key.clone(),
+            new: new.key.clone(),
+        });
     }
     for column in &old.columns {
         match new.columns.iter().find(|c| c.name == column.name) {
-            None => return Err(SchemaError::ColumnDropped { table: table(), column: column.name.clone() }),
+            None => {
+                return Err(SchemaError::ColumnDropped {
+                    table: table(),
+                    column: column.name.clone(),
+                });
+            }
             Some(c) if c.ty != column.ty => {
-                return Err(SchemaError::TypeChanged { table: table(), column: c.name.clone(), old: column.ty, new: c.ty });
+                return Err(SchemaError::TypeChanged {
+                    table: table(),
+                    column: c.name.clone(),
+                    old: column.ty,
+                    new: c.ty,
+                });
             }
             Some(c) if column.nullable && !c.nullable => {
-                return Err(SchemaError::BecameRequired { table: table(), column: c.name.clone() });
+                return Err(SchemaError::BecameRequired {
+                    table: table(),
+                    column: c.name.clone(),
+                });
             }
             Some(_) => {}
         }
@@ -76,7 +93,10 @@ pub fn check_evolution(old: &TableSchema, new: &TableSchema) -> Result<Vec<Strin
     for column in &new.columns {
         if old.column_index(&column.name).is_none() {
             if !column.nullable {
-                return Err(SchemaError::NewColumnNotNullable { table: table(), column: column.name.clone() });
+                return Err(SchemaError::NewColumnNotNullable {
+                    table: table(),
+                    column: column.name.clone(),
+                });
             }
             added.push(column.name.clone());
         }
@@ -92,7 +112,14 @@ mod tests {
     fn table(columns: &[(&str, ColumnType, bool)], key: &[&str]) -> TableSchema {
         TableSchema {
             name: "t".into(),
-            columns: columns.iter().map(|(n, ty, nullable)| ColumnSchema { name: (*n).into(), ty: *ty, nullable: *nullable }).collect(),
+            columns: columns
+                .iter()
+                .map(|(n, ty, nullable)| ColumnSchema {
+                    name: (*n).into(),
+                    ty: *ty,
+                    nullable: *nullable,
+                })
+                .collect(),
             key: key.iter().map(|k| (*k).into()).collect(),
         }
     }
@@ -100,19 +127,68 @@ mod tests {
     #[test]
     fn adding_a_nullable_column_is_allowed() {
         let old = table(&[("k", ColumnType::Text, false)], &["k"]);
-        let new = table(&[("k", ColumnType::Text, false), ("n", ColumnType::Int64, true)], &["k"]);
+        let new = table(
+            &[
+                ("k", ColumnType::Text, false),
+                ("n", ColumnType::Int64, true),
+            ],
+            &["k"],
+        );
         assert_eq!(check_evolution(&old, &new).unwrap(), vec!["n".to_string()]);
     }
 
     #[test]
     fn breaking_changes_are_refused() {
-        let old = table(&[("k", ColumnType::Text, false), ("n", ColumnType::Int64, true)], &["k"]);
+        let old = table(
+            &[
+                ("k", ColumnType::Text, false),
+                ("n", ColumnType::Int64, true),
+            ],
+            &["k"],
+        );
         let cases = [
-            (table(&[("k", ColumnType::Text, false), ("n", ColumnType::Float64, true)], &["k"]), "changes type"),
+            (
+                table(
+                    &[
+                        ("k", ColumnType::Text, false),
+                        ("n", ColumnType::Float64, true),
+                    ],
+                    &["k"],
+                ),
+                "changes type",
+            ),
             (table(&[("k", ColumnType::Text, false)], &["k"]), "dropped"),
-            (table(&[("k", ColumnType::Text, false), ("n", ColumnType::Int64, false)], &["k", "n"]), "key changes"),
-            (table(&[("k", ColumnType::Text, false), ("n", ColumnType::Int64, false)], &["k"]), "NOT NULL"),
-            (table(&[("k", ColumnType::Text, false), ("n", ColumnType::Int64, true), ("m", ColumnType::Int64, false)], &["k"]), "must be nullable"),
+            (
+                table(
+                    &[
+                        ("k", ColumnType::Text, false),
+                        ("n", ColumnType::Int64, false),
+                    ],
+                    &["k", "n"],
+                ),
+                "key changes",
+            ),
+            (
+                table(
+                    &[
+                        ("k", ColumnType::Text, false),
+                        ("n", ColumnType::Int64, false),
+                    ],
+                    &["k"],
+                ),
+                "NOT NULL",
+            ),
+            (
+                table(
+                    &[
+                        ("k", ColumnType::Text, false),
+                        ("n", ColumnType::Int64, true),
+                        ("m", ColumnType::Int64, false),
+                    ],
+                    &["k"],
+                ),
+                "must be nullable",
+            ),
         ];
         for (new, expected) in cases {
             let err = check_evolution(&old, &new).unwrap_err().to_string();

@@ -105,7 +105,10 @@ pub fn check_row(schema: &TableSchema, row: &AggregateRow) -> Result<(), String>
     }
     for (value, column) in row.values.iter().zip(&schema.columns) {
         if !value.fits(column) {
-            return Err(format!("value {value:?} does not fit column {} ({:?}) of table {}", column.name, column.ty, schema.name));
+            return Err(format!(
+                "value {value:?} does not fit column {} ({:?}) of table {}",
+                column.name, column.ty, schema.name
+            ));
         }
     }
     Ok(())

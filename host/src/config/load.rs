@@ -51,81 +51,154 @@ pub enum ConfigError {
 }
 
 /// Loads `file`, applies environment overrides from `env`, and validates the result.
-pub fn load(file: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read { file: file.to_owned(), source })?;
+pub fn load(
+    file: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_owned(),
+        source,
+    })?;
     parse(file, &text, env)
 }
 
 /// Parses config text (named `file` in errors).
-pub fn parse(file: &Path, text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+pub fn parse(
+    file: &Path,
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
     let mut table: toml::Table =
-        text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { file: file.to_owned(), message: e.to_string() })?;
+        text.parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                file: file.to_owned(),
+                message: e.to_string(),
+            })?;
     for (name, value) in env {
         if let Some(path) = name.strip_prefix(ENV_PREFIX) {
             apply_override(&mut table, path, &value);
         }
     }
-    let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-        let outer = e.path().to_string();
-        let message = e.into_inner().message().to_owned();
-        match message.split_once(super::tagged::PATH_MARK) {
-            Some((inner, message)) => {
-                let key = if inner == "." { outer } else { format!("{outer}.{inner}") };
-                ConfigError::Key { file: file.to_owned(), key, message: message.to_owned() }
+    let config: Config =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let outer = e.path().to_string();
+            let message = e.into_inner().message().to_owned();
+            match message.split_once(super::tagged::PATH_MARK) {
+                Some((inner, message)) => {
+                    let key = if inner == "." {
+                        outer
+                    } else {
+                        format!("{outer}.{inner}")
+                    };
+                    ConfigError::Key {
+                        file: file.to_owned(),
+                        key,
+                        message: message.to_owned(),
+                    }
+                }
+                None => ConfigError::Key {
+                    file: file.to_owned(),
+                    key: outer,
+                    message,
+                },
             }
-            None => ConfigError::Key { file: file.to_owned(), key: outer, message },
-        }
-    })?;
+        })?;
     validate(file, &config)?;
     Ok(config)
 }
 
 fn apply_override(table: &mut toml::Table, path: &str, value: &str) {
     let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
-    let Some((last, parents)) = keys.split_last() else { return };
+    let Some((last, parents)) = keys.split_last() else {
+        return;
+    };
     let mut current = table;
     for key in parents {
-        let entry = current.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let toml::Value::Table(next) = entry else { return };
+        let entry = current
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(next) = entry else {
+            return;
+        };
         current = next;
     }
-    let parsed = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v"));
-    current.insert(last.clone(), parsed.unwrap_or_else(|| toml::Value::String(value.to_owned())));
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    current.insert(
+        last.clone(),
+        parsed.unwrap_or_else(|| toml::Value::String(value.to_owned())),
+    );
 }
 
 fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
-    let bad = |key: &str, message: String| ConfigError::Value { file: file.to_owned(), key: key.to_owned(), message };
+    let bad = |key: &str, message: String| ConfigError::Value {
+        file: file.to_owned(),
+        key: key.to_owned(),
+        message,
+    };
     if !config.plugins.dir.is_dir() {
         return Err(bad(
             "plugins.dir",
-            format!("folder {} does not exist (expected a folder of .wasm plugins)", config.plugins.dir.display()),
+            format!(
+                "folder {} does not exist (expected a folder of .wasm plugins)",
+                config.plugins.dir.display()
+            ),
         ));
     }
     let p = &config.pipeline;
     if p.batch_size == 0 || p.batch_size > 100_000 {
-        return Err(bad("pipeline.batch_size", format!("expected 1..=100000, got {}", p.batch_size)));
+        return Err(bad(
+            "pipeline.batch_size",
+            format!("expected 1..=100000, got {}", p.batch_size),
+        ));
     }
     if p.queue_batches == 0 {
         return Err(bad("pipeline.queue_batches", "expected at least 1".into()));
     }
     if p.allowed_lateness_ms < 0 {
-        return Err(bad("pipeline.allowed_lateness_ms", format!("expected >= 0, got {}", p.allowed_lateness_ms)));
+        return Err(bad(
+            "pipeline.allowed_lateness_ms",
+            format!("expected >= 0, got {}", p.allowed_lateness_ms),
+        ));
     }
     if config.plugins.deadline_ms == 0 {
-        return Err(bad("plugins.deadline_ms", "expected a positive number of milliseconds".into()));
+        return Err(bad(
+            "plugins.deadline_ms",
+            "expected a positive number of milliseconds".into(),
+        ));
     }
     if config.plugins.memory_mb < 2 {
-        return Err(bad("plugins.memory_mb", format!("expected at least 2 MiB, got {}", config.plugins.memory_mb)));
+        return Err(bad(
+            "plugins.memory_mb",
+            format!("expected at least 2 MiB, got {}", config.plugins.memory_mb),
+        ));
     }
-    if let super::SourceConfig::Generator(super::GeneratorSource { rate, bot_fraction, simulated_rate, .. }) = &config.source {
+    if let super::SourceConfig::Generator(super::GeneratorSource {
+        rate,
+        bot_fraction,
+        simulated_rate,
+        ..
+    }) = &config.source
+    {
         if *rate == 0 {
-            return Err(bad("source.rate", "expected a positive events-per-second rate".into()));
+            return Err(bad(
+                "source.rate",
+                "expected a positive events-per-second rate".into(),
+            ));
         }
         if !(0.0..=1.0).contains(bot_fraction) {
-            return Err(bad("source.bot_fraction", format!("expected 0..1, got {bot_fraction}")));
+            return Err(bad(
+                "source.bot_fraction",
+                format!("expected 0..1, got {bot_fraction}"),
+            ));
         }
         if *simulated_rate <= 0.0 {
-            return Err(bad("source.simulated_rate", format!("expected > 0, got {simulated_rate}")));
+            return Err(bad(
+                "source.simulated_rate",
+                format!("expected > 0, got {simulated_rate}"),
+            ));
         }
     }
     Ok(())
@@ -163,7 +236,9 @@ path = "dead.jsonl"
     }
 
     fn err(text: &str) -> String {
-        parse(Path::new("conf/test.toml"), text, []).unwrap_err().to_string()
+        parse(Path::new("conf/test.toml"), text, [])
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -179,24 +254,46 @@ path = "dead.jsonl"
         let dir = tempfile::tempdir().unwrap();
         let good = base(dir.path());
         let unknown = err(&good.replace("rate = 100", "rate = 100\nspeed = 3"));
-        assert!(unknown.starts_with("conf/test.toml: key `source"), "{unknown}");
+        assert!(
+            unknown.starts_with("conf/test.toml: key `source"),
+            "{unknown}"
+        );
         assert!(unknown.contains("unknown field `speed`"), "{unknown}");
         let wrong_type = err(&good.replace("rate = 100", "rate = \"fast\""));
-        assert!(wrong_type.contains("conf/test.toml: key `source.rate`") && wrong_type.contains("expected u32"), "{wrong_type}");
+        assert!(
+            wrong_type.contains("conf/test.toml: key `source.rate`")
+                && wrong_type.contains("expected u32"),
+            "{wrong_type}"
+        );
         let nested = err(&format!("{good}\n[pipeline]\nbatch_sise = 5\n"));
-        assert!(nested.contains("key `pipeline.batch_sise`") && nested.contains("unknown field"), "{nested}");
+        assert!(
+            nested.contains("key `pipeline.batch_sise`") && nested.contains("unknown field"),
+            "{nested}"
+        );
         let missing_dir = err(&good.replace(&dir.path().display().to_string(), "/no/such/folder"));
-        assert!(missing_dir.contains("key `plugins.dir`") && missing_dir.contains("does not exist"), "{missing_dir}");
+        assert!(
+            missing_dir.contains("key `plugins.dir`") && missing_dir.contains("does not exist"),
+            "{missing_dir}"
+        );
         let syntax = err("[source\n");
-        assert!(syntax.contains("conf/test.toml: not valid TOML"), "{syntax}");
+        assert!(
+            syntax.contains("conf/test.toml: not valid TOML"),
+            "{syntax}"
+        );
     }
 
     #[test]
     fn the_environment_overrides_keys() {
         let dir = tempfile::tempdir().unwrap();
         let env = [
-            ("CLICKWATCH__SINKS__RAW__PATH".to_owned(), "/secret/raw.db".to_owned()),
-            ("CLICKWATCH__PIPELINE__BATCH_SIZE".to_owned(), "77".to_owned()),
+            (
+                "CLICKWATCH__SINKS__RAW__PATH".to_owned(),
+                "/secret/raw.db".to_owned(),
+            ),
+            (
+                "CLICKWATCH__PIPELINE__BATCH_SIZE".to_owned(),
+                "77".to_owned(),
+            ),
             ("UNRELATED".to_owned(), "x".to_owned()),
         ];
         let c = parse(Path::new("t.toml"), &base(dir.path()), env).unwrap();

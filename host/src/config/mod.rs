@@ -99,7 +99,13 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { batch_size: 1000, batch_linger_ms: 200, queue_batches: 4, allowed_lateness_ms: 5_000, idle_advance_ms: 2_000 }
+        PipelineConfig {
+            batch_size: 1000,
+            batch_linger_ms: 200,
+            queue_batches: 4,
+            allowed_lateness_ms: 5_000,
+            idle_advance_ms: 2_000,
+        }
     }
 }
 

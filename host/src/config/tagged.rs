@@ -15,7 +15,9 @@ pub(crate) fn variant<T: DeserializeOwned, E: Error>(table: toml::Table) -> Resu
         let inner = e.into_inner().message().to_owned();
         // An error from a nested tagged section already carries its path: prepend ours.
         match inner.split_once(PATH_MARK) {
-            Some((nested, message)) if path != "." => E::custom(format!("{path}.{nested}{PATH_MARK}{message}")),
+            Some((nested, message)) if path != "." => {
+                E::custom(format!("{path}.{nested}{PATH_MARK}{message}"))
+            }
             Some((nested, message)) => E::custom(format!("{nested}{PATH_MARK}{message}")),
             None => E::custom(format!("{path}{PATH_MARK}{inner}")),
         }
@@ -26,11 +28,18 @@ pub(crate) fn variant<T: DeserializeOwned, E: Error>(table: toml::Table) -> Resu
 pub(crate) fn take_type<E: Error>(table: &mut toml::Table, expected: &[&str]) -> Result<String, E> {
     match table.remove("type") {
         Some(toml::Value::String(s)) if expected.contains(&s.as_str()) => Ok(s),
-        Some(toml::Value::String(s)) => {
-            Err(E::custom(format!("type{PATH_MARK}unknown type {s:?}, expected one of {}", expected.join(", "))))
-        }
-        Some(other) => Err(E::custom(format!("type{PATH_MARK}expected a string, got {}", other.type_str()))),
-        None => Err(E::custom(format!("type{PATH_MARK}missing; expected one of {}", expected.join(", ")))),
+        Some(toml::Value::String(s)) => Err(E::custom(format!(
+            "type{PATH_MARK}unknown type {s:?}, expected one of {}",
+            expected.join(", ")
+        ))),
+        Some(other) => Err(E::custom(format!(
+            "type{PATH_MARK}expected a string, got {}",
+            other.type_str()
+        ))),
+        None => Err(E::custom(format!(
+            "type{PATH_MARK}missing; expected one of {}",
+            expected.join(", ")
+        ))),
     }
 }
 

@@ -68,15 +68,26 @@ struct Wire {
 }
 
 fn field(field: &'static str, problem: impl Into<String>) -> InvalidEvent {
-    InvalidEvent::Field { field, problem: problem.into() }
+    InvalidEvent::Field {
+        field,
+        problem: problem.into(),
+    }
 }
 
-fn check_len(name: &'static str, value: &str, max: usize, required: bool) -> Result<(), InvalidEvent> {
+fn check_len(
+    name: &'static str,
+    value: &str,
+    max: usize,
+    required: bool,
+) -> Result<(), InvalidEvent> {
     if required && value.trim().is_empty() {
         return Err(field(name, "must not be empty"));
     }
     if value.len() > max {
-        return Err(field(name, format!("is {} bytes, over the {max}-byte limit", value.len())));
+        return Err(field(
+            name,
+            format!("is {} bytes, over the {max}-byte limit", value.len()),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(field(name, "contains control characters"));
@@ -84,7 +95,11 @@ fn check_len(name: &'static str, value: &str, max: usize, required: bool) -> Res
     Ok(())
 }
 
-fn check_opt(name: &'static str, value: &Option<String>, max: usize) -> Result<Option<String>, InvalidEvent> {
+fn check_opt(
+    name: &'static str,
+    value: &Option<String>,
+    max: usize,
+) -> Result<Option<String>, InvalidEvent> {
     match value.as_deref() {
         None | Some("") => Ok(None),
         Some(v) => check_len(name, v, max, false).map(|()| Some(v.to_owned())),
@@ -96,16 +111,24 @@ pub fn decode(bytes: &[u8]) -> Result<ClickEvent, InvalidEvent> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(InvalidEvent::TooLarge(bytes.len()));
     }
-    let wire: Wire = serde_json::from_slice(bytes).map_err(|e| InvalidEvent::Malformed(e.to_string()))?;
+    let wire: Wire =
+        serde_json::from_slice(bytes).map_err(|e| InvalidEvent::Malformed(e.to_string()))?;
     check_len("event_id", &wire.event_id, MAX_ID_LEN, true)?;
     check_len("session_id", &wire.session_id, MAX_ID_LEN, true)?;
     check_len("url", &wire.url, MAX_URL_LEN, true)?;
-    let time = DateTime::parse_from_rfc3339(&wire.event_time)
-        .map_err(|e| field("event_time", format!("{:?} is not an RFC 3339 time: {e}", wire.event_time)))?;
+    let time = DateTime::parse_from_rfc3339(&wire.event_time).map_err(|e| {
+        field(
+            "event_time",
+            format!("{:?} is not an RFC 3339 time: {e}", wire.event_time),
+        )
+    })?;
     let time_ms = time.timestamp_millis();
     // 2000-01-01 .. 2100-01-01: anything outside is a clock or encoding bug, not a click.
     if !(946_684_800_000..4_102_444_800_000).contains(&time_ms) {
-        return Err(field("event_time", format!("{} is outside 2000..2100", wire.event_time)));
+        return Err(field(
+            "event_time",
+            format!("{} is outside 2000..2100", wire.event_time),
+        ));
     }
     let user_id = check_opt("user_id", &wire.user_id, MAX_ID_LEN)?;
     let referrer = check_opt("referrer", &wire.referrer, MAX_URL_LEN)?;
@@ -116,7 +139,10 @@ pub fn decode(bytes: &[u8]) -> Result<ClickEvent, InvalidEvent> {
     if let Some(c) = &country
         && !(c.len() == 2 && c.chars().all(|c| c.is_ascii_uppercase()))
     {
-        return Err(field("country", format!("{c:?} is not an ISO 3166-1 alpha-2 code")));
+        return Err(field(
+            "country",
+            format!("{c:?} is not an ISO 3166-1 alpha-2 code"),
+        ));
     }
     Ok(ClickEvent {
         event_id: wire.event_id,
@@ -183,15 +209,30 @@ mod tests {
             ("not json", "malformed JSON"),
             (r#"{"event_id":"e"}"#, "missing field"),
             (&GOOD.replace("add_to_cart", "teleport"), "unknown variant"),
-            (&GOOD.replace(r#""e1""#, r#""""#), "field `event_id`: must not be empty"),
-            (&GOOD.replace("2026-11-28T10:00:00.250Z", "yesterday"), "field `event_time`"),
-            (&GOOD.replace("2026-11-28", "1970-01-01"), "outside 2000..2100"),
+            (
+                &GOOD.replace(r#""e1""#, r#""""#),
+                "field `event_id`: must not be empty",
+            ),
+            (
+                &GOOD.replace("2026-11-28T10:00:00.250Z", "yesterday"),
+                "field `event_time`",
+            ),
+            (
+                &GOOD.replace("2026-11-28", "1970-01-01"),
+                "outside 2000..2100",
+            ),
             (&GOOD.replace(r#""DE""#, r#""de""#), "field `country`"),
-            (&GOOD.replace(r#""mobile""#, r#""mobile","colour":"red""#), "unknown field `colour`"),
+            (
+                &GOOD.replace(r#""mobile""#, r#""mobile","colour":"red""#),
+                "unknown field `colour`",
+            ),
         ];
         for (input, expected) in cases {
             let err = decode(input.as_bytes()).unwrap_err().to_string();
-            assert!(err.contains(expected), "{input}: got {err:?}, expected {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{input}: got {err:?}, expected {expected:?}"
+            );
         }
         let huge = format!(r#"{{"event_id":"{}"}}"#, "x".repeat(MAX_EVENT_BYTES));
         assert_eq!(decode(huge.as_bytes()).unwrap_err().label(), "too_large");

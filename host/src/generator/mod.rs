@@ -9,8 +9,8 @@
 
 mod session;
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -35,7 +35,13 @@ pub struct GeneratorSettings {
 
 impl Default for GeneratorSettings {
     fn default() -> Self {
-        GeneratorSettings { seed: 1, start_ms: 1_790_000_000_000, mean_rate: 50.0, users: 5_000, bot_fraction: 0.01 }
+        GeneratorSettings {
+            seed: 1,
+            start_ms: 1_790_000_000_000,
+            mean_rate: 50.0,
+            users: 5_000,
+            bot_fraction: 0.01,
+        }
     }
 }
 
@@ -64,7 +70,10 @@ pub struct Generator {
 
 impl std::fmt::Debug for Generator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Generator").field("settings", &self.settings).field("events", &self.next_event).finish()
+        f.debug_struct("Generator")
+            .field("settings", &self.settings)
+            .field("events", &self.next_event)
+            .finish()
     }
 }
 
@@ -72,7 +81,9 @@ impl Generator {
     /// A generator with `settings`.
     pub fn new(settings: GeneratorSettings) -> Self {
         let mut rng = StdRng::seed_from_u64(settings.seed);
-        let visitors = (0..settings.users.max(1)).map(|i| Visitor::random(&mut rng, i)).collect();
+        let visitors = (0..settings.users.max(1))
+            .map(|i| Visitor::random(&mut rng, i))
+            .collect();
         Generator {
             next_arrival_ms: settings.start_ms as f64,
             settings,
@@ -91,7 +102,8 @@ impl Generator {
     }
 
     fn arrival_gap_ms(&mut self) -> f64 {
-        let sessions_per_sec = self.settings.mean_rate * daily_shape(self.next_arrival_ms as i64) / EVENTS_PER_SESSION;
+        let sessions_per_sec =
+            self.settings.mean_rate * daily_shape(self.next_arrival_ms as i64) / EVENTS_PER_SESSION;
         let u: f64 = self.rng.random_range(f64::EPSILON..1.0);
         -u.ln() / sessions_per_sec.max(1e-6) * 1000.0
     }
@@ -99,14 +111,23 @@ impl Generator {
     fn start_session(&mut self) {
         let id = self.next_session;
         self.next_session += 1;
-        let bot = self.rng.random_bool(self.settings.bot_fraction.clamp(0.0, 1.0));
+        let bot = self
+            .rng
+            .random_bool(self.settings.bot_fraction.clamp(0.0, 1.0));
         let visitor = if bot || self.rng.random_bool(0.45) {
             Visitor::anonymous(&mut self.rng, bot)
         } else {
             let i = self.rng.random_range(0..self.visitors.len());
             self.visitors[i].clone()
         };
-        let session = Session::new(&mut self.rng, self.settings.seed, id, visitor, self.next_arrival_ms as i64, bot);
+        let session = Session::new(
+            &mut self.rng,
+            self.settings.seed,
+            id,
+            visitor,
+            self.next_arrival_ms as i64,
+            bot,
+        );
         self.active.push(Reverse((session.next_time_ms, id)));
         self.sessions.insert(id, session);
         let gap = self.arrival_gap_ms();
@@ -121,8 +142,12 @@ impl Generator {
                 self.start_session();
                 continue;
             }
-            let Some(Reverse((_, id))) = self.active.pop() else { continue };
-            let Some(session) = self.sessions.get_mut(&id) else { continue };
+            let Some(Reverse((_, id))) = self.active.pop() else {
+                continue;
+            };
+            let Some(session) = self.sessions.get_mut(&id) else {
+                continue;
+            };
             let seq = self.next_event;
             self.next_event += 1;
             let event = session.next(&mut self.rng, seq);
@@ -152,13 +177,21 @@ mod tests {
         let b = Generator::new(GeneratorSettings::default()).take(2_000);
         assert_eq!(a, b);
         assert!(a.windows(2).all(|w| w[0].time_ms <= w[1].time_ms));
-        let c = Generator::new(GeneratorSettings { seed: 2, ..Default::default() }).take(10);
+        let c = Generator::new(GeneratorSettings {
+            seed: 2,
+            ..Default::default()
+        })
+        .take(10);
         assert_ne!(a[..10], c[..]);
     }
 
     #[test]
     fn events_are_valid_and_cover_the_funnel() {
-        let events = Generator::new(GeneratorSettings { mean_rate: 200.0, ..Default::default() }).take(20_000);
+        let events = Generator::new(GeneratorSettings {
+            mean_rate: 200.0,
+            ..Default::default()
+        })
+        .take(20_000);
         for e in events.iter().take(500) {
             assert_eq!(&decode(encode(e).as_bytes()).unwrap(), e);
         }
@@ -168,7 +201,10 @@ mod tests {
         assert!(count(EventKind::Purchase) > 0, "some sessions must convert");
         let ids: std::collections::HashSet<_> = events.iter().map(|e| &e.event_id).collect();
         assert_eq!(ids.len(), events.len(), "event ids are unique");
-        assert!(events.iter().any(|e| e.user_id.is_none()) && events.iter().any(|e| e.user_id.is_some()));
+        assert!(
+            events.iter().any(|e| e.user_id.is_none())
+                && events.iter().any(|e| e.user_id.is_some())
+        );
     }
 
     #[test]

@@ -8,9 +8,21 @@ use rand::rngs::StdRng;
 use crate::event::{ClickEvent, EventKind};
 
 const SITE: &str = "https://shop.example";
-const CATEGORIES: [&str; 8] = ["shoes", "shirts", "bags", "watches", "toys", "books", "garden", "kitchen"];
-const COUNTRIES: [(&str, u32); 10] =
-    [("US", 30), ("DE", 12), ("GB", 10), ("FR", 9), ("IN", 8), ("BR", 7), ("JP", 6), ("CA", 6), ("ES", 6), ("NL", 6)];
+const CATEGORIES: [&str; 8] = [
+    "shoes", "shirts", "bags", "watches", "toys", "books", "garden", "kitchen",
+];
+const COUNTRIES: [(&str, u32); 10] = [
+    ("US", 30),
+    ("DE", 12),
+    ("GB", 10),
+    ("FR", 9),
+    ("IN", 8),
+    ("BR", 7),
+    ("JP", 6),
+    ("CA", 6),
+    ("ES", 6),
+    ("NL", 6),
+];
 const REFERRERS: [(Option<&str>, u32); 6] = [
     (None, 35),
     (Some("https://www.google.com/"), 30),
@@ -57,9 +69,23 @@ impl Visitor {
 
     /// An anonymous visitor (or a bot).
     pub fn anonymous(rng: &mut StdRng, bot: bool) -> Self {
-        let device = if bot { "desktop" } else { weighted(rng, &[("desktop", 55), ("mobile", 38), ("tablet", 7)]) };
-        let user_agent = if bot { BOT_AGENTS[rng.random_range(0..BOT_AGENTS.len())].to_owned() } else { UserAgent().fake_with_rng(rng) };
-        Visitor { user_id: None, device, country: weighted(rng, &COUNTRIES), user_agent, ip: IPv4().fake_with_rng(rng) }
+        let device = if bot {
+            "desktop"
+        } else {
+            weighted(rng, &[("desktop", 55), ("mobile", 38), ("tablet", 7)])
+        };
+        let user_agent = if bot {
+            BOT_AGENTS[rng.random_range(0..BOT_AGENTS.len())].to_owned()
+        } else {
+            UserAgent().fake_with_rng(rng)
+        };
+        Visitor {
+            user_id: None,
+            device,
+            country: weighted(rng, &COUNTRIES),
+            user_agent,
+            ip: IPv4().fake_with_rng(rng),
+        }
     }
 }
 
@@ -77,20 +103,37 @@ pub struct Session {
 
 impl Session {
     /// Plans a whole visit.
-    pub fn new(rng: &mut StdRng, seed: u64, id: u64, visitor: Visitor, start_ms: i64, bot: bool) -> Self {
+    pub fn new(
+        rng: &mut StdRng,
+        seed: u64,
+        id: u64,
+        visitor: Visitor,
+        start_ms: i64,
+        bot: bool,
+    ) -> Self {
         let referrer = if bot { None } else { weighted(rng, &REFERRERS) };
         let mut steps = Vec::new();
         let category = CATEGORIES[rng.random_range(0..CATEGORIES.len())];
         if bot {
             // Scrapers walk the catalogue breadth-first, fast and without buying anything.
             for _ in 0..rng.random_range(60..200) {
-                steps.push((EventKind::PageView, format!("/product/{}", rng.random_range(1..5_000))));
+                steps.push((
+                    EventKind::PageView,
+                    format!("/product/{}", rng.random_range(1..5_000)),
+                ));
             }
         } else {
             if referrer == Some("https://ads.example.net/click") {
                 steps.push((EventKind::AdClick, format!("/category/{category}")));
             }
-            steps.push((EventKind::PageView, if rng.random_bool(0.5) { "/".to_owned() } else { format!("/category/{category}") }));
+            steps.push((
+                EventKind::PageView,
+                if rng.random_bool(0.5) {
+                    "/".to_owned()
+                } else {
+                    format!("/category/{category}")
+                },
+            ));
             if visitor.user_id.is_some() && rng.random_bool(0.3) {
                 steps.push((EventKind::Login, "/login".to_owned()));
             }
@@ -126,7 +169,15 @@ impl Session {
             }
         }
         steps.reverse();
-        Session { id: format!("{seed:x}-s{id}"), visitor, referrer, steps, next_time_ms: start_ms, bot, seed }
+        Session {
+            id: format!("{seed:x}-s{id}"),
+            visitor,
+            referrer,
+            steps,
+            next_time_ms: start_ms,
+            bot,
+            seed,
+        }
     }
 
     /// Whether the visit is over.
@@ -136,16 +187,25 @@ impl Session {
 
     /// Emits the next step and schedules the one after.
     pub fn next(&mut self, rng: &mut StdRng, seq: u64) -> ClickEvent {
-        let (kind, path) = self.steps.pop().unwrap_or((EventKind::Other, "/".to_owned()));
+        let (kind, path) = self
+            .steps
+            .pop()
+            .unwrap_or((EventKind::Other, "/".to_owned()));
         let properties = match kind {
             EventKind::AddToCart | EventKind::Purchase => {
                 let mut m = serde_json::Map::new();
-                m.insert("price".into(), serde_json::json!((rng.random_range(500..20_000) as f64) / 100.0));
+                m.insert(
+                    "price".into(),
+                    serde_json::json!((rng.random_range(500..20_000) as f64) / 100.0),
+                );
                 Some(m)
             }
             EventKind::Click => {
                 let mut m = serde_json::Map::new();
-                m.insert("element_id".into(), serde_json::json!(format!("btn-{}", rng.random_range(1..20))));
+                m.insert(
+                    "element_id".into(),
+                    serde_json::json!(format!("btn-{}", rng.random_range(1..20))),
+                );
                 Some(m)
             }
             _ => None,
@@ -165,7 +225,11 @@ impl Session {
             properties,
         };
         // Humans dwell seconds to a minute (log-normal-ish); bots fire every 50-300 ms.
-        let gap = if self.bot { rng.random_range(50..300) } else { (rng.random_range(0.5f64..4.2).exp() * 1000.0) as i64 };
+        let gap = if self.bot {
+            rng.random_range(50..300)
+        } else {
+            (rng.random_range(0.5f64..4.2).exp() * 1000.0) as i64
+        };
         self.next_time_ms += gap;
         // The referrer only applies to the landing page.
         self.referrer = None;

@@ -113,7 +113,12 @@ mod tests {
         assert_eq!(b.len, 2);
         assert_eq!(b.session[0], b.session[1]);
         assert_eq!(b.user, vec![0, 0]);
-        let s = |i: u32| std::str::from_utf8(&b.text[b.starts[i as usize] as usize..b.starts[i as usize + 1] as usize]).unwrap();
+        let s = |i: u32| {
+            std::str::from_utf8(
+                &b.text[b.starts[i as usize] as usize..b.starts[i as usize + 1] as usize],
+            )
+            .unwrap()
+        };
         assert_eq!(s(b.event_id[1]), "e2");
         assert_eq!(s(b.ip[0]), "1.2.3.4");
         assert_eq!(s(0), "");

@@ -19,19 +19,25 @@ pub enum LoadError {
     #[error("not a WebAssembly file (it does not start with the wasm magic bytes)")]
     NotWasm,
     /// A core module that cannot be turned into a component.
-    #[error("a core wasm module without a usable Clickwatch component type (was it built with the clickwatch SDK?): {0}")]
+    #[error(
+        "a core wasm module without a usable Clickwatch component type (was it built with the clickwatch SDK?): {0}"
+    )]
     Encode(String),
     /// Compilation failed.
     #[error("invalid WebAssembly: {0}")]
     Compile(String),
     /// Exports no Clickwatch plugin interface.
-    #[error("not a Clickwatch plugin: it exports {exports:?}, not {CONTRACT_PACKAGE}/plugin@{CONTRACT_VERSION}")]
+    #[error(
+        "not a Clickwatch plugin: it exports {exports:?}, not {CONTRACT_PACKAGE}/plugin@{CONTRACT_VERSION}"
+    )]
     NotAPlugin {
         /// What it exports instead.
         exports: Vec<String>,
     },
     /// Built against a contract this host does not implement.
-    #[error("built against contract {CONTRACT_PACKAGE}@{found}; this host supports {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (0.1.x)")]
+    #[error(
+        "built against contract {CONTRACT_PACKAGE}@{found}; this host supports {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (0.1.x)"
+    )]
     Contract {
         /// The version it was built against.
         found: String,
@@ -58,7 +64,9 @@ pub struct PluginModule {
 
 impl std::fmt::Debug for PluginModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginModule").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("PluginModule")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -72,7 +80,13 @@ fn contract_of(component: &Component, runtime: &Runtime) -> Result<(), LoadError
         {
             let found = rest.strip_prefix('@').unwrap_or("(unversioned)");
             let compatible = found.starts_with("0.1.");
-            return if compatible { Ok(()) } else { Err(LoadError::Contract { found: found.to_owned() }) };
+            return if compatible {
+                Ok(())
+            } else {
+                Err(LoadError::Contract {
+                    found: found.to_owned(),
+                })
+            };
         }
         exports.push(name.to_owned());
     }
@@ -91,9 +105,13 @@ impl PluginModule {
         let bytes = if wasmparser_is_core(bytes) {
             // Validate first: the encoder assumes a well-formed module and can panic on a
             // truncated one; the unwind guard is the second line of defence.
-            wasmparser::Validator::new().validate_all(bytes).map_err(|e| LoadError::Compile(e.to_string()))?;
+            wasmparser::Validator::new()
+                .validate_all(bytes)
+                .map_err(|e| LoadError::Compile(e.to_string()))?;
             component_bytes = std::panic::catch_unwind(|| {
-                wit_component::ComponentEncoder::default().module(bytes).and_then(|e| e.validate(true).encode())
+                wit_component::ComponentEncoder::default()
+                    .module(bytes)
+                    .and_then(|e| e.validate(true).encode())
             })
             .map_err(|_| LoadError::Encode("the component encoder failed on this module".into()))?
             .map_err(|e| LoadError::Encode(format!("{e:#}")))?;
@@ -101,22 +119,39 @@ impl PluginModule {
         } else {
             bytes
         };
-        let component = Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&runtime.engine, bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         contract_of(&component, runtime)?;
-        let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = ClickwatchPluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let instance_pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = ClickwatchPluginPre::new(instance_pre)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let mut probe = Instance::new(runtime, &pre, Arc::from("(loading)"))?;
         let raw: bindings::PluginInfo = probe.info()?;
-        if raw.contract_version.split('.').take(2).ne(CONTRACT_VERSION.split('.').take(2)) {
-            return Err(LoadError::Contract { found: raw.contract_version });
+        if raw
+            .contract_version
+            .split('.')
+            .take(2)
+            .ne(CONTRACT_VERSION.split('.').take(2))
+        {
+            return Err(LoadError::Contract {
+                found: raw.contract_version,
+            });
         }
         let info = convert_info(raw).map_err(LoadError::Info)?;
-        Ok(PluginModule { info: Arc::new(info), pre, runtime: runtime.clone() })
+        Ok(PluginModule {
+            info: Arc::new(info),
+            pre,
+            runtime: runtime.clone(),
+        })
     }
 
     /// A fresh instance configured with `settings` (JSON): `init` has run.
     pub fn instantiate(&self, settings: &str) -> Result<Instance, CallError> {
-        let mut instance = Instance::new(&self.runtime, &self.pre, Arc::from(self.info.name.as_str()))?;
+        let mut instance =
+            Instance::new(&self.runtime, &self.pre, Arc::from(self.info.name.as_str()))?;
         instance.init(settings)?;
         Ok(instance)
     }

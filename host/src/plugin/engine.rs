@@ -20,7 +20,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { deadline: Duration::from_millis(500), memory_bytes: 64 << 20 }
+        Limits {
+            deadline: Duration::from_millis(500),
+            memory_bytes: 64 << 20,
+        }
     }
 }
 
@@ -55,12 +58,20 @@ impl clickwatch::plugin::host::Host for PluginCtx {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
         let plugin = &*self.plugin;
         if fields.iter().any(|(k, v)| k == "panic" && v == "true") {
-            let location = fields.iter().find(|(k, _)| k == "location").map(|(_, v)| v.as_str()).unwrap_or("");
+            let location = fields
+                .iter()
+                .find(|(k, _)| k == "location")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
             tracing::error!(plugin, location, "plugin panicked: {message}");
             self.last_panic = Some(message);
             return;
         }
-        let fields = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         match level {
             Level::Trace => tracing::trace!(plugin, fields, "{message}"),
             Level::Debug => tracing::debug!(plugin, fields, "{message}"),
@@ -83,7 +94,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,7 +128,11 @@ impl Runtime {
                 }
             })
             .map_err(|e| RuntimeError(e.to_string()))?;
-        Ok(Runtime { engine, linker: Arc::new(linker), limits })
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            limits,
+        })
     }
 
     /// The limits instances are created with.

@@ -38,26 +38,39 @@ fn is_ident(s: &str, sep: char) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == sep)
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == sep)
 }
 
 /// Converts and validates what `info()` returned.
 pub fn convert_info(raw: bindings::PluginInfo) -> Result<PluginInfo, String> {
     if !is_ident(&raw.name, '-') {
-        return Err(format!("plugin name {:?} must be lower-case letters, digits and '-'", raw.name));
+        return Err(format!(
+            "plugin name {:?} must be lower-case letters, digits and '-'",
+            raw.name
+        ));
     }
     let mut tables = Vec::new();
     for t in raw.tables {
         if !is_ident(&t.name, '_') {
-            return Err(format!("table name {:?} must be lower-case snake_case", t.name));
+            return Err(format!(
+                "table name {:?} must be lower-case snake_case",
+                t.name
+            ));
         }
         let mut columns: Vec<ColumnSchema> = Vec::new();
         for c in t.columns {
             if !is_ident(&c.name, '_') || c.name == "ingest_time" {
-                return Err(format!("column {:?} of table {} must be snake_case and not `ingest_time`", c.name, t.name));
+                return Err(format!(
+                    "column {:?} of table {} must be snake_case and not `ingest_time`",
+                    c.name, t.name
+                ));
             }
             if columns.iter().any(|x| x.name == c.name) {
-                return Err(format!("column {} appears twice in table {}", c.name, t.name));
+                return Err(format!(
+                    "column {} appears twice in table {}",
+                    c.name, t.name
+                ));
             }
             let ty = match c.ty {
                 bindings::ColumnType::Int64 => ColumnType::Int64,
@@ -66,29 +79,56 @@ pub fn convert_info(raw: bindings::PluginInfo) -> Result<PluginInfo, String> {
                 bindings::ColumnType::Timestamp => ColumnType::Timestamp,
                 bindings::ColumnType::Boolean => ColumnType::Boolean,
             };
-            columns.push(ColumnSchema { name: c.name, ty, nullable: c.nullable });
+            columns.push(ColumnSchema {
+                name: c.name,
+                ty,
+                nullable: c.nullable,
+            });
         }
         if columns.is_empty() || t.key.is_empty() {
-            return Err(format!("table {} needs at least one column and one key column", t.name));
+            return Err(format!(
+                "table {} needs at least one column and one key column",
+                t.name
+            ));
         }
         for k in &t.key {
             match columns.iter().find(|c| &c.name == k) {
                 Some(c) if !c.nullable => {}
-                Some(_) => return Err(format!("key column {k} of table {} must not be nullable", t.name)),
-                None => return Err(format!("key column {k} is not a column of table {}", t.name)),
+                Some(_) => {
+                    return Err(format!(
+                        "key column {k} of table {} must not be nullable",
+                        t.name
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "key column {k} is not a column of table {}",
+                        t.name
+                    ));
+                }
             }
         }
         if tables.iter().any(|x: &TableSchema| x.name == t.name) {
             return Err(format!("table {} is declared twice", t.name));
         }
-        tables.push(TableSchema { name: t.name, columns, key: t.key });
+        tables.push(TableSchema {
+            name: t.name,
+            columns,
+            key: t.key,
+        });
     }
     let kind = match raw.kind {
         bindings::PluginKind::Detector => PluginKind::Detector,
         bindings::PluginKind::Aggregator => PluginKind::Aggregator,
         bindings::PluginKind::Both => PluginKind::Both,
     };
-    Ok(PluginInfo { name: raw.name, version: raw.version, kind, tables, contract_version: raw.contract_version })
+    Ok(PluginInfo {
+        name: raw.name,
+        version: raw.version,
+        kind,
+        tables,
+        contract_version: raw.contract_version,
+    })
 }
 
 /// Converts a plugin's output to host alerts and rows, dropping (and reporting) rows that do
@@ -137,7 +177,10 @@ pub fn convert_output(
                 bindings::Value::Boolean(x) => Value::Boolean(x),
             })
             .collect();
-        let row = AggregateRow { table: r.table, values };
+        let row = AggregateRow {
+            table: r.table,
+            values,
+        };
         match info.tables.iter().find(|t| t.name == row.table) {
             None => problems.push(format!("row for undeclared table {}", row.table)),
             Some(schema) => match crate::aggregate::check_row(schema, &row) {

@@ -60,20 +60,35 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub(crate) fn new(runtime: &Runtime, pre: &ClickwatchPluginPre<PluginCtx>, name: Arc<str>) -> Result<Self, CallError> {
+    pub(crate) fn new(
+        runtime: &Runtime,
+        pre: &ClickwatchPluginPre<PluginCtx>,
+        name: Arc<str>,
+    ) -> Result<Self, CallError> {
         let mut store = Store::new(&runtime.engine, PluginCtx::new(name, &runtime.limits));
         store.limiter(|ctx| &mut ctx.limits);
         store.set_epoch_deadline(runtime.deadline_ticks());
         store.epoch_deadline_trap();
         let limits = runtime.limits;
-        let bindings = pre.instantiate(&mut store).map_err(|e| classify(e, None, &limits))?;
-        Ok(Instance { store, bindings, deadline_ticks: runtime.deadline_ticks(), limits, dead: false })
+        let bindings = pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, None, &limits))?;
+        Ok(Instance {
+            store,
+            bindings,
+            deadline_ticks: runtime.deadline_ticks(),
+            limits,
+            dead: false,
+        })
     }
 
     /// Runs one guest call under the deadline, turning traps into [`CallError`]s.
     fn guarded<R>(
         &mut self,
-        call: impl FnOnce(&ClickwatchPlugin, &mut Store<PluginCtx>) -> wasmtime::Result<Result<R, String>>,
+        call: impl FnOnce(
+            &ClickwatchPlugin,
+            &mut Store<PluginCtx>,
+        ) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, CallError> {
         if self.dead {
             return Err(CallError::Dead);
@@ -126,7 +141,11 @@ impl Instance {
     }
 }
 
-fn classify(error: wasmtime::Error, panic: Option<String>, limits: &super::engine::Limits) -> CallError {
+fn classify(
+    error: wasmtime::Error,
+    panic: Option<String>,
+    limits: &super::engine::Limits,
+) -> CallError {
     if let Some(message) = panic {
         return CallError::Panic(message);
     }
@@ -136,7 +155,10 @@ fn classify(error: wasmtime::Error, panic: Option<String>, limits: &super::engin
         _ => {}
     }
     let text = format!("{error:#}");
-    if text.contains("growing memory") || text.contains("memory allocation") || text.contains("out of memory") {
+    if text.contains("growing memory")
+        || text.contains("memory allocation")
+        || text.contains("out of memory")
+    {
         return CallError::Memory(limits.memory_bytes >> 20);
     }
     CallError::Trap(text)

@@ -18,3 +18,9 @@ mod slot;
 
 pub use set::{InstallError, Installed, PluginSet, PluginStatus, Prepared, SetOutput};
 pub use slot::{Outcome, Policy, SlotStats};
+mod loader;
+mod watch;
+
+pub use loader::{PrepareError, PrepareReason, is_plugin_file, plugin_files, prepare};
+pub(crate) use watch::content_hash;
+pub use watch::{Control, SETTLE, WatchError, watch_folder};

@@ -27,7 +27,10 @@ pub struct Prepared {
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared").field("path", &self.path).field("module", &self.module).finish_non_exhaustive()
+        f.debug_struct("Prepared")
+            .field("path", &self.path)
+            .field("module", &self.module)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,7 +93,9 @@ pub struct PluginSet {
 
 impl std::fmt::Debug for PluginSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginSet").field("plugins", &self.entries.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("PluginSet")
+            .field("plugins", &self.entries.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -112,7 +117,10 @@ pub struct PluginStatus {
 impl PluginSet {
     /// An empty set supervising plugins with `policy`.
     pub fn new(policy: Policy) -> Self {
-        PluginSet { entries: BTreeMap::new(), policy }
+        PluginSet {
+            entries: BTreeMap::new(),
+            policy,
+        }
     }
 
     /// Number of loaded plugins.
@@ -127,7 +135,10 @@ impl PluginSet {
 
     /// Every table the loaded plugins declare.
     pub fn tables(&self) -> Vec<TableSchema> {
-        self.entries.values().flat_map(|e| e.slot.module().info.tables.clone()).collect()
+        self.entries
+            .values()
+            .flat_map(|e| e.slot.module().info.tables.clone())
+            .collect()
     }
 
     /// Status of each plugin.
@@ -153,17 +164,37 @@ impl PluginSet {
         if let Some(existing) = self.entries.get(&info.name)
             && existing.path != prepared.path
         {
-            return Err(InstallError::DuplicateName { name: info.name.clone(), other: existing.path.display().to_string() });
+            return Err(InstallError::DuplicateName {
+                name: info.name.clone(),
+                other: existing.path.display().to_string(),
+            });
         }
         let mut tables = Vec::new();
         for table in &info.tables {
-            let owner = self.entries.iter().find(|(_, e)| e.slot.module().info.tables.iter().any(|t| t.name == table.name));
+            let owner = self.entries.iter().find(|(_, e)| {
+                e.slot
+                    .module()
+                    .info
+                    .tables
+                    .iter()
+                    .any(|t| t.name == table.name)
+            });
             match owner {
                 Some((owner, _)) if *owner != info.name => {
-                    return Err(InstallError::TableOwned { table: table.name.clone(), owner: owner.clone() });
+                    return Err(InstallError::TableOwned {
+                        table: table.name.clone(),
+                        owner: owner.clone(),
+                    });
                 }
                 Some((_, entry)) => {
-                    let old = entry.slot.module().info.tables.iter().find(|t| t.name == table.name).cloned();
+                    let old = entry
+                        .slot
+                        .module()
+                        .info
+                        .tables
+                        .iter()
+                        .find(|t| t.name == table.name)
+                        .cloned();
                     if let Some(old) = old {
                         check_evolution(&old, table)?;
                         if old != *table {
@@ -175,12 +206,21 @@ impl PluginSet {
             }
         }
         // The same file may have been renamed to provide another plugin: drop the old entry.
-        let renamed: Vec<String> =
-            self.entries.iter().filter(|(n, e)| **n != info.name && e.path == prepared.path).map(|(n, _)| n.clone()).collect();
+        let renamed: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(n, e)| **n != info.name && e.path == prepared.path)
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in renamed {
             self.entries.remove(&name);
         }
-        let mut slot = Slot::new(prepared.module, prepared.settings, prepared.instance, self.policy);
+        let mut slot = Slot::new(
+            prepared.module,
+            prepared.settings,
+            prepared.instance,
+            self.policy,
+        );
         let mut replaced = None;
         let mut restored = false;
         if let Some(mut old) = self.entries.remove(&info.name) {
@@ -194,8 +234,19 @@ impl PluginSet {
                 }
             }
         }
-        self.entries.insert(info.name.clone(), Entry { path: prepared.path, slot });
-        Ok(Installed { name: info.name.clone(), replaced, tables, restored })
+        self.entries.insert(
+            info.name.clone(),
+            Entry {
+                path: prepared.path,
+                slot,
+            },
+        );
+        Ok(Installed {
+            name: info.name.clone(),
+            replaced,
+            tables,
+            restored,
+        })
     }
 
     /// Restores persisted state into a plugin (at start-up).
@@ -208,7 +259,11 @@ impl PluginSet {
 
     /// Unloads whatever plugin came from `path`; returns its name.
     pub fn remove_path(&mut self, path: &Path) -> Option<String> {
-        let name = self.entries.iter().find(|(_, e)| e.path == path).map(|(n, _)| n.clone())?;
+        let name = self
+            .entries
+            .iter()
+            .find(|(_, e)| e.path == path)
+            .map(|(n, _)| n.clone())?;
         self.entries.remove(&name);
         Some(name)
     }
@@ -240,7 +295,10 @@ impl PluginSet {
 
     /// Fresh snapshots of every plugin, by name (at shutdown).
     pub fn snapshots(&mut self, now: Instant) -> Vec<(String, Vec<u8>)> {
-        self.entries.iter_mut().filter_map(|(name, e)| e.slot.take_snapshot(now).map(|s| (name.clone(), s))).collect()
+        self.entries
+            .iter_mut()
+            .filter_map(|(name, e)| e.slot.take_snapshot(now).map(|s| (name.clone(), s)))
+            .collect()
     }
 }
 

@@ -73,7 +73,10 @@ pub struct Slot {
 
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Slot").field("plugin", &self.module.info.name).field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("Slot")
+            .field("plugin", &self.module.info.name)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,7 +132,9 @@ impl Slot {
     /// Advances the watermark.
     pub fn tick(&mut self, watermark_ms: i64, now: Instant) -> Outcome {
         let outcome = self.call(now, |i| i.tick(watermark_ms));
-        if matches!(outcome, Outcome::Done(_)) && now.duration_since(self.last_snapshot) >= self.policy.snapshot_interval {
+        if matches!(outcome, Outcome::Done(_))
+            && now.duration_since(self.last_snapshot) >= self.policy.snapshot_interval
+        {
             self.take_snapshot(now);
         }
         outcome
@@ -155,7 +160,11 @@ impl Slot {
         self.snapshot.clone()
     }
 
-    fn call(&mut self, now: Instant, f: impl FnOnce(&mut Instance) -> Result<Output, CallError>) -> Outcome {
+    fn call(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Instance) -> Result<Output, CallError>,
+    ) -> Outcome {
         if self.is_quarantined(now) {
             return Outcome::Skipped;
         }
@@ -210,7 +219,11 @@ impl Slot {
             return;
         }
         let exponent = self.stats.quarantines.min(20) as u32;
-        let backoff = self.policy.backoff.saturating_mul(1 << exponent).min(self.policy.max_backoff);
+        let backoff = self
+            .policy
+            .backoff
+            .saturating_mul(1 << exponent)
+            .min(self.policy.max_backoff);
         self.stats.quarantines += 1;
         self.quarantined_until = Some(now + backoff);
         self.instance = None;

@@ -18,8 +18,12 @@ pub fn wasm_dir() -> PathBuf {
 /// missing fixture fails the test instead of skipping it.
 pub fn wasm(name: &str) -> Vec<u8> {
     let path = wasm_dir().join(format!("{name}.wasm"));
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("fixture {} is missing ({e}); build it with `cargo xtask plugins`", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "fixture {} is missing ({e}); build it with `cargo xtask plugins`",
+            path.display()
+        )
+    })
 }
 
 /// A page view at `time_ms` in `session`, with a unique id.
@@ -42,11 +46,22 @@ pub fn event(i: u64, time_ms: i64, session: &str) -> ClickEvent {
 
 /// `n` events starting at id `first`, 10 ms apart.
 pub fn events(first: u64, n: u64) -> Vec<ClickEvent> {
-    (first..first + n).map(|i| event(i, 1_790_000_000_000 + i as i64 * 10, &format!("s{}", i % 13))).collect()
+    (first..first + n)
+        .map(|i| {
+            event(
+                i,
+                1_790_000_000_000 + i as i64 * 10,
+                &format!("s{}", i % 13),
+            )
+        })
+        .collect()
 }
 
 /// Captures tracing output of the current thread into a buffer, for asserting on log lines.
-pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+pub fn capture_logs() -> (
+    tracing::subscriber::DefaultGuard,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
     let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -24,7 +24,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { window_ms: 10_000, max_events: 25, idle_timeout_secs: 1_800 }
+        Settings {
+            window_ms: 10_000,
+            max_events: 25,
+            idle_timeout_secs: 1_800,
+        }
     }
 }
 
@@ -54,12 +58,21 @@ impl Plugin for BotDetector {
 
     fn new(settings: Settings) -> Result<Self, String> {
         if settings.window_ms <= 0 {
-            return Err(format!("window_ms must be positive, got {}", settings.window_ms));
+            return Err(format!(
+                "window_ms must be positive, got {}",
+                settings.window_ms
+            ));
         }
         if settings.max_events < 2 {
-            return Err(format!("max_events must be at least 2, got {}", settings.max_events));
+            return Err(format!(
+                "max_events must be at least 2, got {}",
+                settings.max_events
+            ));
         }
-        Ok(BotDetector { settings, sessions: HashMap::new() })
+        Ok(BotDetector {
+            settings,
+            sessions: HashMap::new(),
+        })
     }
 
     fn process(&mut self, batch: &Batch<'_>, out: &mut Output) -> Result<(), String> {
@@ -87,7 +100,10 @@ impl Plugin for BotDetector {
                     Alert::new(ALERT_KIND, "session", click.session())
                         .window(first, t)
                         .score(rate)
-                        .message(format!("{} events in {span} ms ({rate:.1}/s)", state.recent.len()))
+                        .message(format!(
+                            "{} events in {span} ms ({rate:.1}/s)",
+                            state.recent.len()
+                        ))
                         .details(serde_json::json!({
                             "events": state.recent.len(),
                             "span_ms": span,
@@ -124,30 +140,45 @@ mod tests {
     use clickwatch_sdk::testing::{Harness, TestClick};
 
     fn clicks(session: &str, start: i64, gap: i64, n: usize) -> Vec<TestClick> {
-        (0..n).map(|i| TestClick::click(start + gap * i as i64, session, "/p")).collect()
+        (0..n)
+            .map(|i| TestClick::click(start + gap * i as i64, session, "/p"))
+            .collect()
     }
 
     #[test]
     fn flags_a_fast_session_once() {
-        let mut h = Harness::<BotDetector>::new(r#"{"window_ms": 10000, "max_events": 10}"#).unwrap();
+        let mut h =
+            Harness::<BotDetector>::new(r#"{"window_ms": 10000, "max_events": 10}"#).unwrap();
         let out = h.process(&clicks("bot", 0, 100, 30)).unwrap();
         assert_eq!(out.alerts.len(), 1);
         assert_eq!(out.alerts[0].entity, "bot");
         assert_eq!(out.alerts[0].kind, ALERT_KIND);
         assert!(out.alerts[0].score > 5.0);
-        assert!(h.process(&clicks("bot", 3_000, 100, 30)).unwrap().alerts.is_empty());
+        assert!(
+            h.process(&clicks("bot", 3_000, 100, 30))
+                .unwrap()
+                .alerts
+                .is_empty()
+        );
     }
 
     #[test]
     fn leaves_a_human_pace_alone() {
-        let mut h = Harness::<BotDetector>::new(r#"{"window_ms": 10000, "max_events": 10}"#).unwrap();
+        let mut h =
+            Harness::<BotDetector>::new(r#"{"window_ms": 10000, "max_events": 10}"#).unwrap();
         // One event every 1.5 s: never more than 7 within 10 s.
-        assert!(h.process(&clicks("human", 0, 1_500, 200)).unwrap().alerts.is_empty());
+        assert!(
+            h.process(&clicks("human", 0, 1_500, 200))
+                .unwrap()
+                .alerts
+                .is_empty()
+        );
     }
 
     #[test]
     fn idle_sessions_are_evicted_and_state_survives_reload() {
-        let mut h = Harness::<BotDetector>::new(r#"{"max_events": 10, "idle_timeout_secs": 60}"#).unwrap();
+        let mut h =
+            Harness::<BotDetector>::new(r#"{"max_events": 10, "idle_timeout_secs": 60}"#).unwrap();
         h.process(&clicks("a", 0, 100, 5)).unwrap();
         h.process(&clicks("b", 100_000, 100, 5)).unwrap();
         h.reload().unwrap();

@@ -62,9 +62,15 @@ impl Plugin for PageTraffic {
 
     fn new(settings: Settings) -> Result<Self, String> {
         if settings.window_secs == 0 || settings.window_secs > 86_400 {
-            return Err(format!("window_secs must be between 1 and 86400, got {}", settings.window_secs));
+            return Err(format!(
+                "window_secs must be between 1 and 86400, got {}",
+                settings.window_secs
+            ));
         }
-        Ok(PageTraffic { window_ms: i64::from(settings.window_secs) * 1000, open: BTreeMap::new() })
+        Ok(PageTraffic {
+            window_ms: i64::from(settings.window_secs) * 1000,
+            open: BTreeMap::new(),
+        })
     }
 
     fn process(&mut self, batch: &Batch<'_>, _out: &mut Output) -> Result<(), String> {
@@ -75,7 +81,10 @@ impl Plugin for PageTraffic {
             let start = click.time_ms().div_euclid(self.window_ms) * self.window_ms;
             let counts = match self.open.get_mut(&(start, click.url().to_owned())) {
                 Some(c) => c,
-                None => self.open.entry((start, click.url().to_owned())).or_default(),
+                None => self
+                    .open
+                    .entry((start, click.url().to_owned()))
+                    .or_default(),
             };
             counts.views += 1;
             if !counts.sessions.contains(click.session()) {
@@ -132,7 +141,11 @@ mod tests {
     use clickwatch_sdk::testing::{Harness, TestClick};
 
     fn row_for<'a>(out: &'a Output, url: &str) -> &'a [Value] {
-        &out.rows.iter().find(|r| r.values[2] == Value::Text(url.to_owned())).expect("row for url").values
+        &out.rows
+            .iter()
+            .find(|r| r.values[2] == Value::Text(url.to_owned()))
+            .expect("row for url")
+            .values
     }
 
     #[test]
@@ -154,8 +167,14 @@ mod tests {
         let a = row_for(&out, "/a");
         assert_eq!(a[0], Value::Timestamp(0));
         assert_eq!(a[1], Value::Timestamp(60_000));
-        assert_eq!(&a[3..], &[Value::Int64(3), Value::Int64(2), Value::Int64(1)]);
-        assert_eq!(&row_for(&out, "/b")[3..], &[Value::Int64(1), Value::Int64(1), Value::Int64(0)]);
+        assert_eq!(
+            &a[3..],
+            &[Value::Int64(3), Value::Int64(2), Value::Int64(1)]
+        );
+        assert_eq!(
+            &row_for(&out, "/b")[3..],
+            &[Value::Int64(1), Value::Int64(1), Value::Int64(0)]
+        );
         // The second window closes later, once.
         let out = h.tick(120_000).unwrap();
         assert_eq!(out.rows.len(), 1);
@@ -165,16 +184,25 @@ mod tests {
     #[test]
     fn open_windows_survive_a_reload() {
         let mut h = Harness::<PageTraffic>::new("{}").unwrap();
-        h.process(&[TestClick::page_view(1_000, "s1", "/a")]).unwrap();
+        h.process(&[TestClick::page_view(1_000, "s1", "/a")])
+            .unwrap();
         h.reload().unwrap();
-        h.process(&[TestClick::page_view(2_000, "s2", "/a")]).unwrap();
+        h.process(&[TestClick::page_view(2_000, "s2", "/a")])
+            .unwrap();
         let out = h.tick(60_000).unwrap();
-        assert_eq!(&row_for(&out, "/a")[3..5], &[Value::Int64(2), Value::Int64(2)]);
+        assert_eq!(
+            &row_for(&out, "/a")[3..5],
+            &[Value::Int64(2), Value::Int64(2)]
+        );
     }
 
     #[test]
     fn rejects_a_zero_window() {
         assert!(Harness::<PageTraffic>::new(r#"{"window_secs": 0}"#).is_err());
-        assert!(Harness::<PageTraffic>::new(r#"{"window": 5}"#).unwrap_err().contains("unknown field"));
+        assert!(
+            Harness::<PageTraffic>::new(r#"{"window": 5}"#)
+                .unwrap_err()
+                .contains("unknown field")
+        );
     }
 }

@@ -152,9 +152,12 @@ impl BatchData {
             self.properties.len(),
         ];
         if columns.iter().any(|&n| n != len) {
-            return Err(format!("batch columns disagree in length: time has {len}, others {columns:?}"));
+            return Err(format!(
+                "batch columns disagree in length: time has {len}, others {columns:?}"
+            ));
         }
-        let text = std::str::from_utf8(&self.text).map_err(|e| format!("batch text is not UTF-8: {e}"))?;
+        let text =
+            std::str::from_utf8(&self.text).map_err(|e| format!("batch text is not UTF-8: {e}"))?;
         Ok(Batch { data: self, text })
     }
 }
@@ -185,13 +188,17 @@ impl<'a> Batch<'a> {
 
     /// The event at `index`, if any.
     pub fn get(&self, index: usize) -> Option<Click<'a>> {
-        (index < self.len()).then_some(Click { batch: *self, index })
+        (index < self.len()).then_some(Click {
+            batch: *self,
+            index,
+        })
     }
 
     /// String `index` of the table; "" for an index out of range (never panics).
     fn string(&self, index: u32) -> &'a str {
         let i = index as usize;
-        let (Some(&start), Some(&end)) = (self.data.starts.get(i), self.data.starts.get(i + 1)) else {
+        let (Some(&start), Some(&end)) = (self.data.starts.get(i), self.data.starts.get(i + 1))
+        else {
             return "";
         };
         self.text.get(start as usize..end as usize).unwrap_or("")
@@ -224,7 +231,12 @@ fn optional(s: &str) -> Option<&str> {
 impl<'a> Click<'a> {
     /// Event time, ms since the Unix epoch, UTC.
     pub fn time_ms(&self) -> i64 {
-        self.batch.data.time_ms.get(self.index).copied().unwrap_or_default()
+        self.batch
+            .data
+            .time_ms
+            .get(self.index)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The event type.
@@ -285,7 +297,8 @@ impl<'a> Click<'a> {
     /// One property, parsed on demand (this allocates: use it for rare fields).
     pub fn property(&self, name: &str) -> Option<serde_json::Value> {
         let json = self.properties_json()?;
-        let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).ok()?;
+        let mut map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(json).ok()?;
         map.remove(name)
     }
 }

@@ -40,12 +40,20 @@ pub struct Column {
 impl Column {
     /// A required column.
     pub fn new(name: &str, ty: ColumnType) -> Self {
-        Column { name: name.to_owned(), ty, nullable: false }
+        Column {
+            name: name.to_owned(),
+            ty,
+            nullable: false,
+        }
     }
 
     /// A column rows may leave empty.
     pub fn nullable(name: &str, ty: ColumnType) -> Self {
-        Column { name: name.to_owned(), ty, nullable: true }
+        Column {
+            name: name.to_owned(),
+            ty,
+            nullable: true,
+        }
     }
 }
 
@@ -63,7 +71,11 @@ pub struct Table {
 impl Table {
     /// A table with the given columns and key column names.
     pub fn new(name: &str, columns: Vec<Column>, key: &[&str]) -> Self {
-        Table { name: name.to_owned(), columns, key: key.iter().map(|k| (*k).to_owned()).collect() }
+        Table {
+            name: name.to_owned(),
+            columns,
+            key: key.iter().map(|k| (*k).to_owned()).collect(),
+        }
     }
 }
 
@@ -93,7 +105,12 @@ impl PluginInfo {
 
     /// A plugin of any kind.
     pub fn new(name: &str, version: &str, kind: PluginKind) -> Self {
-        PluginInfo { name: name.to_owned(), version: version.to_owned(), kind, tables: Vec::new() }
+        PluginInfo {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            kind,
+            tables: Vec::new(),
+        }
     }
 
     /// Adds an aggregate table.
@@ -108,28 +125,44 @@ impl PluginInfo {
             !s.is_empty()
                 && s.len() <= 64
                 && s.starts_with(|c: char| c.is_ascii_lowercase())
-                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         };
         let plugin_name_ok = !self.name.is_empty()
             && self.name.len() <= 64
             && self.name.starts_with(|c: char| c.is_ascii_lowercase())
-            && self.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !plugin_name_ok {
-            return Err(format!("plugin name {:?} must be lower-case letters, digits and '-'", self.name));
+            return Err(format!(
+                "plugin name {:?} must be lower-case letters, digits and '-'",
+                self.name
+            ));
         }
         for table in &self.tables {
             if !ident(&table.name) {
-                return Err(format!("table name {:?} must be lower-case snake_case", table.name));
+                return Err(format!(
+                    "table name {:?} must be lower-case snake_case",
+                    table.name
+                ));
             }
             if table.columns.is_empty() {
                 return Err(format!("table {:?} has no columns", table.name));
             }
             for (i, column) in table.columns.iter().enumerate() {
                 if !ident(&column.name) {
-                    return Err(format!("column {:?} of table {:?} must be lower-case snake_case", column.name, table.name));
+                    return Err(format!(
+                        "column {:?} of table {:?} must be lower-case snake_case",
+                        column.name, table.name
+                    ));
                 }
                 if table.columns[..i].iter().any(|c| c.name == column.name) {
-                    return Err(format!("column {:?} appears twice in table {:?}", column.name, table.name));
+                    return Err(format!(
+                        "column {:?} appears twice in table {:?}",
+                        column.name, table.name
+                    ));
                 }
             }
             if table.key.is_empty() {
@@ -137,9 +170,17 @@ impl PluginInfo {
             }
             for key in &table.key {
                 match table.columns.iter().find(|c| &c.name == key) {
-                    None => return Err(format!("key column {key:?} is not a column of table {:?}", table.name)),
+                    None => {
+                        return Err(format!(
+                            "key column {key:?} is not a column of table {:?}",
+                            table.name
+                        ));
+                    }
                     Some(c) if c.nullable => {
-                        return Err(format!("key column {key:?} of table {:?} must not be nullable", table.name));
+                        return Err(format!(
+                            "key column {key:?} of table {:?} must not be nullable",
+                            table.name
+                        ));
                     }
                     Some(_) => {}
                 }

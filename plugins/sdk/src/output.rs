@@ -161,7 +161,10 @@ impl Output {
 
     /// Emits a row for `table`.
     pub fn row(&mut self, table: &str, values: Vec<Value>) {
-        self.rows.push(Row { table: table.to_owned(), values });
+        self.rows.push(Row {
+            table: table.to_owned(),
+            values,
+        });
     }
 
     /// Whether nothing was emitted.

@@ -127,7 +127,11 @@ impl BatchBuilder {
         data.starts.push(0);
         let mut index = HashMap::new();
         index.insert(String::new(), 0);
-        BatchBuilder { data, index, next_id: 0 }
+        BatchBuilder {
+            data,
+            index,
+            next_id: 0,
+        }
     }
 
     fn intern(&mut self, s: &str) -> u32 {
@@ -212,7 +216,9 @@ pub struct Harness<P: Plugin> {
 
 impl<P: Plugin> std::fmt::Debug for Harness<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Harness").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Harness")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -221,7 +227,10 @@ impl<P: Plugin> Harness<P> {
     pub fn new(settings: &str) -> Result<Self, String> {
         P::info().validate()?;
         let plugin = P::new(parse_settings(settings)?)?;
-        Ok(Harness { plugin, settings: settings.to_owned() })
+        Ok(Harness {
+            plugin,
+            settings: settings.to_owned(),
+        })
     }
 
     /// Sends one batch.
@@ -269,7 +278,19 @@ mod tests {
         let data = BatchBuilder::from_clicks(&clicks);
         let batch = data.view().unwrap();
         assert_eq!(batch.len(), 3);
-        let got: Vec<_> = batch.iter().map(|c| (c.time_ms(), c.kind(), c.session(), c.url(), c.user(), c.ip())).collect();
+        let got: Vec<_> = batch
+            .iter()
+            .map(|c| {
+                (
+                    c.time_ms(),
+                    c.kind(),
+                    c.session(),
+                    c.url(),
+                    c.user(),
+                    c.ip(),
+                )
+            })
+            .collect();
         assert_eq!(
             got,
             vec![

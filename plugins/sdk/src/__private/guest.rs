@@ -38,7 +38,10 @@ pub(crate) fn host_log(level: Level, message: &str, fields: &[(&str, &str)]) {
         Level::Warn => wit_host::Level::Warn,
         Level::Error => wit_host::Level::Error,
     };
-    let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let fields: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     wit_host::log(level, message, &fields);
 }
 
@@ -50,10 +53,21 @@ fn install_panic_hook() {
         std::panic::set_hook(Box::new(|info| {
             let message = match info.payload().downcast_ref::<&str>() {
                 Some(s) => (*s).to_owned(),
-                None => info.payload().downcast_ref::<String>().cloned().unwrap_or_else(|| "panic".to_owned()),
+                None => info
+                    .payload()
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .unwrap_or_else(|| "panic".to_owned()),
             };
-            let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-            host_log(Level::Error, &message, &[("panic", "true"), ("location", &location)]);
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            host_log(
+                Level::Error,
+                &message,
+                &[("panic", "true"), ("location", &location)],
+            );
         }));
     });
 }

@@ -1,0 +1,305 @@
+//! The pipeline: source → processor (plugins, on its own thread) → sink stage, joined by
+//! bounded channels so a slow sink slows the source instead of growing memory or dropping data.
+//! The plugin folder watcher feeds swaps to the processor, which applies them between batches.
+
+mod processor;
+mod sink_stage;
+mod status;
+
+pub use processor::{Ending, EventTime, Processor};
+pub use sink_stage::{SinkWork, Sinks, run_sinks};
+pub use status::{Summary, status_line};
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{
+    AggregateSinkConfig, AlertSinkConfig, Config, DeadLetterConfig, RawSinkConfig, SourceConfig,
+};
+use crate::generator::{Generator, GeneratorSettings};
+use crate::metrics::Metrics;
+use crate::plugin::{self, Limits, PluginSet, Policy, Runtime};
+use crate::sink::{JsonLinesAlertSink, JsonLinesDeadLetterSink, SinkError, SqliteStore};
+use crate::source::{SourceMsg, run_file, run_generator};
+
+/// The pipeline could not start or broke down.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The wasm runtime.
+    #[error(transparent)]
+    Runtime(#[from] plugin::RuntimeError),
+    /// A sink could not be opened.
+    #[error("cannot open sink: {0}")]
+    Sink(#[from] SinkError),
+    /// The plugin folder cannot be read or watched.
+    #[error("plugin folder {}: {message}", dir.display())]
+    Plugins {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A stage died.
+    #[error("pipeline stage failed: {0}")]
+    Stage(String),
+}
+
+/// Where a run wrote its outputs.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// Raw events database.
+    pub raw: Option<PathBuf>,
+    /// Aggregates database.
+    pub aggregates: Option<PathBuf>,
+    /// Alerts file.
+    pub alerts: Option<PathBuf>,
+    /// Dead-letter file.
+    pub dead_letters: Option<PathBuf>,
+}
+
+/// Where the outputs of `config` go.
+pub fn outputs(config: &Config) -> Outputs {
+    let RawSinkConfig::Sqlite(raw) = &config.sinks.raw;
+    let AggregateSinkConfig::Sqlite(agg) = &config.sinks.aggregates;
+    let AlertSinkConfig::File(alerts) = &config.sinks.alerts;
+    let DeadLetterConfig::File(dead) = &config.sinks.dead_letters;
+    Outputs {
+        raw: Some(raw.path.clone()),
+        aggregates: Some(agg.path.clone()),
+        alerts: Some(alerts.path.clone()),
+        dead_letters: Some(dead.path.clone()),
+    }
+}
+
+async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
+    let RawSinkConfig::Sqlite(raw) = &config.sinks.raw;
+    let AggregateSinkConfig::Sqlite(agg) = &config.sinks.aggregates;
+    let AlertSinkConfig::File(alerts) = &config.sinks.alerts;
+    let DeadLetterConfig::File(dead) = &config.sinks.dead_letters;
+    Ok(Sinks {
+        raw: Box::new(SqliteStore::open(&raw.path).await?),
+        aggregates: Box::new(SqliteStore::open(&agg.path).await?),
+        alerts: Box::new(JsonLinesAlertSink::open(&alerts.path, alerts.stdout).await?),
+        dead_letters: Box::new(JsonLinesDeadLetterSink::open(&dead.path).await?),
+    })
+}
+
+/// Loads every plugin in the folder (a bad file is logged and skipped) and restores saved state.
+async fn load_plugins(
+    config: &Config,
+    runtime: &Runtime,
+    policy: Policy,
+    metrics: &Metrics,
+) -> Result<(PluginSet, HashMap<PathBuf, u64>), PipelineError> {
+    let dir = config.plugins.dir.clone();
+    let files = plugin::plugin_files(&dir).map_err(|e| PipelineError::Plugins {
+        dir: dir.clone(),
+        message: e.to_string(),
+    })?;
+    let mut set = PluginSet::new(policy);
+    let mut known = HashMap::new();
+    for path in files {
+        let (rt, p, plugins) = (runtime.clone(), path.clone(), config.plugins.clone());
+        let prepared = tokio::task::spawn_blocking(move || {
+            plugin::prepare(&rt, &p, &|name| plugins.settings_json(name))
+        })
+        .await
+        .map_err(|e| PipelineError::Stage(e.to_string()))?;
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(error) => {
+                Metrics::add(&metrics.plugin_rejections, 1);
+                tracing::error!(%error, "plugin refused at start-up");
+                continue;
+            }
+        };
+        let (name, version) = (
+            prepared.module.info.name.clone(),
+            prepared.module.info.version.clone(),
+        );
+        if let Ok(bytes) = std::fs::read(&path) {
+            known.insert(path.clone(), plugin::content_hash(&bytes));
+        }
+        match set.install(prepared, Instant::now()) {
+            Ok(_) => {
+                Metrics::add(&metrics.plugin_loads, 1);
+                tracing::info!(plugin = %name, version = %version, file = %path.display(), "plugin loaded");
+            }
+            Err(error) => {
+                Metrics::add(&metrics.plugin_rejections, 1);
+                tracing::error!(file = %path.display(), %error, "plugin refused at start-up");
+                continue;
+            }
+        }
+        if let Some(state_dir) = &config.plugins.state_dir
+            && let Ok(state) = std::fs::read(state_dir.join(format!("{name}.state")))
+        {
+            match set.restore(&name, &state) {
+                Ok(()) => {
+                    tracing::info!(plugin = %name, bytes = state.len(), "plugin state restored from the last run")
+                }
+                Err(error) => {
+                    tracing::warn!(plugin = %name, %error, "saved state could not be restored; starting fresh")
+                }
+            }
+        }
+    }
+    metrics
+        .plugins_loaded
+        .store(set.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok((set, known))
+}
+
+/// Runs the pipeline of `config` until the source is exhausted or `shutdown` resolves. The
+/// value `shutdown` resolves to says how to end: [`Ending::Exhausted`] treats it as the end of
+/// the input (every window closes); [`Ending::Stopped`] keeps open windows in plugin state.
+pub async fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = Ending>,
+) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
+    let p = &config.pipeline;
+    let limits = Limits {
+        deadline: Duration::from_millis(config.plugins.deadline_ms),
+        memory_bytes: config.plugins.memory_mb as usize * (1 << 20),
+    };
+    let policy = Policy {
+        max_failures: config.plugins.max_failures.max(1),
+        backoff: Duration::from_millis(config.plugins.quarantine_ms),
+        snapshot_interval: Duration::from_millis(config.plugins.snapshot_interval_ms),
+        ..Policy::default()
+    };
+    let runtime = Runtime::new(limits)?;
+    let sinks = open_sinks(&config).await?;
+    let (plugins, known) = load_plugins(&config, &runtime, policy, &metrics).await?;
+
+    let (source_tx, source_rx) = mpsc::channel::<SourceMsg>(p.queue_batches);
+    let (sink_tx, sink_rx) = mpsc::channel::<SinkWork>(p.queue_batches);
+    let (control_tx, control_rx) = mpsc::channel(4);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Tables of the plugins loaded at start-up exist before any row arrives.
+    let tables = plugins.tables();
+    if !tables.is_empty() {
+        let _ = sink_tx
+            .send(SinkWork {
+                tables,
+                ..SinkWork::default()
+            })
+            .await;
+    }
+    let sink_task = tokio::spawn(run_sinks(sinks, sink_rx, metrics.clone()));
+
+    let event_time = EventTime {
+        allowed_lateness_ms: p.allowed_lateness_ms,
+        idle_advance: Duration::from_millis(p.idle_advance_ms),
+    };
+    let processor = Processor::new(
+        plugins,
+        event_time,
+        metrics.clone(),
+        config.plugins.state_dir.clone(),
+    );
+    let processor_thread = std::thread::Builder::new()
+        .name("processor".into())
+        .spawn(move || processor.run(source_rx, control_rx, sink_tx))
+        .map_err(|e| PipelineError::Stage(e.to_string()))?;
+
+    let watcher = if config.plugins.watch {
+        let plugins = config.plugins.clone();
+        let settings: Arc<dyn Fn(&str) -> String + Send + Sync> =
+            Arc::new(move |name: &str| plugins.settings_json(name));
+        Some(tokio::spawn(plugin::watch_folder(
+            config.plugins.dir.clone(),
+            runtime.clone(),
+            settings,
+            known,
+            control_tx,
+            stop_rx.clone(),
+            metrics.clone(),
+        )))
+    } else {
+        drop(control_tx);
+        None
+    };
+
+    let source = {
+        let (tx, stop, metrics, batch, linger) = (
+            source_tx.clone(),
+            stop_rx.clone(),
+            metrics.clone(),
+            p.batch_size,
+            Duration::from_millis(p.batch_linger_ms),
+        );
+        let source = config.source.clone();
+        tokio::spawn(async move {
+            match source {
+                SourceConfig::Generator(g) => {
+                    let generator = Generator::new(GeneratorSettings {
+                        seed: g.seed,
+                        mean_rate: g.simulated_rate,
+                        bot_fraction: g.bot_fraction,
+                        ..GeneratorSettings::default()
+                    });
+                    run_generator(
+                        generator,
+                        g.rate,
+                        g.max_events,
+                        batch,
+                        linger,
+                        tx,
+                        stop,
+                        &metrics,
+                    )
+                    .await;
+                }
+                SourceConfig::File(f) => {
+                    if let Err(error) = run_file(&f.path, batch, tx, stop, &metrics).await {
+                        tracing::error!(file = %f.path.display(), %error, "cannot read the event file");
+                    }
+                }
+            }
+        })
+    };
+
+    let mut source = source;
+    let ending = tokio::select! {
+        _ = &mut source => None,
+        ending = shutdown => Some(ending),
+    };
+    let _ = stop_tx.send(true);
+    if let Some(ending) = ending {
+        let _ = (&mut source).await;
+        if ending == Ending::Exhausted {
+            let _ = source_tx.send(SourceMsg::Exhausted).await;
+        }
+    }
+    drop(source_tx);
+    let (ending, plugins) = tokio::task::spawn_blocking(move || processor_thread.join())
+        .await
+        .map_err(|e| PipelineError::Stage(e.to_string()))?
+        .map_err(|_| PipelineError::Stage("the processor thread panicked".into()))?;
+    sink_task
+        .await
+        .map_err(|e| PipelineError::Stage(e.to_string()))?;
+    if let Some(watcher) = watcher {
+        match watcher.await {
+            Ok(Err(error)) => tracing::warn!(%error, "plugin watcher stopped"),
+            Err(error) => tracing::warn!(%error, "plugin watcher crashed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    Ok(Summary::new(
+        &metrics,
+        plugins,
+        ending,
+        started.elapsed(),
+        outputs(&config),
+    ))
+}

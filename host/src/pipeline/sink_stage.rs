@@ -1,0 +1,178 @@
+//! The sink stage: writes each unit of work to every sink, retrying failures with backoff until
+//! they succeed. A long outage therefore fills the bounded queues and slows the source
+//! (backpressure); nothing is dropped. Only a write that can never succeed (bad data) is
+//! dead-lettered instead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::aggregate::{AggregateRow, TableSchema};
+use crate::alert::Alert;
+use crate::event::ClickEvent;
+use crate::metrics::Metrics;
+use crate::sink::{AggregateSink, AlertSink, DeadLetter, DeadLetterSink, RawSink, SinkError};
+
+/// One unit of output, in order.
+#[derive(Debug, Default)]
+pub struct SinkWork {
+    /// Tables to create or extend before `rows` are written.
+    pub tables: Vec<TableSchema>,
+    /// Valid events for the raw store.
+    pub events: Vec<ClickEvent>,
+    /// Aggregate rows.
+    pub rows: Vec<AggregateRow>,
+    /// Alerts.
+    pub alerts: Vec<Alert>,
+    /// Dead letters.
+    pub dead: Vec<DeadLetter>,
+    /// The final unit of a finite input.
+    pub last: bool,
+    /// Signalled once every sink has durably accepted the work (the source may then commit).
+    pub ack: Option<oneshot::Sender<()>>,
+}
+
+impl SinkWork {
+    /// Appends `other` (which comes later).
+    pub fn merge(&mut self, other: SinkWork) {
+        self.tables.extend(other.tables);
+        self.events.extend(other.events);
+        self.rows.extend(other.rows);
+        self.alerts.extend(other.alerts);
+        self.dead.extend(other.dead);
+        self.last |= other.last;
+    }
+
+    /// `None` when there is nothing to write.
+    pub fn nonempty(self) -> Option<Self> {
+        let empty = self.tables.is_empty()
+            && self.events.is_empty()
+            && self.rows.is_empty()
+            && self.alerts.is_empty()
+            && self.dead.is_empty()
+            && self.ack.is_none()
+            && !self.last;
+        (!empty).then_some(self)
+    }
+}
+
+/// The sinks of one pipeline.
+pub struct Sinks {
+    /// Raw events.
+    pub raw: Box<dyn RawSink>,
+    /// Aggregates.
+    pub aggregates: Box<dyn AggregateSink>,
+    /// Alerts.
+    pub alerts: Box<dyn AlertSink>,
+    /// Dead letters.
+    pub dead_letters: Box<dyn DeadLetterSink>,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Retries an async write expression until it succeeds or fails permanently; logs what it
+/// waits for. (A macro rather than a closure-taking fn: async closures borrowing the work are
+/// not `Send` on stable.)
+macro_rules! retry {
+    ($metrics:expr, $what:expr, $op:expr) => {{
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match $op.await {
+                Ok(v) => break Ok(v),
+                Err(e) if !e.retryable => break Err(e),
+                Err(error) => {
+                    Metrics::add(&$metrics.sink_retries, 1);
+                    tracing::warn!(sink = error.sink, what = $what, %error, retry_in_ms = backoff.as_millis() as u64,
+                        "sink write failed; waiting and retrying (the pipeline is paused meanwhile)");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }};
+}
+
+/// Writes work until the channel closes.
+pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metrics: Arc<Metrics>) {
+    while let Some(mut work) = rx.recv().await {
+        for table in &work.tables {
+            if let Err(error) = retry!(
+                metrics,
+                "create table",
+                sinks.aggregates.ensure_table(table)
+            ) {
+                tracing::error!(table = %table.name, %error, "cannot create aggregate table; its rows will be dead-lettered");
+            }
+        }
+        if !work.events.is_empty() {
+            match retry!(metrics, "raw events", sinks.raw.write(&work.events)) {
+                Ok(stored) => Metrics::add(&metrics.raw_rows, stored),
+                Err(error) => dead_letter_all(
+                    &mut work.dead,
+                    &error,
+                    work.events.iter().map(crate::event::encode),
+                ),
+            }
+        }
+        if !work.rows.is_empty() {
+            match retry!(
+                metrics,
+                "aggregate rows",
+                sinks.aggregates.write(&work.rows)
+            ) {
+                Ok(()) => Metrics::add(&metrics.aggregate_rows, work.rows.len() as u64),
+                Err(error) => dead_letter_all(
+                    &mut work.dead,
+                    &error,
+                    work.rows
+                        .iter()
+                        .map(|r| serde_json::to_string(r).unwrap_or_default()),
+                ),
+            }
+        }
+        if !work.alerts.is_empty() {
+            match retry!(metrics, "alerts", sinks.alerts.write(&work.alerts)) {
+                Ok(()) => {
+                    Metrics::add(&metrics.alerts, work.alerts.len() as u64);
+                    metrics.count_alerts(work.alerts.iter().map(|a| a.detector.as_str()));
+                }
+                Err(error) => dead_letter_all(
+                    &mut work.dead,
+                    &error,
+                    work.alerts.iter().map(|a| a.to_json().to_string()),
+                ),
+            }
+        }
+        if !work.dead.is_empty() {
+            match retry!(
+                metrics,
+                "dead letters",
+                sinks.dead_letters.write(&work.dead)
+            ) {
+                Ok(()) => Metrics::add(&metrics.dead_letters, work.dead.len() as u64),
+                Err(error) => {
+                    tracing::error!(%error, count = work.dead.len(), "dead letters could not be written")
+                }
+            }
+        }
+        if let Some(ack) = work.ack.take() {
+            let _ = ack.send(());
+        }
+    }
+}
+
+fn dead_letter_all(
+    dead: &mut Vec<DeadLetter>,
+    error: &SinkError,
+    payloads: impl Iterator<Item = String>,
+) {
+    tracing::error!(%error, "sink refused a write permanently; its records go to the dead letters");
+    dead.extend(payloads.map(|payload| DeadLetter {
+        reason: "sink_rejected".into(),
+        detail: error.to_string(),
+        origin: error.sink.into(),
+        payload,
+    }));
+}

@@ -1,0 +1,82 @@
+//! Where results go. Each kind of output has a small trait so that new backends (PostgreSQL,
+//! BigQuery, Kafka) plug in without the pipeline knowing which one it has.
+//!
+//! **Architecture Invariant:** sinks know nothing about plugins. They see events, table
+//! schemas, rows, alerts and dead letters: plain data.
+
+mod dead_letter;
+mod jsonl;
+mod sqlite;
+
+pub use dead_letter::DeadLetter;
+pub use jsonl::{JsonLinesAlertSink, JsonLinesDeadLetterSink};
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+use crate::aggregate::{AggregateRow, TableSchema};
+use crate::alert::Alert;
+use crate::event::ClickEvent;
+
+/// A sink failure, saying whether trying again can help.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{sink}: {message}")]
+pub struct SinkError {
+    /// Which sink.
+    pub sink: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// Whether a retry can succeed (outage, lock, timeout) or never will (bad data, bad schema).
+    pub retryable: bool,
+}
+
+impl SinkError {
+    /// A failure worth retrying.
+    pub fn transient(sink: &'static str, message: impl ToString) -> Self {
+        SinkError {
+            sink,
+            message: message.to_string(),
+            retryable: true,
+        }
+    }
+
+    /// A failure no retry will fix.
+    pub fn permanent(sink: &'static str, message: impl ToString) -> Self {
+        SinkError {
+            sink,
+            message: message.to_string(),
+            retryable: false,
+        }
+    }
+}
+
+/// Stores every valid raw event, idempotently on event id.
+#[async_trait]
+pub trait RawSink: Send {
+    /// Durably stores `events`; returns how many were new. Writing the same events again
+    /// stores nothing twice.
+    async fn write(&mut self, events: &[ClickEvent]) -> Result<u64, SinkError>;
+}
+
+/// Stores aggregate rows in plugin-declared tables.
+#[async_trait]
+pub trait AggregateSink: Send {
+    /// Creates the table, or adds new (nullable) columns to it. Idempotent.
+    async fn ensure_table(&mut self, table: &TableSchema) -> Result<(), SinkError>;
+    /// Upserts rows by their table's key, so a re-emitted row replaces, never adds.
+    async fn write(&mut self, rows: &[AggregateRow]) -> Result<(), SinkError>;
+}
+
+/// Publishes alerts.
+#[async_trait]
+pub trait AlertSink: Send {
+    /// Durably publishes `alerts`.
+    async fn write(&mut self, alerts: &[Alert]) -> Result<(), SinkError>;
+}
+
+/// Keeps records that could not be processed, with the reason.
+#[async_trait]
+pub trait DeadLetterSink: Send {
+    /// Durably stores `letters`.
+    async fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError>;
+}
