@@ -88,3 +88,65 @@ impl std::io::Write for LogWriter {
 pub fn logged(buf: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> String {
     String::from_utf8_lossy(&buf.lock().expect("log buffer")).into_owned()
 }
+
+/// A config for a pipeline test: `source` is the `[source]` body; plugins from `plugins_dir`;
+/// outputs under `out`.
+pub fn config(
+    source: &str,
+    plugins_dir: &std::path::Path,
+    out: &std::path::Path,
+) -> clickwatch::config::Config {
+    let text = format!(
+        r#"
+[source]
+{source}
+
+[pipeline]
+batch_size = 500
+batch_linger_ms = 20
+allowed_lateness_ms = 1000
+idle_advance_ms = 60000
+
+[plugins]
+dir = "{plugins}"
+deadline_ms = 2000
+snapshot_interval_ms = 100
+
+[sinks.raw]
+type = "sqlite"
+path = "{out}/db.sqlite"
+[sinks.aggregates]
+type = "sqlite"
+path = "{out}/db.sqlite"
+[sinks.alerts]
+type = "file"
+path = "{out}/alerts.jsonl"
+stdout = false
+[sinks.dead_letters]
+type = "file"
+path = "{out}/dead.jsonl"
+"#,
+        plugins = plugins_dir.display(),
+        out = out.display()
+    );
+    clickwatch::config::parse(std::path::Path::new("test.toml"), &text, []).expect("test config")
+}
+
+/// Waits (polling, bounded) until `cond` holds; panics with `what` after 60 s.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Replaces `dest` atomically (write to a temporary name, then rename), as a deploy would.
+pub fn deploy(bytes: &[u8], dest: &std::path::Path) {
+    let tmp = dest.with_extension("tmp");
+    std::fs::write(&tmp, bytes).expect("write plugin");
+    std::fs::rename(&tmp, dest).expect("rename plugin");
+}
