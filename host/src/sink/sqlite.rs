@@ -170,7 +170,7 @@ impl AggregateSink for SqliteStore {
         }
         let key: Vec<String> = table.key.iter().map(|k| quote(k)).collect();
         ddl.push_str(&format!(
-            "ingest_time_ms INTEGER NOT NULL, PRIMARY KEY ({}))",
+            "ingest_time INTEGER NOT NULL, PRIMARY KEY ({}))",
             key.join(", ")
         ));
         sqlx::query(&ddl).execute(&self.pool).await.map_err(error)?;
@@ -233,7 +233,7 @@ impl AggregateSink for SqliteStore {
                 .collect();
             let key: Vec<String> = schema.key.iter().map(|k| quote(k)).collect();
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "INSERT INTO {} ({}, ingest_time_ms) VALUES (",
+                "INSERT INTO {} ({}, ingest_time) VALUES (",
                 quote(&row.table),
                 columns.join(", ")
             ));
@@ -249,7 +249,7 @@ impl AggregateSink for SqliteStore {
             }
             values.push_bind(ingest);
             q.push(format!(
-                ") ON CONFLICT ({}) DO UPDATE SET {}, ingest_time_ms = excluded.ingest_time_ms",
+                ") ON CONFLICT ({}) DO UPDATE SET {}, ingest_time = excluded.ingest_time",
                 key.join(", "),
                 updates.join(", ")
             ));

@@ -152,7 +152,7 @@ impl PluginInfo {
                 return Err(format!("table {:?} has no columns", table.name));
             }
             for (i, column) in table.columns.iter().enumerate() {
-                if !ident(&column.name) {
+                if !ident(&column.name) || column.name == "ingest_time" {
                     return Err(format!(
                         "column {:?} of table {:?} must be lower-case snake_case",
                         column.name, table.name
