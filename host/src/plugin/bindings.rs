@@ -6,8 +6,8 @@ wasmtime::component::bindgen!({
     world: "clickwatch-plugin",
 });
 
-pub use clickwatch::plugin::host::Level;
-pub use clickwatch::plugin::types::{
+pub use self::clickwatch::plugin::host::Level;
+pub use self::clickwatch::plugin::types::{
     ClickBatch, ColumnType, Output, PluginInfo, PluginKind, Severity, Value,
 };
 
