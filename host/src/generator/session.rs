@@ -37,7 +37,7 @@ const BOT_AGENTS: [&str; 3] = [
     "Mozilla/5.0 (compatible; scrapy/2.11)",
 ];
 
-fn weighted<'a, T: Copy>(rng: &mut StdRng, items: &'a [(T, u32)]) -> T {
+fn weighted<T: Copy>(rng: &mut StdRng, items: &[(T, u32)]) -> T {
     let total: u32 = items.iter().map(|(_, w)| w).sum();
     let mut pick = rng.random_range(0..total);
     for (item, w) in items {

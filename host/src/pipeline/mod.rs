@@ -25,7 +25,7 @@ use crate::generator::{Generator, GeneratorSettings};
 use crate::metrics::Metrics;
 use crate::plugin::{self, Limits, PluginSet, Policy, Runtime};
 use crate::sink::{JsonLinesAlertSink, JsonLinesDeadLetterSink, SinkError, SqliteStore};
-use crate::source::{SourceMsg, run_file, run_generator};
+use crate::source::{Pacing, SourceMsg, run_file, run_generator};
 
 /// The pipeline could not start or broke down.
 #[derive(Debug, thiserror::Error)]
@@ -247,17 +247,13 @@ pub async fn run(
                         bot_fraction: g.bot_fraction,
                         ..GeneratorSettings::default()
                     });
-                    run_generator(
-                        generator,
-                        g.rate,
-                        g.max_events,
-                        batch,
+                    let pacing = Pacing {
+                        rate: g.rate,
+                        max_events: g.max_events,
+                        batch_size: batch,
                         linger,
-                        tx,
-                        stop,
-                        &metrics,
-                    )
-                    .await;
+                    };
+                    run_generator(generator, pacing, tx, stop, &metrics).await;
                 }
                 SourceConfig::File(f) => {
                     if let Err(error) = run_file(&f.path, batch, tx, stop, &metrics).await {

@@ -8,18 +8,34 @@ use super::SourceMsg;
 use crate::generator::Generator;
 use crate::metrics::Metrics;
 
+/// How the generator source paces and batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    /// Events per wall-clock second.
+    pub rate: u32,
+    /// Stop after this many events.
+    pub max_events: Option<u64>,
+    /// Most events per batch.
+    pub batch_size: usize,
+    /// Longest a partial batch waits.
+    pub linger: Duration,
+}
+
 /// Sends generated events at `rate` per second in batches of `batch_size` (or whatever is ready
 /// after `linger`), until `max_events` or until `stop` turns true. Returns events sent.
 pub async fn run_generator(
     mut generator: Generator,
-    rate: u32,
-    max_events: Option<u64>,
-    batch_size: usize,
-    linger: Duration,
+    pacing: Pacing,
     tx: mpsc::Sender<SourceMsg>,
     mut stop: watch::Receiver<bool>,
     metrics: &Metrics,
 ) -> u64 {
+    let Pacing {
+        rate,
+        max_events,
+        batch_size,
+        linger,
+    } = pacing;
     const STEP: Duration = Duration::from_millis(10);
     let mut ticker = tokio::time::interval(STEP);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

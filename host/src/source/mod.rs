@@ -5,7 +5,7 @@ mod file;
 mod generator;
 
 pub use file::run_file;
-pub use generator::run_generator;
+pub use generator::{Pacing, run_generator};
 
 use crate::event::ClickEvent;
 use crate::sink::DeadLetter;
