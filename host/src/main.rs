@@ -15,6 +15,7 @@ use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
 use clickwatch::plugin::{self, Limits, Runtime};
 use clickwatch::scaffold;
+use clickwatch::sink::postgres;
 
 /// Real-time clickstream analytics and anomaly detection with hot-reloaded wasm plugins.
 #[derive(Debug, Parser)]
@@ -64,6 +65,21 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Manage the raw store's database schema.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Create or upgrade the PostgreSQL schema of `sinks.raw`.
+    Migrate {
+        /// The config whose `[sinks.raw]` is PostgreSQL.
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -159,6 +175,33 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plugin { command } => plugin_command(command),
+        Command::Db {
+            command: DbCommand::Migrate { config },
+        } => {
+            let c = config::load(&config, std::env::vars())?;
+            let config::RawSinkConfig::Postgres(pg) = &c.sinks.raw else {
+                bail!(
+                    "{}: sinks.raw is not PostgreSQL; nothing to migrate",
+                    config.display()
+                );
+            };
+            let settings = pg.settings();
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    let pool = postgres::pool(&settings)?;
+                    let before = postgres::check_schema(&pool)
+                        .await
+                        .context("cannot reach the database")?;
+                    postgres::migrate(&pool).await.context("migration failed")?;
+                    println!(
+                        "schema: {before:?} -> version {} (current)",
+                        postgres::latest_version()
+                    );
+                    anyhow::Ok(())
+                })
+        }
     }
 }
 

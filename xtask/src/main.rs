@@ -24,6 +24,7 @@ fn main() -> Result<()> {
         Some("demo") => demo(&root, &args[1..]),
         Some("test") => test(&root),
         Some("lint") => lint(&root),
+        Some("services") => services_command(&root, &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -31,6 +32,7 @@ fn main() -> Result<()> {
                  demo [--duration SECS]  build plugins and host, run the embedded pipeline\n  \
                  test                    build plugins, run every test (SDK, plugins, host)\n  \
                  plugins                 build the wasm plugins and fixtures into target/plugins\n  \
+                 services up|down|status [NAME..]  test services: postgres, kafka, bigquery\n  \
                  lint                    cargo fmt --check and clippy -D warnings on both workspaces"
             );
             bail!("unknown or missing command");
@@ -171,6 +173,68 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The services tests need, with the variable that points tests at an existing instance
+/// instead (when it is set, the service is not started).
+const SERVICES: [(&str, &str); 3] = [
+    ("postgres", "CLICKWATCH_TEST_POSTGRES_URL"),
+    ("kafka", "KAFKA_BROKERS"),
+    ("bigquery", "BIGQUERY_EMULATOR"),
+];
+/// The services the test suite uses today.
+const TEST_SERVICES: [&str; 1] = ["postgres"];
+
+/// Runs `services/NAME.sh ACTION`; returns the KEY=VALUE lines it prints.
+fn service(root: &Path, name: &str, action: &str) -> Result<Vec<(String, String)>> {
+    let script = root.join("services").join(format!("{name}.sh"));
+    eprintln!("$ {} {action}", script.display());
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(action)
+        .env(
+            "CLICKWATCH_STATE",
+            std::env::var_os("CLICKWATCH_STATE").unwrap_or_else(|| "/tmp/clickwatch-run".into()),
+        )
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprint!("{stdout}");
+    if !out.status.success() {
+        bail!("{name} {action} failed ({})", out.status);
+    }
+    Ok(stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect())
+}
+
+fn services_command(root: &Path, args: &[String]) -> Result<()> {
+    let (action, names) = args
+        .split_first()
+        .context("usage: cargo xtask services up|down|status [NAME..]")?;
+    let names: Vec<&str> = if names.is_empty() {
+        SERVICES.iter().map(|(n, _)| *n).collect()
+    } else {
+        names.iter().map(String::as_str).collect()
+    };
+    let mut failed = false;
+    for name in names {
+        if !SERVICES.iter().any(|(n, _)| *n == name) {
+            bail!("unknown service {name}; known: postgres, kafka, bigquery");
+        }
+        match (action.as_str(), service(root, name, action)) {
+            (_, Ok(_)) => {}
+            ("status", Err(_)) => failed = true,
+            (_, Err(e)) => return Err(e),
+        }
+    }
+    if failed {
+        bail!("some services are not running");
+    }
+    Ok(())
+}
+
 fn test(root: &Path) -> Result<()> {
     let wasm = build_plugins(root)?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
@@ -178,11 +242,34 @@ fn test(root: &Path) -> Result<()> {
     run(cargo()
         .args(["test", "--workspace", "--manifest-path"])
         .arg(root.join("plugins/Cargo.toml")))?;
-    // Host: unit tests and integration tests against the real .wasm files.
-    run(cargo()
+    // Start what the tests need, unless the environment points at an existing instance.
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut started = Vec::new();
+    for name in TEST_SERVICES {
+        let (_, var) = SERVICES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("known service");
+        match std::env::var(var) {
+            Ok(value) => eprintln!("{name}: using {var}={value} from the environment"),
+            Err(_) => {
+                env.extend(service(root, name, "up")?);
+                started.push(name);
+            }
+        }
+    }
+    // Host: unit tests and integration tests against the real .wasm files and services.
+    let result = run(cargo()
         .args(["test", "--workspace"])
-        .env("CLICKWATCH_WASM_DIR", &wasm))?;
-    scaffold_check(root)?;
+        .env("CLICKWATCH_WASM_DIR", &wasm)
+        .envs(env.iter().cloned()))
+    .and_then(|()| scaffold_check(root));
+    for name in started {
+        if let Err(e) = service(root, name, "down") {
+            eprintln!("warning: {e:#}");
+        }
+    }
+    result?;
     eprintln!("all tests passed");
     Ok(())
 }

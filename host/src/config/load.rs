@@ -297,7 +297,10 @@ path = "dead.jsonl"
             ("UNRELATED".to_owned(), "x".to_owned()),
         ];
         let c = parse(Path::new("t.toml"), &base(dir.path()), env).unwrap();
-        let super::super::RawSinkConfig::Sqlite(super::super::SqliteSink { path }) = &c.sinks.raw;
+        let super::super::RawSinkConfig::Sqlite(super::super::SqliteSink { path }) = &c.sinks.raw
+        else {
+            panic!("expected the sqlite raw sink");
+        };
         assert_eq!(path, Path::new("/secret/raw.db"));
         assert_eq!(c.pipeline.batch_size, 77);
     }

@@ -189,8 +189,39 @@ pub struct SinksConfig {
 pub enum RawSinkConfig {
     /// A SQLite database.
     Sqlite(SqliteSink),
+    /// PostgreSQL (table `click_events`; run `clickwatch db migrate` first).
+    Postgres(PostgresSink),
 }
-tagged::tagged_enum!(RawSinkConfig { "sqlite" => Sqlite(SqliteSink) });
+tagged::tagged_enum!(RawSinkConfig { "sqlite" => Sqlite(SqliteSink), "postgres" => Postgres(PostgresSink) });
+
+/// `type = "postgres"`: the raw store in PostgreSQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSink {
+    /// Connection URL, `postgres://user@host:port/database` (keep the password out of it).
+    pub url: String,
+    /// Password; set it from the environment: `CLICKWATCH__SINKS__RAW__PASSWORD`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// How long start-up waits for the server, seconds (default 60).
+    #[serde(default = "default_startup_timeout")]
+    pub startup_timeout_secs: u64,
+}
+
+fn default_startup_timeout() -> u64 {
+    60
+}
+
+impl PostgresSink {
+    /// Connection settings for the sink.
+    pub fn settings(&self) -> crate::sink::postgres::PgSettings {
+        crate::sink::postgres::PgSettings {
+            url: self.url.clone(),
+            password: self.password.clone(),
+            startup_timeout: std::time::Duration::from_secs(self.startup_timeout_secs),
+        }
+    }
+}
 
 /// Aggregate sink, selected by `type`.
 #[derive(Debug, Clone)]

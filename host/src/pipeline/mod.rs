@@ -24,6 +24,7 @@ use crate::config::{
 use crate::generator::{Generator, GeneratorSettings};
 use crate::metrics::Metrics;
 use crate::plugin::{self, Limits, PluginSet, Policy, Runtime};
+use crate::sink::postgres::PostgresRawSink;
 use crate::sink::{JsonLinesAlertSink, JsonLinesDeadLetterSink, SinkError, SqliteStore};
 use crate::source::{Pacing, SourceMsg, run_file, run_generator};
 
@@ -52,8 +53,8 @@ pub enum PipelineError {
 /// Where a run wrote its outputs.
 #[derive(Debug, Clone, Default)]
 pub struct Outputs {
-    /// Raw events database.
-    pub raw: Option<PathBuf>,
+    /// Raw events store (a file, or a database URL without password).
+    pub raw: Option<String>,
     /// Aggregates database.
     pub aggregates: Option<PathBuf>,
     /// Alerts file.
@@ -64,12 +65,15 @@ pub struct Outputs {
 
 /// Where the outputs of `config` go.
 pub fn outputs(config: &Config) -> Outputs {
-    let RawSinkConfig::Sqlite(raw) = &config.sinks.raw;
     let AggregateSinkConfig::Sqlite(agg) = &config.sinks.aggregates;
     let AlertSinkConfig::File(alerts) = &config.sinks.alerts;
     let DeadLetterConfig::File(dead) = &config.sinks.dead_letters;
+    let raw = match &config.sinks.raw {
+        RawSinkConfig::Sqlite(s) => s.path.display().to_string(),
+        RawSinkConfig::Postgres(p) => p.url.clone(),
+    };
     Outputs {
-        raw: Some(raw.path.clone()),
+        raw: Some(raw),
         aggregates: Some(agg.path.clone()),
         alerts: Some(alerts.path.clone()),
         dead_letters: Some(dead.path.clone()),
@@ -77,12 +81,15 @@ pub fn outputs(config: &Config) -> Outputs {
 }
 
 async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
-    let RawSinkConfig::Sqlite(raw) = &config.sinks.raw;
     let AggregateSinkConfig::Sqlite(agg) = &config.sinks.aggregates;
     let AlertSinkConfig::File(alerts) = &config.sinks.alerts;
     let DeadLetterConfig::File(dead) = &config.sinks.dead_letters;
+    let raw: Box<dyn crate::sink::RawSink> = match &config.sinks.raw {
+        RawSinkConfig::Sqlite(s) => Box::new(SqliteStore::open(&s.path).await?),
+        RawSinkConfig::Postgres(p) => Box::new(PostgresRawSink::open(&p.settings()).await?),
+    };
     Ok(Sinks {
-        raw: Box::new(SqliteStore::open(&raw.path).await?),
+        raw,
         aggregates: Box::new(SqliteStore::open(&agg.path).await?),
         alerts: Box::new(JsonLinesAlertSink::open(&alerts.path, alerts.stdout).await?),
         dead_letters: Box::new(JsonLinesDeadLetterSink::open(&dead.path).await?),

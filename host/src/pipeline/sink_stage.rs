@@ -108,7 +108,22 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
         }
         if !work.events.is_empty() {
             match retry!(metrics, "raw events", sinks.raw.write(&work.events)) {
-                Ok(stored) => Metrics::add(&metrics.raw_rows, stored),
+                Ok(written) => {
+                    Metrics::add(&metrics.raw_rows, written.stored);
+                    for (index, reason) in written.rejected {
+                        tracing::warn!(%reason, "raw store rejected an event; it goes to the dead letters");
+                        work.dead.push(DeadLetter {
+                            reason: "sink_rejected".into(),
+                            detail: reason,
+                            origin: "raw store".into(),
+                            payload: work
+                                .events
+                                .get(index)
+                                .map(crate::event::encode)
+                                .unwrap_or_default(),
+                        });
+                    }
+                }
                 Err(error) => dead_letter_all(
                     &mut work.dead,
                     &error,

@@ -83,6 +83,10 @@ fn show(path: &Option<PathBuf>) -> String {
         .map_or_else(|| "-".to_owned(), |p| p.display().to_string())
 }
 
+fn show_text(text: &Option<String>) -> &str {
+    text.as_deref().unwrap_or("-")
+}
+
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
@@ -127,7 +131,7 @@ impl std::fmt::Display for Summary {
         writeln!(
             f,
             "    raw events       {}  (table click_events)",
-            show(&self.outputs.raw)
+            show_text(&self.outputs.raw)
         )?;
         writeln!(f, "    aggregates       {}", show(&self.outputs.aggregates))?;
         writeln!(f, "    alerts           {}", show(&self.outputs.alerts))?;

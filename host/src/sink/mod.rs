@@ -6,6 +6,7 @@
 
 mod dead_letter;
 mod jsonl;
+pub mod postgres;
 mod sqlite;
 
 pub use dead_letter::DeadLetter;
@@ -50,12 +51,21 @@ impl SinkError {
     }
 }
 
+/// What a raw write did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawWrite {
+    /// Rows newly stored (a replayed event is not counted again).
+    pub stored: u64,
+    /// Events the store refused, by index in the batch, with the store's reason. The rest of
+    /// the batch was stored.
+    pub rejected: Vec<(usize, String)>,
+}
+
 /// Stores every valid raw event, idempotently on event id.
 #[async_trait]
 pub trait RawSink: Send {
-    /// Durably stores `events`; returns how many were new. Writing the same events again
-    /// stores nothing twice.
-    async fn write(&mut self, events: &[ClickEvent]) -> Result<u64, SinkError>;
+    /// Durably stores `events`. Writing the same events again stores nothing twice.
+    async fn write(&mut self, events: &[ClickEvent]) -> Result<RawWrite, SinkError>;
 }
 
 /// Stores aggregate rows in plugin-declared tables.

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{AggregateSink, RawSink, SinkError};
+use super::{AggregateSink, RawSink, RawWrite, SinkError};
 use crate::aggregate::{AggregateRow, ColumnType, TableSchema, Value};
 use crate::event::ClickEvent;
 
@@ -115,7 +115,7 @@ fn error(e: sqlx::Error) -> SinkError {
 
 #[async_trait]
 impl RawSink for SqliteStore {
-    async fn write(&mut self, events: &[ClickEvent]) -> Result<u64, SinkError> {
+    async fn write(&mut self, events: &[ClickEvent]) -> Result<RawWrite, SinkError> {
         let ingest = now_ms();
         let mut tx = self.pool.begin().await.map_err(error)?;
         let mut stored = 0;
@@ -151,7 +151,10 @@ impl RawSink for SqliteStore {
                 .rows_affected();
         }
         tx.commit().await.map_err(error)?;
-        Ok(stored)
+        Ok(RawWrite {
+            stored,
+            rejected: Vec::new(),
+        })
     }
 }
 

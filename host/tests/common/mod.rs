@@ -96,6 +96,17 @@ pub fn config(
     plugins_dir: &std::path::Path,
     out: &std::path::Path,
 ) -> clickwatch::config::Config {
+    let raw = format!("type = \"sqlite\"\npath = \"{}/db.sqlite\"", out.display());
+    config_with_raw(source, plugins_dir, out, &raw)
+}
+
+/// Like [`config`], with the `[sinks.raw]` body given.
+pub fn config_with_raw(
+    source: &str,
+    plugins_dir: &std::path::Path,
+    out: &std::path::Path,
+    raw: &str,
+) -> clickwatch::config::Config {
     let text = format!(
         r#"
 [source]
@@ -113,8 +124,7 @@ deadline_ms = 2000
 snapshot_interval_ms = 100
 
 [sinks.raw]
-type = "sqlite"
-path = "{out}/db.sqlite"
+{raw}
 [sinks.aggregates]
 type = "sqlite"
 path = "{out}/db.sqlite"

@@ -1,0 +1,191 @@
+//! The PostgreSQL raw store: batched COPY into a per-connection staging table, then
+//! `INSERT … ON CONFLICT (event_id) DO NOTHING`, in one transaction. A replay stores nothing
+//! twice; a row the server rejects is isolated by bisection and handed back with the server's
+//! reason while the rest of its batch is stored; connection failures are retryable, so an
+//! outage becomes backpressure in the sink stage.
+
+mod copy;
+mod schema;
+
+pub use schema::{MIGRATOR, SchemaState, check as check_schema, latest_version, migrate};
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{RawSink, RawWrite, SinkError};
+use crate::event::ClickEvent;
+
+const SINK: &str = "postgres";
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// `postgres://user@host:port/db`.
+    pub url: String,
+    /// Password, when not in the URL (set it from the environment).
+    pub password: Option<String>,
+    /// How long start-up waits for the server.
+    pub startup_timeout: Duration,
+}
+
+/// Builds a pool (connections are opened lazily and re-opened after an outage).
+pub fn pool(settings: &PgSettings) -> Result<PgPool, SinkError> {
+    let mut options: PgConnectOptions = settings
+        .url
+        .parse()
+        .map_err(|e| SinkError::permanent(SINK, format!("invalid url: {e}")))?;
+    if let Some(password) = &settings.password {
+        options = options.password(password);
+    }
+    Ok(PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
+/// Whether a database error is about the data (never fixed by a retry) rather than the server.
+fn is_data_error(e: &sqlx::Error) -> bool {
+    match e {
+        // SQLSTATE class 22: data exception; 23: integrity constraint violation.
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+        _ => false,
+    }
+}
+
+fn error(e: sqlx::Error) -> SinkError {
+    // Anything that is not about the data is worth retrying: connection loss, server shutdown,
+    // too many connections, serialization failures, timeouts.
+    let retryable = !is_data_error(&e)
+        && !matches!(&e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("42")));
+    SinkError {
+        sink: SINK,
+        message: e.to_string(),
+        retryable,
+    }
+}
+
+/// The server's message with its SQLSTATE, for dead letters.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => format!(
+            "{} (SQLSTATE {})",
+            d.message(),
+            d.code().unwrap_or_default()
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The sink.
+#[derive(Debug, Clone)]
+pub struct PostgresRawSink {
+    pool: PgPool,
+}
+
+impl PostgresRawSink {
+    /// Connects (waiting up to `startup_timeout` for the server) and checks that the schema is
+    /// current, saying what to run when it is not.
+    pub async fn open(settings: &PgSettings) -> Result<Self, SinkError> {
+        let pool = pool(settings)?;
+        let deadline = tokio::time::Instant::now() + settings.startup_timeout;
+        let state = loop {
+            match check_schema(&pool).await {
+                Ok(state) => break state,
+                Err(e) if tokio::time::Instant::now() < deadline && !is_data_error(&e) => {
+                    tracing::warn!(error = %e, "waiting for PostgreSQL");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    return Err(SinkError::permanent(
+                        SINK,
+                        format!("cannot reach the database: {e}"),
+                    ));
+                }
+            }
+        };
+        match state {
+            SchemaState::Current => Ok(PostgresRawSink { pool }),
+            SchemaState::Behind { at, needed } => Err(SinkError::permanent(
+                SINK,
+                format!(
+                    "the database schema is at version {at}, this clickwatch needs {needed}: run `clickwatch db migrate --config <file>`"
+                ),
+            )),
+            SchemaState::Ahead { at, known } => Err(SinkError::permanent(
+                SINK,
+                format!(
+                    "the database schema is at version {at}, newer than this clickwatch knows ({known}): upgrade clickwatch"
+                ),
+            )),
+        }
+    }
+
+    /// The pool, for tools and tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// One COPY + INSERT transaction; returns rows newly stored.
+    async fn write_once(&self, events: &[ClickEvent]) -> Result<u64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS click_events_stage (LIKE click_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let mut copy = tx
+            .copy_in_raw(&format!(
+                "COPY click_events_stage ({}) FROM STDIN",
+                copy::COLUMNS
+            ))
+            .await?;
+        copy.send(copy::encode(events)).await?;
+        copy.finish().await?;
+        let stored = sqlx::query("INSERT INTO click_events SELECT * FROM click_events_stage ON CONFLICT (event_id) DO NOTHING")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Writes `events`; on a data error splits the batch until the bad rows are isolated.
+    async fn write_isolating(
+        &self,
+        events: &[ClickEvent],
+        offset: usize,
+        out: &mut RawWrite,
+    ) -> Result<(), SinkError> {
+        let mut stack = vec![(offset, events)];
+        while let Some((start, part)) = stack.pop() {
+            match self.write_once(part).await {
+                Ok(stored) => out.stored += stored,
+                Err(e) if is_data_error(&e) && part.len() == 1 => {
+                    out.rejected.push((start, describe(&e)))
+                }
+                Err(e) if is_data_error(&e) => {
+                    let mid = part.len() / 2;
+                    stack.push((start + mid, &part[mid..]));
+                    stack.push((start, &part[..mid]));
+                }
+                Err(e) => return Err(error(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RawSink for PostgresRawSink {
+    async fn write(&mut self, events: &[ClickEvent]) -> Result<RawWrite, SinkError> {
+        let mut out = RawWrite::default();
+        if !events.is_empty() {
+            self.write_isolating(events, 0, &mut out).await?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,236 @@
+//! The PostgreSQL raw store against a real server (started by `cargo xtask services up`; the
+//! URL comes from CLICKWATCH_TEST_POSTGRES_URL). Without the server these tests fail, loudly.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use clickwatch::event::{ClickEvent, encode};
+use clickwatch::generator::{Generator, GeneratorSettings};
+use clickwatch::metrics::Metrics;
+use clickwatch::pipeline::{self, Ending};
+use clickwatch::sink::RawSink;
+use clickwatch::sink::postgres::{self, PgSettings, PostgresRawSink};
+use common::{config_with_raw, wait_until, wasm};
+
+fn server_url() -> String {
+    std::env::var("CLICKWATCH_TEST_POSTGRES_URL")
+        .expect("PostgreSQL is needed: run `cargo xtask services up` and export the URL it prints (or use `cargo xtask test`)")
+}
+
+/// A fresh database on the test server, migrated unless `migrate` is false. Returns its URL.
+async fn fresh_database(migrate: bool) -> String {
+    let server = server_url();
+    let admin = sqlx::PgPool::connect(&server)
+        .await
+        .expect("connect to the test server");
+    let name = format!("t_{}_{}", std::process::id(), rand_suffix());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (base, _) = server.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    if migrate {
+        let pool = postgres::pool(&settings(&url)).unwrap();
+        postgres::migrate(&pool).await.unwrap();
+    }
+    url
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish() % 1_000_000_000
+}
+
+fn settings(url: &str) -> PgSettings {
+    PgSettings {
+        url: url.to_owned(),
+        password: None,
+        startup_timeout: std::time::Duration::from_secs(10),
+    }
+}
+
+fn events(seed: u64, n: usize) -> Vec<ClickEvent> {
+    Generator::new(GeneratorSettings {
+        seed,
+        ..GeneratorSettings::default()
+    })
+    .take(n)
+}
+
+async fn count(url: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    sqlx::query_scalar("SELECT COUNT(*) FROM click_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn n_events_are_stored_exactly_once_even_when_delivered_twice() {
+    let url = fresh_database(true).await;
+    let mut sink = PostgresRawSink::open(&settings(&url)).await.unwrap();
+    let batch = events(1, 5_000);
+    assert_eq!(sink.write(&batch).await.unwrap().stored, 5_000);
+    let again = sink.write(&batch).await.unwrap();
+    assert_eq!((again.stored, again.rejected.len()), (0, 0));
+    assert_eq!(count(&url).await, 5_000);
+    // Typed columns: timestamptz, inet, jsonb.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let (time, ip, price): (String, Option<String>, Option<f64>) = sqlx::query_as(
+        "SELECT to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS'), host(ip), (properties->>'price')::float8 \
+         FROM click_events WHERE event_id = $1",
+    )
+    .bind(&batch[0].event_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        format!("{time}Z"),
+        clickwatch::event::format_time(batch[0].time_ms)
+    );
+    assert_eq!(ip.as_deref(), batch[0].ip.as_deref());
+    assert_eq!(
+        price,
+        batch[0]
+            .properties
+            .as_ref()
+            .and_then(|p| p.get("price"))
+            .and_then(|v| v.as_f64())
+    );
+}
+
+#[tokio::test]
+async fn a_row_the_server_rejects_is_isolated_and_its_siblings_stored() {
+    let url = fresh_database(true).await;
+    let mut sink = PostgresRawSink::open(&settings(&url)).await.unwrap();
+    let mut batch = events(2, 300);
+    // jsonb cannot hold \u0000: valid JSON, refused by PostgreSQL.
+    let mut bad = serde_json::Map::new();
+    bad.insert(
+        "note".into(),
+        serde_json::Value::String("nul \u{0} inside".into()),
+    );
+    batch[137].properties = Some(bad);
+    let written = sink.write(&batch).await.unwrap();
+    assert_eq!(written.stored, 299);
+    assert_eq!(written.rejected.len(), 1);
+    assert_eq!(written.rejected[0].0, 137);
+    assert!(
+        written.rejected[0]
+            .1
+            .contains("unsupported Unicode escape sequence (SQLSTATE 22P05)"),
+        "{}",
+        written.rejected[0].1
+    );
+    assert_eq!(count(&url).await, 299);
+}
+
+#[tokio::test]
+async fn an_unmigrated_database_names_the_command_to_run() {
+    let url = fresh_database(false).await;
+    let err = PostgresRawSink::open(&settings(&url))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("schema is at version 0") && err.contains("clickwatch db migrate"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_mid_run_loses_nothing_and_rejects_go_to_dead_letters() {
+    let url = fresh_database(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(plugins.join("page-traffic.wasm"), wasm("page-traffic")).unwrap();
+    let raw = format!("type = \"postgres\"\nurl = \"{url}\"");
+    let source = "type = \"generator\"\nrate = 20000\nseed = 9";
+    let metrics = Arc::new(Metrics::default());
+    let m = metrics.clone();
+    let shutdown = async move {
+        let processed = || m.events_processed.load(Ordering::Relaxed);
+        wait_until("events flowed", || processed() > 5_000).await;
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/postgres.sh");
+        let status = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("bash")
+                .arg(script)
+                .arg("restart")
+                .status()
+        })
+        .await
+        .unwrap()
+        .expect("restart script");
+        assert!(status.success(), "postgres restart failed");
+        let at = processed();
+        wait_until("events flowed after the restart", || {
+            processed() > at + 10_000
+        })
+        .await;
+        Ending::Exhausted
+    };
+    let summary = pipeline::run(
+        config_with_raw(source, &plugins, dir.path(), &raw),
+        metrics.clone(),
+        shutdown,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&url).await as u64,
+        summary.events_in,
+        "every event read is stored once"
+    );
+    assert_eq!(summary.raw_rows, summary.events_in);
+    assert!(
+        metrics.sink_retries.load(Ordering::Relaxed) > 0,
+        "the restart should have been felt as retried writes"
+    );
+
+    // The same pipeline over a file with one event PostgreSQL refuses: dead-lettered with the
+    // server's reason, the rest stored.
+    let url = fresh_database(true).await;
+    let mut batch = events(3, 1_000);
+    let mut bad = serde_json::Map::new();
+    bad.insert("note".into(), serde_json::Value::String("\u{0}".into()));
+    batch[500].properties = Some(bad);
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(
+        &input,
+        batch.iter().map(encode).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    let raw = format!("type = \"postgres\"\nurl = \"{url}\"");
+    let source = format!("type = \"file\"\npath = \"{}\"", input.display());
+    let out = dir.path().join("second");
+    std::fs::create_dir(&out).unwrap();
+    let summary = pipeline::run(
+        config_with_raw(&source, &plugins, &out, &raw),
+        Arc::new(Metrics::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.raw_rows, 999);
+    assert_eq!(count(&url).await, 999);
+    let dead = std::fs::read_to_string(out.join("dead.jsonl")).unwrap();
+    let dead: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["reason"], "sink_rejected");
+    assert!(
+        dead[0]["payload"]
+            .as_str()
+            .unwrap()
+            .contains(&batch[500].event_id)
+    );
+}
