@@ -224,7 +224,9 @@ cmd_up() {
         fi
     done
 
-    mkdir -p "$STATE_DIR"
+    # Persistent (a DuckDB file in the state folder, removed by `down`) so that a
+    # `restart` keeps the data, as a real outage would.
+    mkdir -p "$STATE_DIR/data"
     : >"$LOG_FILE"
     # setsid: own session and process group, so `down` can kill any children
     # and a Ctrl-C in the caller's terminal does not reach it.
@@ -236,7 +238,7 @@ cmd_up() {
         setsid "$VENV/bin/bqemulator" start \
         --rest-host "$HOST" --rest-port "$REST_PORT" \
         --grpc-host "$HOST" --grpc-port "$GRPC_PORT" \
-        --ephemeral --project "$PROJECT" \
+        --persistent --data-dir "$STATE_DIR/data" --project "$PROJECT" \
         </dev/null >>"$LOG_FILE" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$PID_FILE"
@@ -276,6 +278,26 @@ cmd_down() {
     log "stopped (pid $pid)"
 }
 
+# Stop but keep the data: an outage the tests can end with `up`.
+cmd_stop() {
+    local pid
+    if pid="$(running_pid)"; then
+        stop_group "$pid"
+        rm -f "$PID_FILE"
+    fi
+    log "stopped (data kept)"
+}
+
+# Stop and start again, keeping the data: simulates an outage for the tests.
+cmd_restart() {
+    local pid
+    if pid="$(running_pid)"; then
+        stop_group "$pid"
+        rm -f "$PID_FILE"
+    fi
+    cmd_up
+}
+
 cmd_status() {
     local pid
     if pid="$(running_pid)"; then
@@ -303,9 +325,11 @@ lock() {
 case "${1:-}" in
     up) lock; cmd_up ;;
     down) lock; cmd_down ;;
+    restart) lock; cmd_restart ;;
+    stop) lock; cmd_stop ;;
     status) cmd_status ;;
     *)
-        echo "usage: $0 up|down|status" >&2
+        echo "usage: $0 up|down|status|restart|stop" >&2
         exit 2
         ;;
 esac

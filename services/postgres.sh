@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private PostgreSQL cluster for tests: Debian's server binaries, its own loopback port, data
 # under a folder these scripts own (outside the clone), trust auth on 127.0.0.1 only.
-# Usage: services/postgres.sh up|down|status|restart
+# Usage: services/postgres.sh up|down|status|restart|stop  (stop keeps the data; up starts it again)
 set -euo pipefail
 
 PORT="${PG_PORT:-15432}"
@@ -83,6 +83,13 @@ restart() {
   echo "postgres: restarted"
 }
 
+# Stop but keep the data: an outage the tests can end with `up`.
+stop() {
+  BIN="$(find_bin)" || exit 0
+  if running; then as_pg "'$BIN/pg_ctl' -D '$DATA' -m fast -w stop" >/dev/null; fi
+  echo "postgres: stopped (data kept)"
+}
+
 status() {
   BIN="$(find_bin)" || { echo "postgres: not installed"; exit 1; }
   if running && ready; then echo "postgres: running on 127.0.0.1:$PORT"; else echo "postgres: stopped"; exit 1; fi
@@ -93,5 +100,6 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   restart) restart ;;
-  *) echo "usage: $0 up|down|status|restart" >&2; exit 2 ;;
+  stop) stop ;;
+  *) echo "usage: $0 up|down|status|restart|stop" >&2; exit 2 ;;
 esac

@@ -181,7 +181,7 @@ const SERVICES: [(&str, &str); 3] = [
     ("bigquery", "BIGQUERY_EMULATOR"),
 ];
 /// The services the test suite uses today.
-const TEST_SERVICES: [&str; 1] = ["postgres"];
+const TEST_SERVICES: [&str; 2] = ["postgres", "bigquery"];
 
 /// Runs `services/NAME.sh ACTION`; returns the KEY=VALUE lines it prints.
 fn service(root: &Path, name: &str, action: &str) -> Result<Vec<(String, String)>> {

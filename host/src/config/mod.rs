@@ -228,8 +228,51 @@ impl PostgresSink {
 pub enum AggregateSinkConfig {
     /// A SQLite database; one table per plugin-declared table.
     Sqlite(SqliteSink),
+    /// Google BigQuery; one table per plugin-declared table in a dataset.
+    Bigquery(BigquerySinkConfig),
 }
-tagged::tagged_enum!(AggregateSinkConfig { "sqlite" => Sqlite(SqliteSink) });
+tagged::tagged_enum!(AggregateSinkConfig { "sqlite" => Sqlite(SqliteSink), "bigquery" => Bigquery(BigquerySinkConfig) });
+
+/// `type = "bigquery"`: aggregates streamed into BigQuery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BigquerySinkConfig {
+    /// GCP project id.
+    pub project: String,
+    /// Dataset; created if missing.
+    pub dataset: String,
+    /// Location for a dataset this sink creates ("US", "EU", ...; default: BigQuery's).
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Service-account key file; without it, Application Default Credentials are used.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// API base URL, for the emulator: `http://127.0.0.1:19050/bigquery/v2` (default: Google).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// A fixed bearer token instead of credentials (emulators accept any).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl BigquerySinkConfig {
+    /// Settings for the sink.
+    pub fn settings(&self) -> crate::sink::bigquery::BigQuerySettings {
+        use crate::sink::bigquery::Credentials;
+        let credentials = match (&self.token, &self.credentials_file) {
+            (Some(token), _) => Credentials::StaticToken(token.clone()),
+            (None, Some(file)) => Credentials::ServiceAccountKey(file.clone()),
+            (None, None) => Credentials::ApplicationDefault,
+        };
+        crate::sink::bigquery::BigQuerySettings {
+            project: self.project.clone(),
+            dataset: self.dataset.clone(),
+            location: self.location.clone(),
+            credentials,
+            endpoint: self.endpoint.clone(),
+        }
+    }
+}
 
 /// `type = "sqlite"`: a SQLite database file, created if missing.
 #[derive(Debug, Clone, Deserialize)]

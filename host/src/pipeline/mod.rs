@@ -56,7 +56,7 @@ pub struct Outputs {
     /// Raw events store (a file, or a database URL without password).
     pub raw: Option<String>,
     /// Aggregates database.
-    pub aggregates: Option<PathBuf>,
+    pub aggregates: Option<String>,
     /// Alerts file.
     pub alerts: Option<PathBuf>,
     /// Dead-letter file.
@@ -65,32 +65,40 @@ pub struct Outputs {
 
 /// Where the outputs of `config` go.
 pub fn outputs(config: &Config) -> Outputs {
-    let AggregateSinkConfig::Sqlite(agg) = &config.sinks.aggregates;
     let AlertSinkConfig::File(alerts) = &config.sinks.alerts;
     let DeadLetterConfig::File(dead) = &config.sinks.dead_letters;
+    let aggregates = match &config.sinks.aggregates {
+        AggregateSinkConfig::Sqlite(s) => s.path.display().to_string(),
+        AggregateSinkConfig::Bigquery(b) => format!("bigquery://{}/{}", b.project, b.dataset),
+    };
     let raw = match &config.sinks.raw {
         RawSinkConfig::Sqlite(s) => s.path.display().to_string(),
         RawSinkConfig::Postgres(p) => p.url.clone(),
     };
     Outputs {
         raw: Some(raw),
-        aggregates: Some(agg.path.clone()),
+        aggregates: Some(aggregates),
         alerts: Some(alerts.path.clone()),
         dead_letters: Some(dead.path.clone()),
     }
 }
 
 async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
-    let AggregateSinkConfig::Sqlite(agg) = &config.sinks.aggregates;
     let AlertSinkConfig::File(alerts) = &config.sinks.alerts;
     let DeadLetterConfig::File(dead) = &config.sinks.dead_letters;
+    let aggregates: Box<dyn crate::sink::AggregateSink> = match &config.sinks.aggregates {
+        AggregateSinkConfig::Sqlite(s) => Box::new(SqliteStore::open(&s.path).await?),
+        AggregateSinkConfig::Bigquery(b) => {
+            Box::new(crate::sink::bigquery::BigQuerySink::open(b.settings()).await?)
+        }
+    };
     let raw: Box<dyn crate::sink::RawSink> = match &config.sinks.raw {
         RawSinkConfig::Sqlite(s) => Box::new(SqliteStore::open(&s.path).await?),
         RawSinkConfig::Postgres(p) => Box::new(PostgresRawSink::open(&p.settings()).await?),
     };
     Ok(Sinks {
         raw,
-        aggregates: Box::new(SqliteStore::open(&agg.path).await?),
+        aggregates,
         alerts: Box::new(JsonLinesAlertSink::open(&alerts.path, alerts.stdout).await?),
         dead_letters: Box::new(JsonLinesDeadLetterSink::open(&dead.path).await?),
     })

@@ -137,7 +137,25 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
                 "aggregate rows",
                 sinks.aggregates.write(&work.rows)
             ) {
-                Ok(()) => Metrics::add(&metrics.aggregate_rows, work.rows.len() as u64),
+                Ok(rejected) => {
+                    Metrics::add(
+                        &metrics.aggregate_rows,
+                        (work.rows.len() - rejected.len()) as u64,
+                    );
+                    for (index, reason) in rejected {
+                        tracing::warn!(%reason, "aggregate store rejected a row; it goes to the dead letters");
+                        work.dead.push(DeadLetter {
+                            reason: "sink_rejected".into(),
+                            detail: reason,
+                            origin: "aggregate store".into(),
+                            payload: work
+                                .rows
+                                .get(index)
+                                .map(|r| serde_json::to_string(r).unwrap_or_default())
+                                .unwrap_or_default(),
+                        });
+                    }
+                }
                 Err(error) => dead_letter_all(
                     &mut work.dead,
                     &error,

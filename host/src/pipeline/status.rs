@@ -133,7 +133,11 @@ impl std::fmt::Display for Summary {
             "    raw events       {}  (table click_events)",
             show_text(&self.outputs.raw)
         )?;
-        writeln!(f, "    aggregates       {}", show(&self.outputs.aggregates))?;
+        writeln!(
+            f,
+            "    aggregates       {}",
+            show_text(&self.outputs.aggregates)
+        )?;
         writeln!(f, "    alerts           {}", show(&self.outputs.alerts))?;
         write!(
             f,

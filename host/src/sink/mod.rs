@@ -4,6 +4,7 @@
 //! **Architecture Invariant:** sinks know nothing about plugins. They see events, table
 //! schemas, rows, alerts and dead letters: plain data.
 
+pub mod bigquery;
 mod dead_letter;
 mod jsonl;
 pub mod postgres;
@@ -73,8 +74,10 @@ pub trait RawSink: Send {
 pub trait AggregateSink: Send {
     /// Creates the table, or adds new (nullable) columns to it. Idempotent.
     async fn ensure_table(&mut self, table: &TableSchema) -> Result<(), SinkError>;
-    /// Upserts rows by their table's key, so a re-emitted row replaces, never adds.
-    async fn write(&mut self, rows: &[AggregateRow]) -> Result<(), SinkError>;
+    /// Writes rows so that a re-emitted row never counts twice (an upsert by key, or an insert
+    /// id the store de-duplicates on). Returns the rows the store refused, by index, with its
+    /// reason; the others were stored.
+    async fn write(&mut self, rows: &[AggregateRow]) -> Result<Vec<(usize, String)>, SinkError>;
 }
 
 /// Publishes alerts.

@@ -216,9 +216,9 @@ impl AggregateSink for SqliteStore {
         Ok(())
     }
 
-    async fn write(&mut self, rows: &[AggregateRow]) -> Result<(), SinkError> {
+    async fn write(&mut self, rows: &[AggregateRow]) -> Result<Vec<(usize, String)>, SinkError> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let ingest = now_ms();
         let mut tx = self.pool.begin().await.map_err(error)?;
@@ -259,6 +259,6 @@ impl AggregateSink for SqliteStore {
             q.build().execute(&mut *tx).await.map_err(error)?;
         }
         tx.commit().await.map_err(error)?;
-        Ok(())
+        Ok(Vec::new())
     }
 }
