@@ -110,6 +110,12 @@ async fn swapping_a_plugin_mid_stream_loses_and_repeats_nothing() {
     );
     assert_eq!(versions, 2);
     assert!(v2 > 0);
+    // The refused file is validated once, not again and again while it sits in the folder.
+    assert_eq!(
+        metrics.plugin_rejections.load(Ordering::Relaxed),
+        1,
+        "a refused file must not be reloaded until it changes"
+    );
     let raw: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_events")
         .fetch_one(&pool)
         .await

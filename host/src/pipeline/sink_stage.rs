@@ -86,7 +86,9 @@ macro_rules! retry {
                     Metrics::add(&$metrics.sink_retries, 1);
                     tracing::warn!(sink = error.sink, what = $what, %error, retry_in_ms = backoff.as_millis() as u64,
                         "sink write failed; waiting and retrying (the pipeline is paused meanwhile)");
-                    tokio::time::sleep(backoff).await;
+                    // Jitter, so that many hosts retrying one service do not retry in step.
+                    let jitter = rand::random_range(0.0..0.25);
+                    tokio::time::sleep(backoff.mul_f64(1.0 + jitter)).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use super::engine::Runtime;
@@ -59,7 +59,14 @@ pub async fn watch_folder(
 ) -> Result<(), WatchError> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+        // Only changes count: our own reads of a file raise access events, which would
+        // otherwise make every load trigger another.
+        if let Ok(event) = event
+            && matches!(
+                event.kind,
+                EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+            )
+        {
             for path in event.paths {
                 let _ = tx.send(path);
             }
@@ -132,6 +139,9 @@ async fn settle(
             Some(Control::Install(Box::new(prepared)))
         }
         Ok(Err(error)) => {
+            // Remember refused bytes too: the same broken file is not re-validated until it
+            // changes.
+            known.insert(path.to_owned(), hash);
             Metrics::add(&metrics.plugin_rejections, 1);
             tracing::error!(file = %path.display(), %error, "plugin refused; the previous version (if any) keeps running");
             None
