@@ -32,6 +32,8 @@ pub struct Metrics {
     pub plugin_loads: AtomicU64,
     /// Plugin files refused.
     pub plugin_rejections: AtomicU64,
+    /// Plugin files waiting for another file with the same plugin name to be removed.
+    pub plugins_parked: AtomicU64,
     /// Alerts per detector.
     pub alerts_by_detector: Mutex<BTreeMap<String, u64>>,
 }

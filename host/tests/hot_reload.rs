@@ -122,3 +122,47 @@ async fn swapping_a_plugin_mid_stream_loses_and_repeats_nothing() {
         .unwrap();
     assert_eq!(raw as u64, summary.events_processed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_file_for_a_loaded_plugin_goes_live_when_the_old_file_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(plugins.join("counter.wasm"), wasm("counter")).unwrap();
+    let config = config(
+        "type = \"generator\"\nrate = 20000\nseed = 4",
+        &plugins,
+        dir.path(),
+    );
+    let metrics = Arc::new(Metrics::default());
+    let m = metrics.clone();
+    let plugin_dir = plugins.clone();
+    let shutdown = async move {
+        let processed = || m.events_processed.load(Ordering::Relaxed);
+        wait_until("version 1 ran", || processed() > 3_000).await;
+        // A deploy that adds the new version under a new name, then removes the old file.
+        deploy(&wasm("counter-v2"), &plugin_dir.join("counter-2.wasm"));
+        wait_until("version 2 is parked behind version 1", || {
+            m.plugins_parked.load(Ordering::Relaxed) == 1
+        })
+        .await;
+        std::fs::remove_file(plugin_dir.join("counter.wasm")).unwrap();
+        wait_until("version 2 went live", || {
+            m.plugin_loads.load(Ordering::Relaxed) >= 2
+        })
+        .await;
+        let at = processed();
+        wait_until("version 2 ran", || processed() > at + 3_000).await;
+        Ending::Exhausted
+    };
+    let summary = pipeline::run(config, metrics.clone(), shutdown)
+        .await
+        .expect("pipeline");
+    let counter = summary
+        .plugins
+        .iter()
+        .find(|p| p.name == "counter")
+        .expect("counter is loaded");
+    assert_eq!(counter.version, "2.0.0");
+    assert_eq!(metrics.plugin_rejections.load(Ordering::Relaxed), 0);
+}

@@ -163,6 +163,12 @@ fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
             format!("expected >= 0, got {}", p.allowed_lateness_ms),
         ));
     }
+    if p.idle_advance_ms == 0 {
+        return Err(bad(
+            "pipeline.idle_advance_ms",
+            "expected a positive number of milliseconds".into(),
+        ));
+    }
     if config.plugins.deadline_ms == 0 {
         return Err(bad(
             "plugins.deadline_ms",

@@ -6,7 +6,7 @@ mod processor;
 mod sink_stage;
 mod status;
 
-pub use processor::{Ending, EventTime, Processor};
+pub use processor::{Ending, EventTime, Processor, SourcePosition};
 pub use sink_stage::{SinkWork, Sinks, run_sinks};
 pub use status::{Summary, status_line};
 
@@ -120,12 +120,36 @@ async fn load_plugins(
     let mut known = HashMap::new();
     for path in files {
         let (rt, p, plugins) = (runtime.clone(), path.clone(), config.plugins.clone());
-        let prepared = tokio::task::spawn_blocking(move || {
-            plugin::prepare(&rt, &p, &|name| plugins.settings_json(name))
+        let state_dir = config.plugins.state_dir.clone();
+        // Compile, init and restore saved state on a blocking thread: wasm never runs on a
+        // tokio worker.
+        let loaded = tokio::task::spawn_blocking(move || {
+            let mut prepared = plugin::prepare(&rt, &p, &|name| plugins.settings_json(name))?;
+            let name = prepared.module.info.name.clone();
+            let state = state_dir.and_then(|d| std::fs::read(d.join(format!("{name}.state"))).ok());
+            let restored = match state {
+                Some(state) => match prepared.instance.restore(&state) {
+                    Ok(()) => {
+                        tracing::info!(plugin = %name, bytes = state.len(), "plugin state restored from the last run");
+                        Some(state)
+                    }
+                    Err(error) => {
+                        tracing::warn!(plugin = %name, %error, "saved state could not be restored; starting fresh");
+                        if error.is_trap() {
+                            prepared.instance = prepared.module.instantiate(&prepared.settings).map_err(|e| {
+                                plugin::PrepareError { path: p.clone(), reason: plugin::LoadError::Init(e).into() }
+                            })?;
+                        }
+                        None
+                    }
+                },
+                None => None,
+            };
+            Ok::<_, plugin::PrepareError>((prepared, restored))
         })
         .await
         .map_err(|e| PipelineError::Stage(e.to_string()))?;
-        let prepared = match prepared {
+        let (prepared, restored) = match loaded {
             Ok(p) => p,
             Err(error) => {
                 Metrics::add(&metrics.plugin_rejections, 1);
@@ -144,23 +168,13 @@ async fn load_plugins(
             Ok(_) => {
                 Metrics::add(&metrics.plugin_loads, 1);
                 tracing::info!(plugin = %name, version = %version, file = %path.display(), "plugin loaded");
+                if let Some(state) = restored {
+                    set.remember_snapshot(&name, state);
+                }
             }
             Err(error) => {
                 Metrics::add(&metrics.plugin_rejections, 1);
                 tracing::error!(file = %path.display(), %error, "plugin refused at start-up");
-                continue;
-            }
-        }
-        if let Some(state_dir) = &config.plugins.state_dir
-            && let Ok(state) = std::fs::read(state_dir.join(format!("{name}.state")))
-        {
-            match set.restore(&name, &state) {
-                Ok(()) => {
-                    tracing::info!(plugin = %name, bytes = state.len(), "plugin state restored from the last run")
-                }
-                Err(error) => {
-                    tracing::warn!(plugin = %name, %error, "saved state could not be restored; starting fresh")
-                }
             }
         }
     }
@@ -168,6 +182,42 @@ async fn load_plugins(
         .plugins_loaded
         .store(set.len() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok((set, known))
+}
+
+/// Identifies the configured source, so a saved position is only applied to the same one.
+fn source_id(config: &Config) -> String {
+    match &config.source {
+        SourceConfig::Generator(g) => {
+            format!(
+                "generator seed={} simulated_rate={} bot_fraction={}",
+                g.seed, g.simulated_rate, g.bot_fraction
+            )
+        }
+        SourceConfig::File(f) => format!("file {}", f.path.display()),
+    }
+}
+
+/// Where to resume: the position saved with the plugin state by the last run of the same
+/// source, so restored plugin state and the input agree (nothing counted twice).
+fn resume_position(config: &Config) -> SourcePosition {
+    let source = source_id(config);
+    let saved = config
+        .plugins
+        .state_dir
+        .as_ref()
+        .and_then(|d| std::fs::read(d.join(processor::POSITION_FILE)).ok())
+        .and_then(|b| serde_json::from_slice::<SourcePosition>(&b).ok());
+    match saved {
+        Some(p) if p.source == source => {
+            tracing::info!(source = %source, records = p.records, "resuming the source after the records the last run processed");
+            p
+        }
+        Some(p) => {
+            tracing::warn!(saved = %p.source, now = %source, "saved state belongs to another source; its position is ignored");
+            SourcePosition { source, records: 0 }
+        }
+        None => SourcePosition { source, records: 0 },
+    }
 }
 
 /// Runs the pipeline of `config` until the source is exhausted or `shutdown` resolves. The
@@ -215,11 +265,14 @@ pub async fn run(
         allowed_lateness_ms: p.allowed_lateness_ms,
         idle_advance: Duration::from_millis(p.idle_advance_ms),
     };
+    let position = resume_position(&config);
+    let skip = position.records;
     let processor = Processor::new(
         plugins,
         event_time,
         metrics.clone(),
         config.plugins.state_dir.clone(),
+        position,
     );
     let processor_thread = std::thread::Builder::new()
         .name("processor".into())
@@ -256,22 +309,26 @@ pub async fn run(
         tokio::spawn(async move {
             match source {
                 SourceConfig::Generator(g) => {
-                    let generator = Generator::new(GeneratorSettings {
+                    let mut generator = Generator::new(GeneratorSettings {
                         seed: g.seed,
                         mean_rate: g.simulated_rate,
                         bot_fraction: g.bot_fraction,
                         ..GeneratorSettings::default()
                     });
+                    // Resume after what the last run already processed (deterministic per seed).
+                    for _ in 0..skip {
+                        generator.next_event();
+                    }
                     let pacing = Pacing {
                         rate: g.rate,
-                        max_events: g.max_events,
+                        max_events: g.max_events.map(|m| m.saturating_sub(skip)),
                         batch_size: batch,
                         linger,
                     };
                     run_generator(generator, pacing, tx, stop, &metrics).await;
                 }
                 SourceConfig::File(f) => {
-                    if let Err(error) = run_file(&f.path, batch, tx, stop, &metrics).await {
+                    if let Err(error) = run_file(&f.path, skip, batch, tx, stop, &metrics).await {
                         tracing::error!(file = %f.path.display(), %error, "cannot read the event file");
                     }
                 }

@@ -41,7 +41,27 @@ pub struct Processor {
     watermark: i64,
     max_event_ms: i64,
     last_input: Instant,
+    /// Records (valid and invalid) received from the source since its start: the position
+    /// saved with plugin state, so a restart resumes instead of counting records twice.
+    records: u64,
+    /// Identifies the source the position belongs to.
+    source_id: String,
+    /// Plugins refused only because another file still provides their name, by name: they go
+    /// live when that file is removed (a deploy that adds the new file, then deletes the old).
+    parked: std::collections::HashMap<String, crate::plugin::Prepared>,
 }
+
+/// The source position saved beside plugin state.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SourcePosition {
+    /// Which source (kind and identity).
+    pub source: String,
+    /// Records received from it.
+    pub records: u64,
+}
+
+/// File name of the saved source position in the state folder.
+pub const POSITION_FILE: &str = "source.position";
 
 impl Processor {
     /// A processor over `plugins`.
@@ -50,6 +70,7 @@ impl Processor {
         event_time: EventTime,
         metrics: Arc<Metrics>,
         state_dir: Option<PathBuf>,
+        position: SourcePosition,
     ) -> Self {
         Processor {
             plugins,
@@ -59,6 +80,9 @@ impl Processor {
             watermark: i64::MIN,
             max_event_ms: i64::MIN,
             last_input: Instant::now(),
+            records: position.records,
+            source_id: position.source,
+            parked: std::collections::HashMap::new(),
         }
     }
 
@@ -82,6 +106,7 @@ impl Processor {
         enum Next {
             Input(Option<SourceMsg>),
             Control(Control),
+            ControlClosed,
             Idle,
         }
         let mut control_open = true;
@@ -92,7 +117,7 @@ impl Processor {
                     biased;
                     c = control.recv(), if control_open => match c {
                         Some(c) => Next::Control(c),
-                        None => Next::Idle,
+                        None => Next::ControlClosed,
                     },
                     m = tokio::time::timeout(idle, input.recv()) => match m {
                         Ok(m) => Next::Input(m),
@@ -113,18 +138,20 @@ impl Processor {
                     break Ending::Exhausted;
                 }
                 Next::Input(None) => break Ending::Stopped,
-                Next::Idle => {
-                    if control.is_closed() {
-                        control_open = false;
-                    }
-                    self.idle_advance()
+                Next::ControlClosed => {
+                    control_open = false;
+                    continue;
                 }
+                Next::Idle => self.idle_advance(),
             };
             if let Some(work) = work.nonempty()
                 && output.blocking_send(work).is_err()
             {
                 break Ending::Stopped;
             }
+            // Idle time counts from when the processor was ready for input again, not from
+            // when it last received some (it may have waited on the sinks meanwhile).
+            self.last_input = Instant::now();
         };
         self.persist_state();
         (ending, self.plugins.status())
@@ -146,6 +173,16 @@ impl Processor {
                         }
                         work.tables = done.tables;
                     }
+                    Err(crate::plugin::InstallError::Parked {
+                        name,
+                        other,
+                        prepared,
+                    }) => {
+                        tracing::warn!(file, plugin = %name, other = %other,
+                            "plugin {name} is already loaded from another file; this one goes live when that file is removed");
+                        self.parked.insert(name, *prepared);
+                        Metrics::add(&self.metrics.plugins_parked, 1);
+                    }
                     Err(error) => {
                         Metrics::add(&self.metrics.plugin_rejections, 1);
                         tracing::error!(file, %error, "plugin refused; the previous version (if any) keeps running");
@@ -153,8 +190,12 @@ impl Processor {
                 }
             }
             Control::Remove(path) => {
+                self.parked.retain(|_, p| p.path != path);
                 if let Some(name) = self.plugins.remove_path(&path) {
                     tracing::info!(plugin = %name, file = %path.display(), "plugin unloaded");
+                    if let Some(next) = self.parked.remove(&name) {
+                        return self.apply(Control::Install(Box::new(next)));
+                    }
                 }
             }
         }
@@ -170,7 +211,7 @@ impl Processor {
         events: Vec<crate::event::ClickEvent>,
         mut dead: Vec<DeadLetter>,
     ) -> SinkWork {
-        self.last_input = Instant::now();
+        self.records += (events.len() + dead.len()) as u64;
         // Events behind the watermark arrive after their windows closed: dead-letter them.
         let watermark = self.watermark;
         let (on_time, late): (Vec<_>, Vec<_>) =
@@ -242,6 +283,19 @@ impl Processor {
         if let Err(error) = std::fs::create_dir_all(dir) {
             tracing::error!(dir = %dir.display(), %error, "cannot create the plugin state folder; state is not kept");
             return;
+        }
+        let position = SourcePosition {
+            source: self.source_id.clone(),
+            records: self.records,
+        };
+        let path = dir.join(POSITION_FILE);
+        let tmp = dir.join(format!(".{POSITION_FILE}.tmp"));
+        let json = serde_json::to_vec(&position).unwrap_or_default();
+        match std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &path)) {
+            Ok(()) => {
+                tracing::info!(source = %position.source, records = position.records, "source position saved")
+            }
+            Err(error) => tracing::error!(%error, "cannot save the source position"),
         }
         for (name, state) in self.plugins.snapshots(Instant::now()) {
             let path = dir.join(format!("{name}.state"));

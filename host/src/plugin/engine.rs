@@ -36,7 +36,12 @@ pub struct PluginCtx {
     pub(crate) plugin: Arc<str>,
     pub(crate) limits: StoreLimits,
     pub(crate) last_panic: Option<String>,
+    /// Log lines written during the current call; past [`MAX_LOG_LINES`] they are dropped.
+    pub(crate) log_lines: u32,
 }
+
+/// Log lines one call may write: a chatty or hostile plugin must not flood the host's log.
+pub const MAX_LOG_LINES: u32 = 100;
 
 impl PluginCtx {
     pub(crate) fn new(plugin: Arc<str>, limits: &Limits) -> Self {
@@ -45,11 +50,15 @@ impl PluginCtx {
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
                 .trap_on_grow_failure(true)
-                .instances(4)
-                .tables(16)
-                .memories(4)
+                // One linear memory, so the cap is a cap on the instance; tables bounded too,
+                // or `table.grow` would be a way around the memory cap.
+                .memories(1)
+                .table_elements(100_000)
+                .instances(8)
+                .tables(8)
                 .build(),
             last_panic: None,
+            log_lines: 0,
         }
     }
 }
@@ -57,6 +66,19 @@ impl PluginCtx {
 impl clickwatch::plugin::host::Host for PluginCtx {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
         let plugin = &*self.plugin;
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES {
+            if self.log_lines == MAX_LOG_LINES + 1 {
+                tracing::warn!(
+                    plugin,
+                    limit = MAX_LOG_LINES,
+                    "plugin log lines dropped for the rest of this call"
+                );
+            }
+            if !fields.iter().any(|(k, _)| k == "panic") {
+                return;
+            }
+        }
         if fields.iter().any(|(k, v)| k == "panic" && v == "true") {
             let location = fields
                 .iter()

@@ -94,6 +94,9 @@ impl Instance {
             return Err(CallError::Dead);
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
+        let ctx = self.store.data_mut();
+        ctx.last_panic = None;
+        ctx.log_lines = 0;
         match call(&self.bindings, &mut self.store) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(CallError::Plugin(message)),

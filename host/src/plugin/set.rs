@@ -37,13 +37,16 @@ impl std::fmt::Debug for Prepared {
 /// Why a prepared plugin was not installed.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    /// Another loaded file already provides this plugin name.
+    /// Another loaded file already provides this plugin name. The prepared plugin is handed
+    /// back so the caller can install it once that file is removed.
     #[error("plugin {name} is already loaded from {other}")]
-    DuplicateName {
+    Parked {
         /// Plugin name.
         name: String,
         /// The file that has it.
         other: String,
+        /// The plugin that was not installed.
+        prepared: Box<Prepared>,
     },
     /// A table is owned by a different plugin.
     #[error("table {table} already belongs to plugin {owner}")]
@@ -164,9 +167,10 @@ impl PluginSet {
         if let Some(existing) = self.entries.get(&info.name)
             && existing.path != prepared.path
         {
-            return Err(InstallError::DuplicateName {
+            return Err(InstallError::Parked {
                 name: info.name.clone(),
                 other: existing.path.display().to_string(),
+                prepared: Box::new(prepared),
             });
         }
         let mut tables = Vec::new();
@@ -249,11 +253,11 @@ impl PluginSet {
         })
     }
 
-    /// Restores persisted state into a plugin (at start-up).
-    pub fn restore(&mut self, name: &str, state: &[u8]) -> Result<(), super::instance::CallError> {
-        match self.entries.get_mut(name) {
-            Some(e) => e.slot.restore(state),
-            None => Ok(()),
+    /// Records `state` as the plugin's last good snapshot (it was restored into the instance
+    /// before install), so a restart after a trap starts from it.
+    pub fn remember_snapshot(&mut self, name: &str, state: Vec<u8>) {
+        if let Some(e) = self.entries.get_mut(name) {
+            e.slot.remember_snapshot(state);
         }
     }
 

@@ -111,12 +111,27 @@ impl Slot {
         self.quarantined_until.is_some_and(|until| now < until)
     }
 
-    /// Restores state into the live instance (used at load and after a swap).
+    /// Restores state into the live instance (used at load and after a swap). If the restore
+    /// traps, the instance is replaced by a fresh one so the plugin starts empty, as logged.
     pub fn restore(&mut self, state: &[u8]) -> Result<(), CallError> {
         let instance = self.instance.as_mut().ok_or(CallError::Dead)?;
-        instance.restore(state)?;
-        self.snapshot = Some(state.to_vec());
-        Ok(())
+        match instance.restore(state) {
+            Ok(()) => {
+                self.snapshot = Some(state.to_vec());
+                Ok(())
+            }
+            Err(error) => {
+                if error.is_trap() {
+                    self.instance = self.module.instantiate(&self.settings).ok();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Records `state` as the last good snapshot without calling the plugin.
+    pub fn remember_snapshot(&mut self, state: Vec<u8>) {
+        self.snapshot = Some(state);
     }
 
     /// Processes a batch of `events` events.
@@ -132,9 +147,12 @@ impl Slot {
     /// Advances the watermark.
     pub fn tick(&mut self, watermark_ms: i64, now: Instant) -> Outcome {
         let outcome = self.call(now, |i| i.tick(watermark_ms));
-        if matches!(outcome, Outcome::Done(_))
-            && now.duration_since(self.last_snapshot) >= self.policy.snapshot_interval
-        {
+        // Snapshot right after a tick that emitted something: a restart from an older snapshot
+        // would re-open those windows and emit them again with stale counts.
+        let emitted =
+            matches!(&outcome, Outcome::Done(o) if !o.rows.is_empty() || !o.alerts.is_empty());
+        let due = now.duration_since(self.last_snapshot) >= self.policy.snapshot_interval;
+        if matches!(outcome, Outcome::Done(_)) && (emitted || due) {
             self.take_snapshot(now);
         }
         outcome

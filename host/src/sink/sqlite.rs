@@ -103,7 +103,12 @@ fn error(e: sqlx::Error) -> SinkError {
     // Busy/locked databases and I/O errors are worth retrying; constraint and SQL errors are not.
     let retryable = match &e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-        sqlx::Error::Database(d) => matches!(d.code().as_deref(), Some("5" | "6" | "10" | "13")),
+        // SQLite reports extended codes (e.g. 778 = IOERR_WRITE); the primary code is the low byte.
+        // 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL.
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13)),
         _ => false,
     };
     SinkError {
@@ -222,12 +227,16 @@ impl AggregateSink for SqliteStore {
         }
         let ingest = now_ms();
         let mut tx = self.pool.begin().await.map_err(error)?;
-        for row in rows {
+        let mut rejected = Vec::new();
+        for (index, row) in rows.iter().enumerate() {
+            // A row for a table that could not be created is refused alone; the other
+            // plugins' rows are still written.
             let Some(schema) = self.tables.get(&row.table) else {
-                return Err(SinkError::permanent(
-                    "sqlite",
-                    format!("no table {} was declared", row.table),
+                rejected.push((
+                    index,
+                    format!("table {} is not available in this store", row.table),
                 ));
+                continue;
             };
             let columns: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
             let updates: Vec<String> = columns
@@ -259,6 +268,6 @@ impl AggregateSink for SqliteStore {
             q.build().execute(&mut *tx).await.map_err(error)?;
         }
         tx.commit().await.map_err(error)?;
-        Ok(Vec::new())
+        Ok(rejected)
     }
 }

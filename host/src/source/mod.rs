@@ -10,6 +10,10 @@ pub use generator::{Pacing, run_generator};
 use crate::event::ClickEvent;
 use crate::sink::DeadLetter;
 
+/// Largest batch in bytes of input, whatever `batch_size` says: a batch is copied into every
+/// plugin's memory, whose default cap is 64 MiB, and string offsets in the batch are 32-bit.
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
+
 /// What a source sends downstream.
 #[derive(Debug)]
 pub enum SourceMsg {

@@ -162,7 +162,7 @@ impl BatchData {
     }
 }
 
-/// A batch of click events, in event-time order within a partition.
+/// A batch of click events, in arrival order (not sorted by time; see [`crate::Plugin::process`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
     data: &'a BatchData,

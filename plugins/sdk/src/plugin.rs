@@ -25,7 +25,8 @@ pub trait Plugin: Sized + 'static {
     /// Builds the plugin from its settings; an error refuses the load.
     fn new(settings: Self::Settings) -> Result<Self, String>;
 
-    /// Looks at a batch of events (event-time ordered within a partition) and emits alerts or
+    /// Looks at a batch of events (in arrival order: times may step back by up to the host's
+    /// allowed lateness, never behind the last watermark) and emits alerts or
     /// rows into `out`.
     fn process(&mut self, batch: &Batch<'_>, out: &mut Output) -> Result<(), String>;
 

@@ -90,14 +90,25 @@ fn is_not_found(e: &BQError) -> bool {
     matches!(e, BQError::ResponseError { error } if error.error.code == 404)
 }
 
+/// A write that failed part-way.
+struct Partial {
+    /// Insert ids of all its rows, concatenated: identifies the retry of the same rows.
+    fingerprint: String,
+    /// Chunks accepted.
+    done: usize,
+    /// Rows those chunks (or the table lookup) rejected.
+    rejected: Vec<(usize, String)>,
+}
+
 /// The sink.
 pub struct BigQuerySink {
     client: Client,
     settings: BigQuerySettings,
     tables: BTreeMap<String, TableSchema>,
     /// Progress of a write that failed part-way: (fingerprint of its rows, chunks already
-    /// accepted). The sink stage retries the same rows; accepted chunks are not sent again.
-    partial: Option<(String, usize)>,
+    /// accepted, rows they rejected). The sink stage retries the same rows; accepted chunks are
+    /// not sent again and their rejections are still reported.
+    partial: Option<Partial>,
 }
 
 impl std::fmt::Debug for BigQuerySink {
@@ -192,6 +203,7 @@ type PreparedRow = (usize, serde_json::Value, String);
 fn chunks<'a>(
     tables: &'a BTreeMap<String, TableSchema>,
     rows: &'a [AggregateRow],
+    unknown: &mut Vec<(usize, String)>,
 ) -> Result<Vec<(&'a TableSchema, Vec<PreparedRow>)>, SinkError> {
     let ingest = format_time(chrono::Utc::now().timestamp_millis());
     let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -200,9 +212,15 @@ fn chunks<'a>(
     }
     let mut out = Vec::new();
     for (table, indices) in by_table {
-        let schema = tables
-            .get(table)
-            .ok_or_else(|| SinkError::permanent(SINK, format!("no table {table} was declared")))?;
+        let Some(schema) = tables.get(table) else {
+            // A table that could not be created: refuse its rows alone.
+            unknown.extend(
+                indices
+                    .iter()
+                    .map(|&i| (i, format!("table {table} is not available in this dataset"))),
+            );
+            continue;
+        };
         let mut current: Vec<PreparedRow> = Vec::new();
         let mut bytes = 0;
         for i in indices {
@@ -237,18 +255,19 @@ impl AggregateSink for BigQuerySink {
     }
 
     async fn write(&mut self, rows: &[AggregateRow]) -> Result<Vec<(usize, String)>, SinkError> {
-        let chunks = chunks(&self.tables, rows)?;
+        let mut unknown = Vec::new();
+        let chunks = chunks(&self.tables, rows, &mut unknown)?;
         // Chunks accepted by an earlier, failed attempt at these same rows are not resent.
         let fingerprint = chunks
             .iter()
             .flat_map(|(_, c)| c.iter().map(|(_, _, id)| id.as_str()))
             .collect::<Vec<_>>()
             .concat();
-        let skip = match &self.partial {
-            Some((f, done)) if *f == fingerprint => *done,
-            _ => 0,
+        // Resume after the chunks an earlier attempt got accepted, with the rows they rejected.
+        let (skip, mut rejected) = match self.partial.take() {
+            Some(p) if p.fingerprint == fingerprint => (p.done, p.rejected),
+            _ => (0, unknown),
         };
-        let mut rejected = Vec::new();
         for (n, (schema, chunk)) in chunks.iter().enumerate().skip(skip) {
             let mut request = TableDataInsertAllRequest::new();
             // Without it one bad row fails the whole request; with it the others are kept and
@@ -272,7 +291,11 @@ impl AggregateSink for BigQuerySink {
             let response = match response {
                 Ok(r) => r,
                 Err(e) => {
-                    self.partial = Some((fingerprint, n));
+                    self.partial = Some(Partial {
+                        fingerprint,
+                        done: n,
+                        rejected,
+                    });
                     return Err(error(&format!("insert into {}", schema.name), e));
                 }
             };

@@ -179,12 +179,37 @@ impl PostgresRawSink {
     }
 }
 
+/// Batches at least this large are split across [`WRITERS`] connections.
+const PARALLEL_MIN: usize = 2_000;
+/// Concurrent writers for a large batch. Index maintenance dominates ingest time (see
+/// docs/benchmarks.md); two server backends maintain indexes on two cores.
+const WRITERS: usize = 2;
+
 #[async_trait]
 impl RawSink for PostgresRawSink {
     async fn write(&mut self, events: &[ClickEvent]) -> Result<RawWrite, SinkError> {
         let mut out = RawWrite::default();
-        if !events.is_empty() {
+        if events.len() < PARALLEL_MIN {
             self.write_isolating(events, 0, &mut out).await?;
+            return Ok(out);
+        }
+        // Parts are independent (the store is idempotent per event), so they may commit in any
+        // order; the write is acknowledged only when all have committed.
+        let part = events.len().div_ceil(WRITERS);
+        let this = &*self;
+        let parts = events
+            .chunks(part)
+            .enumerate()
+            .map(|(i, chunk)| async move {
+                let mut out = RawWrite::default();
+                this.write_isolating(chunk, i * part, &mut out)
+                    .await
+                    .map(|()| out)
+            });
+        for result in futures_util::future::join_all(parts).await {
+            let part = result?;
+            out.stored += part.stored;
+            out.rejected.extend(part.rejected);
         }
         Ok(out)
     }

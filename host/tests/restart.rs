@@ -1,0 +1,87 @@
+//! Stop and start again with a state folder: plugin state and the source position are saved
+//! together, so the second run resumes where the first stopped and nothing is counted twice.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use clickwatch::event::EventKind;
+use clickwatch::generator::{Generator, GeneratorSettings};
+use clickwatch::metrics::Metrics;
+use clickwatch::pipeline::{self, Ending, SourcePosition};
+use common::{config, wait_until, wasm};
+
+async fn run_until(
+    config: clickwatch::config::Config,
+    events: u64,
+    ending: Ending,
+) -> pipeline::Summary {
+    let metrics = Arc::new(Metrics::default());
+    let m = metrics.clone();
+    let shutdown = async move {
+        wait_until("enough events were processed", || {
+            m.events_processed.load(Ordering::Relaxed) >= events
+        })
+        .await;
+        ending
+    };
+    pipeline::run(config, metrics, shutdown)
+        .await
+        .expect("pipeline")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_run_resumes_without_counting_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(plugins.join("page-traffic.wasm"), wasm("page-traffic")).unwrap();
+    let state = dir.path().join("state");
+    let source = "type = \"generator\"\nrate = 20000\nseed = 5\nsimulated_rate = 20.0";
+    let make = || {
+        let mut c = config(source, &plugins, dir.path());
+        c.plugins.state_dir = Some(state.clone());
+        c
+    };
+    // Stopped: windows stay open in the saved plugin state.
+    let first = run_until(make(), 4_000, Ending::Stopped).await;
+    assert!(state.join("page-traffic.state").exists());
+    // Resumed and then ended: every window closes.
+    let second = run_until(make(), 4_000, Ending::Exhausted).await;
+    let position: SourcePosition =
+        serde_json::from_slice(&std::fs::read(state.join("source.position")).unwrap()).unwrap();
+    assert_eq!(
+        position.records,
+        first.events_in + second.events_in,
+        "the second run continued the first"
+    );
+
+    let generated = Generator::new(GeneratorSettings {
+        seed: 5,
+        mean_rate: 20.0,
+        bot_fraction: 0.01,
+        ..GeneratorSettings::default()
+    })
+    .take(position.records as usize);
+    let page_views = generated
+        .iter()
+        .filter(|e| e.kind == EventKind::PageView)
+        .count() as i64;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/db.sqlite", dir.path().display()))
+        .await
+        .unwrap();
+    let views: i64 = sqlx::query_scalar("SELECT SUM(views) FROM page_traffic")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        views, page_views,
+        "each page view of the two runs is counted exactly once"
+    );
+    let raw: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(raw as u64, position.records);
+}
