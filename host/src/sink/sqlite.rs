@@ -186,6 +186,41 @@ impl AggregateSink for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(error)?;
+        // The table may predate this run (or this plugin version): its key and NOT NULL
+        // columns must agree with the declaration, or every upsert would fail.
+        let mut db_key: Vec<(i64, String)> = existing
+            .iter()
+            .filter(|r| r.get::<i64, _>("pk") > 0)
+            .map(|r| (r.get::<i64, _>("pk"), r.get::<String, _>("name")))
+            .collect();
+        db_key.sort();
+        let db_key: Vec<String> = db_key.into_iter().map(|(_, n)| n).collect();
+        if db_key != table.key {
+            return Err(SinkError::permanent(
+                "sqlite",
+                format!(
+                    "table {} has key {db_key:?} in the database, the plugin declares {:?}",
+                    table.name, table.key
+                ),
+            ));
+        }
+        for r in &existing {
+            let (column, not_null) = (r.get::<String, _>("name"), r.get::<i64, _>("notnull") != 0);
+            let declared = table.columns.iter().find(|c| c.name == column);
+            let refused = match declared {
+                Some(c) => not_null && c.nullable,
+                None => not_null && column != "ingest_time",
+            };
+            if refused {
+                return Err(SinkError::permanent(
+                    "sqlite",
+                    format!(
+                        "table {} column {column} is NOT NULL in the database, the plugin leaves it empty",
+                        table.name
+                    ),
+                ));
+            }
+        }
         let existing: HashMap<String, String> = existing
             .iter()
             .map(|r| (r.get::<String, _>("name"), r.get::<String, _>("type")))
@@ -269,5 +304,63 @@ impl AggregateSink for SqliteStore {
         }
         tx.commit().await.map_err(error)?;
         Ok(rejected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::ColumnSchema;
+
+    fn table(key: &[&str], nullable_n: bool) -> TableSchema {
+        TableSchema {
+            name: "t".into(),
+            columns: vec![
+                ColumnSchema {
+                    name: "k".into(),
+                    ty: ColumnType::Text,
+                    nullable: false,
+                },
+                ColumnSchema {
+                    name: "n".into(),
+                    ty: ColumnType::Int64,
+                    nullable: nullable_n,
+                },
+            ],
+            key: key.iter().map(|k| (*k).to_owned()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_existing_table_with_another_key_or_stricter_columns_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        store.ensure_table(&table(&["k"], false)).await.unwrap();
+        // Same declaration again, and an added nullable column: fine.
+        store.ensure_table(&table(&["k"], false)).await.unwrap();
+        let err = store
+            .ensure_table(&table(&["k", "n"], false))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("has key [\"k\"] in the database"),
+            "{err}"
+        );
+        let err = store.ensure_table(&table(&["k"], true)).await.unwrap_err();
+        assert!(err.message.contains("column n is NOT NULL"), "{err}");
+        // Rows for a table that is not available are refused one by one, not the whole batch.
+        let rows = vec![
+            AggregateRow {
+                table: "t".into(),
+                values: vec![Value::Text("a".into()), Value::Int64(1)],
+            },
+            AggregateRow {
+                table: "missing".into(),
+                values: vec![Value::Int64(1)],
+            },
+        ];
+        let rejected = AggregateSink::write(&mut store, &rows).await.unwrap();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0, 1);
     }
 }
