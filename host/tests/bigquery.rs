@@ -21,27 +21,11 @@ use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
 use clickwatch::sink::AggregateSink;
 use clickwatch::sink::bigquery::{BigQuerySettings, BigQuerySink, Credentials};
-use common::{wait_until, wasm};
+use common::{service, wait_until, wasm};
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::query_response::ResultSet;
 
 const PROJECT: &str = "test-project";
-
-/// Runs `services/NAME.sh ACTION` (the project's own service script).
-async fn service(name: &'static str, action: &'static str) {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../services/{name}.sh"));
-    let status = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("bash")
-            .arg(script)
-            .arg(action)
-            .status()
-    })
-    .await
-    .expect("join")
-    .expect("run the service script");
-    assert!(status.success(), "services/{name}.sh {action} failed");
-}
 
 fn endpoint() -> String {
     let base = std::env::var("BIGQUERY_EMULATOR")

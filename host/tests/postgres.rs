@@ -15,23 +15,7 @@ use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
 use clickwatch::sink::RawSink;
 use clickwatch::sink::postgres::{self, PgSettings, PostgresRawSink};
-use common::{config_with_raw, wait_until, wasm};
-
-/// Runs `services/NAME.sh ACTION` (the project's own service script).
-async fn service(name: &'static str, action: &'static str) {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../services/{name}.sh"));
-    let status = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("bash")
-            .arg(script)
-            .arg(action)
-            .status()
-    })
-    .await
-    .expect("join")
-    .expect("run the service script");
-    assert!(status.success(), "services/{name}.sh {action} failed");
-}
+use common::{config_with_raw, service, wait_until, wasm};
 
 fn server_url() -> String {
     std::env::var("CLICKWATCH_TEST_POSTGRES_URL")

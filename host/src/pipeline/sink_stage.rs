@@ -112,19 +112,9 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
             match retry!(metrics, "raw events", sinks.raw.write(&work.events)) {
                 Ok(written) => {
                     Metrics::add(&metrics.raw_rows, written.stored);
-                    for (index, reason) in written.rejected {
-                        tracing::warn!(%reason, "raw store rejected an event; it goes to the dead letters");
-                        work.dead.push(DeadLetter {
-                            reason: "sink_rejected".into(),
-                            detail: reason,
-                            origin: "raw store".into(),
-                            payload: work
-                                .events
-                                .get(index)
-                                .map(crate::event::encode)
-                                .unwrap_or_default(),
-                        });
-                    }
+                    dead_letter_rejected(&mut work.dead, "raw store", written.rejected, |i| {
+                        work.events.get(i).map(crate::event::encode)
+                    });
                 }
                 Err(error) => dead_letter_all(
                     &mut work.dead,
@@ -144,19 +134,11 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
                         &metrics.aggregate_rows,
                         (work.rows.len() - rejected.len()) as u64,
                     );
-                    for (index, reason) in rejected {
-                        tracing::warn!(%reason, "aggregate store rejected a row; it goes to the dead letters");
-                        work.dead.push(DeadLetter {
-                            reason: "sink_rejected".into(),
-                            detail: reason,
-                            origin: "aggregate store".into(),
-                            payload: work
-                                .rows
-                                .get(index)
-                                .map(|r| serde_json::to_string(r).unwrap_or_default())
-                                .unwrap_or_default(),
-                        });
-                    }
+                    dead_letter_rejected(&mut work.dead, "aggregate store", rejected, |i| {
+                        work.rows
+                            .get(i)
+                            .map(|r| serde_json::to_string(r).unwrap_or_default())
+                    });
                 }
                 Err(error) => dead_letter_all(
                     &mut work.dead,
@@ -195,6 +177,24 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
         if let Some(ack) = work.ack.take() {
             let _ = ack.send(());
         }
+    }
+}
+
+/// Dead-letters the records a store refused one by one (`rejected`: index, reason).
+fn dead_letter_rejected(
+    dead: &mut Vec<DeadLetter>,
+    store: &str,
+    rejected: Vec<(usize, String)>,
+    payload: impl Fn(usize) -> Option<String>,
+) {
+    for (index, reason) in rejected {
+        tracing::warn!(store, %reason, "the store refused a record; it goes to the dead letters");
+        dead.push(DeadLetter {
+            reason: "sink_rejected".into(),
+            detail: reason,
+            origin: store.into(),
+            payload: payload(index).unwrap_or_default(),
+        });
     }
 }
 

@@ -160,3 +160,20 @@ pub fn deploy(bytes: &[u8], dest: &std::path::Path) {
     std::fs::write(&tmp, bytes).expect("write plugin");
     std::fs::rename(&tmp, dest).expect("rename plugin");
 }
+
+/// Runs `services/NAME.sh ACTION` (the project's own service script), e.g. to stop a server
+/// mid-test and start it again.
+pub async fn service(name: &'static str, action: &'static str) {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../services/{name}.sh"));
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .arg(script)
+            .arg(action)
+            .status()
+    })
+    .await
+    .expect("join")
+    .expect("run the service script");
+    assert!(status.success(), "services/{name}.sh {action} failed");
+}
