@@ -42,10 +42,16 @@ async fn swapping_a_plugin_mid_stream_loses_and_repeats_nothing() {
             processed() > at + 5_000
         })
         .await;
-        // Garbage over the live file: refused, version 2 keeps running.
+        // A version that changes a column's type: refused, version 2 keeps running.
+        deploy(&wasm("counter-v3"), &plugin_dir.join("counter.wasm"));
+        wait_until("the incompatible version was refused", || {
+            m.plugin_rejections.load(Ordering::Relaxed) >= 1
+        })
+        .await;
+        // Garbage over the live file: refused too, version 2 keeps running.
         deploy(b"\0asm garbage", &plugin_dir.join("counter.wasm"));
         wait_until("the broken file was refused", || {
-            m.plugin_rejections.load(Ordering::Relaxed) >= 1
+            m.plugin_rejections.load(Ordering::Relaxed) >= 2
         })
         .await;
         let at = processed();
@@ -113,8 +119,19 @@ async fn swapping_a_plugin_mid_stream_loses_and_repeats_nothing() {
     // The refused file is validated once, not again and again while it sits in the folder.
     assert_eq!(
         metrics.plugin_rejections.load(Ordering::Relaxed),
-        1,
+        2,
         "a refused file must not be reloaded until it changes"
+    );
+    // Version 2 added a nullable column: the table gained it and version 2's rows fill it.
+    let filled: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM counter_progress WHERE version = '2.0.0' AND first_event IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        filled, v2,
+        "the added column must exist and be filled by version 2"
     );
     let raw: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_events")
         .fetch_one(&pool)

@@ -117,6 +117,12 @@ fn build_plugins(root: &Path) -> Result<PathBuf> {
         built.join("fixture_counter.wasm"),
         out.join("counter-v2.wasm"),
     )?;
+    // And a third with a schema change the host must refuse.
+    wasm_build(&["-p", "fixture-counter", "--features", "v3"])?;
+    std::fs::copy(
+        built.join("fixture_counter.wasm"),
+        out.join("counter-v3.wasm"),
+    )?;
     // A plugin built against another contract version, in its own workspace.
     let other = root.join("plugins/fixtures/other-contract");
     let mut cmd = cargo();
