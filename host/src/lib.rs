@@ -12,6 +12,7 @@ pub mod alert;
 pub mod config;
 pub mod event;
 pub mod generator;
+pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;

@@ -48,6 +48,18 @@ enum Command {
         /// The file, with --to file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Bootstrap servers, with --to kafka.
+        #[arg(long, default_value = "127.0.0.1:19092")]
+        brokers: String,
+        /// Topic, with --to kafka (events are keyed by session id).
+        #[arg(long, default_value = "clicks")]
+        topic: String,
+        /// Events per second, with --to kafka.
+        #[arg(long, default_value_t = 5_000)]
+        rate: u32,
+        /// Stop after this many seconds, with --to kafka (else after --count events).
+        #[arg(long)]
+        duration: Option<u64>,
         /// Number of events.
         #[arg(long, default_value_t = 10_000)]
         count: u64,
@@ -87,6 +99,7 @@ enum DbCommand {
 enum Target {
     Stdout,
     File,
+    Kafka,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +162,10 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Generate {
             to,
             out,
+            brokers,
+            topic,
+            rate,
+            duration,
             count,
             seed,
             simulated_rate,
@@ -160,6 +177,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                 bot_fraction,
                 ..GeneratorSettings::default()
             });
+            if let Target::Kafka = to {
+                let count = duration.is_none().then_some(count);
+                return generate_to_kafka(generator, &brokers, &topic, rate, count, duration);
+            }
             let mut sink: Box<dyn Write> = match (to, out) {
                 (Target::Stdout, _) => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
                 (Target::File, Some(path)) => Box::new(std::io::BufWriter::new(
@@ -167,6 +188,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                         .with_context(|| format!("cannot create {}", path.display()))?,
                 )),
                 (Target::File, None) => bail!("--to file needs --out FILE"),
+                (Target::Kafka, _) => bail!("--to kafka is handled above"),
             };
             for _ in 0..count {
                 writeln!(sink, "{}", encode(&generator.next_event()))?;
@@ -203,6 +225,51 @@ fn dispatch(cli: Cli) -> Result<()> {
                 })
         }
     }
+}
+
+fn generate_to_kafka(
+    generator: Generator,
+    brokers: &str,
+    topic: &str,
+    rate: u32,
+    count: Option<u64>,
+    duration: Option<u64>,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let producer =
+            clickwatch::kafka::producer(brokers).context("cannot create the Kafka producer")?;
+        let tty = std::io::stderr().is_terminal();
+        let report = clickwatch::kafka::produce_generated(
+            &producer,
+            topic,
+            generator,
+            rate,
+            count,
+            duration.map(Duration::from_secs),
+            |r, rate| {
+                let line = format!("sent {} ({rate:.0}/s) | errors {}", r.sent, r.errors);
+                if tty {
+                    eprint!("\r\x1b[2K{line}")
+                } else {
+                    eprintln!("{line}")
+                }
+            },
+        )
+        .await;
+        anyhow::Ok(report)
+    })?;
+    eprintln!();
+    println!(
+        "sent {} events to {topic} on {brokers}; {} errors",
+        report.sent, report.errors
+    );
+    if report.errors > 0 {
+        bail!("{} events could not be delivered", report.errors);
+    }
+    Ok(())
 }
 
 fn run(config_path: &Path, duration: Option<u64>, quiet: bool) -> Result<()> {

@@ -187,7 +187,7 @@ const SERVICES: [(&str, &str); 3] = [
     ("bigquery", "BIGQUERY_EMULATOR"),
 ];
 /// The services the test suite uses today.
-const TEST_SERVICES: [&str; 2] = ["postgres", "bigquery"];
+const TEST_SERVICES: [&str; 3] = ["postgres", "bigquery", "kafka"];
 
 /// Runs `services/NAME.sh ACTION`; returns the KEY=VALUE lines it prints.
 fn service(root: &Path, name: &str, action: &str) -> Result<Vec<(String, String)>> {
@@ -268,6 +268,11 @@ fn test(root: &Path) -> Result<()> {
     let result = run(cargo()
         .args(["test", "--workspace"])
         .env("CLICKWATCH_WASM_DIR", &wasm)
+        // Tests stop and start services through the same scripts: same state folder.
+        .env(
+            "CLICKWATCH_STATE",
+            std::env::var_os("CLICKWATCH_STATE").unwrap_or_else(|| "/tmp/clickwatch-run".into()),
+        )
         .envs(env.iter().cloned()))
     .and_then(|()| scaffold_check(root));
     for name in started {

@@ -287,8 +287,20 @@ pub struct SqliteSink {
 pub enum AlertSinkConfig {
     /// A JSON-lines file.
     File(AlertFileSink),
+    /// A Kafka topic (alerts as JSON keyed by entity; see docs/alert-schema.md).
+    Kafka(KafkaTopicSink),
 }
-tagged::tagged_enum!(AlertSinkConfig { "file" => File(AlertFileSink) });
+tagged::tagged_enum!(AlertSinkConfig { "file" => File(AlertFileSink), "kafka" => Kafka(KafkaTopicSink) });
+
+/// `type = "kafka"`: records to a topic through an idempotent, acks=all producer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTopicSink {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// The topic.
+    pub topic: String,
+}
 
 /// `type = "file"` for alerts.
 #[derive(Debug, Clone, Deserialize)]
@@ -306,8 +318,10 @@ pub struct AlertFileSink {
 pub enum DeadLetterConfig {
     /// A JSON-lines file.
     File(DeadLetterFileSink),
+    /// A Kafka topic.
+    Kafka(KafkaTopicSink),
 }
-tagged::tagged_enum!(DeadLetterConfig { "file" => File(DeadLetterFileSink) });
+tagged::tagged_enum!(DeadLetterConfig { "file" => File(DeadLetterFileSink), "kafka" => Kafka(KafkaTopicSink) });
 
 /// `type = "file"` for dead letters.
 #[derive(Debug, Clone, Deserialize)]

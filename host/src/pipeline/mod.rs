@@ -57,16 +57,22 @@ pub struct Outputs {
     pub raw: Option<String>,
     /// Aggregates database.
     pub aggregates: Option<String>,
-    /// Alerts file.
-    pub alerts: Option<PathBuf>,
-    /// Dead-letter file.
-    pub dead_letters: Option<PathBuf>,
+    /// Alerts file or topic.
+    pub alerts: Option<String>,
+    /// Dead-letter file or topic.
+    pub dead_letters: Option<String>,
 }
 
 /// Where the outputs of `config` go.
 pub fn outputs(config: &Config) -> Outputs {
-    let AlertSinkConfig::File(alerts) = &config.sinks.alerts;
-    let DeadLetterConfig::File(dead) = &config.sinks.dead_letters;
+    let alerts = match &config.sinks.alerts {
+        AlertSinkConfig::File(f) => f.path.display().to_string(),
+        AlertSinkConfig::Kafka(k) => format!("kafka://{}/{}", k.brokers, k.topic),
+    };
+    let dead = match &config.sinks.dead_letters {
+        DeadLetterConfig::File(f) => f.path.display().to_string(),
+        DeadLetterConfig::Kafka(k) => format!("kafka://{}/{}", k.brokers, k.topic),
+    };
     let aggregates = match &config.sinks.aggregates {
         AggregateSinkConfig::Sqlite(s) => s.path.display().to_string(),
         AggregateSinkConfig::Bigquery(b) => format!("bigquery://{}/{}", b.project, b.dataset),
@@ -78,14 +84,24 @@ pub fn outputs(config: &Config) -> Outputs {
     Outputs {
         raw: Some(raw),
         aggregates: Some(aggregates),
-        alerts: Some(alerts.path.clone()),
-        dead_letters: Some(dead.path.clone()),
+        alerts: Some(alerts),
+        dead_letters: Some(dead),
     }
 }
 
 async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
-    let AlertSinkConfig::File(alerts) = &config.sinks.alerts;
-    let DeadLetterConfig::File(dead) = &config.sinks.dead_letters;
+    let alerts: Box<dyn crate::sink::AlertSink> = match &config.sinks.alerts {
+        AlertSinkConfig::File(f) => Box::new(JsonLinesAlertSink::open(&f.path, f.stdout).await?),
+        AlertSinkConfig::Kafka(k) => {
+            Box::new(crate::sink::KafkaAlertSink::new(&k.brokers, &k.topic)?)
+        }
+    };
+    let dead_letters: Box<dyn crate::sink::DeadLetterSink> = match &config.sinks.dead_letters {
+        DeadLetterConfig::File(f) => Box::new(JsonLinesDeadLetterSink::open(&f.path).await?),
+        DeadLetterConfig::Kafka(k) => {
+            Box::new(crate::sink::KafkaDeadLetterSink::new(&k.brokers, &k.topic)?)
+        }
+    };
     let aggregates: Box<dyn crate::sink::AggregateSink> = match &config.sinks.aggregates {
         AggregateSinkConfig::Sqlite(s) => Box::new(SqliteStore::open(&s.path).await?),
         AggregateSinkConfig::Bigquery(b) => {
@@ -99,8 +115,8 @@ async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
     Ok(Sinks {
         raw,
         aggregates,
-        alerts: Box::new(JsonLinesAlertSink::open(&alerts.path, alerts.stdout).await?),
-        dead_letters: Box::new(JsonLinesDeadLetterSink::open(&dead.path).await?),
+        alerts,
+        dead_letters,
     })
 }
 

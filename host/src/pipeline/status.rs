@@ -1,6 +1,5 @@
 //! The live status line and the end-of-run summary.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Ending, Outputs};
@@ -78,11 +77,6 @@ impl Summary {
     }
 }
 
-fn show(path: &Option<PathBuf>) -> String {
-    path.as_ref()
-        .map_or_else(|| "-".to_owned(), |p| p.display().to_string())
-}
-
 fn show_text(text: &Option<String>) -> &str {
     text.as_deref().unwrap_or("-")
 }
@@ -138,11 +132,15 @@ impl std::fmt::Display for Summary {
             "    aggregates       {}",
             show_text(&self.outputs.aggregates)
         )?;
-        writeln!(f, "    alerts           {}", show(&self.outputs.alerts))?;
+        writeln!(
+            f,
+            "    alerts           {}",
+            show_text(&self.outputs.alerts)
+        )?;
         write!(
             f,
             "    dead letters     {}",
-            show(&self.outputs.dead_letters)
+            show_text(&self.outputs.dead_letters)
         )
     }
 }

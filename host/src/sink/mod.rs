@@ -7,11 +7,13 @@
 pub mod bigquery;
 mod dead_letter;
 mod jsonl;
+mod kafka;
 pub mod postgres;
 mod sqlite;
 
 pub use dead_letter::DeadLetter;
 pub use jsonl::{JsonLinesAlertSink, JsonLinesDeadLetterSink};
+pub use kafka::{KafkaAlertSink, KafkaDeadLetterSink};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

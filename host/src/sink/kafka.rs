@@ -1,0 +1,113 @@
+//! Kafka sinks: alerts as JSON keyed by the entity they are about (schema in
+//! `docs/alert-schema.md`), and dead letters as JSON keyed by their origin. Both write through
+//! an idempotent acks=all producer and report success only when every record is acknowledged;
+//! a failure is retryable (the sink stage retries, so delivery is at-least-once: consumers
+//! de-duplicate alerts by `alert_id`).
+
+use async_trait::async_trait;
+use futures_util::future::join_all;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::{AlertSink, DeadLetter, DeadLetterSink, SinkError};
+use crate::alert::Alert;
+
+/// Alerts to a topic.
+pub struct KafkaAlertSink {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl std::fmt::Debug for KafkaAlertSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaAlertSink")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaAlertSink {
+    /// A sink writing to `topic` on `brokers`.
+    pub fn new(brokers: &str, topic: &str) -> Result<Self, SinkError> {
+        let producer =
+            crate::kafka::producer(brokers).map_err(|e| SinkError::permanent("kafka", e))?;
+        Ok(KafkaAlertSink {
+            producer,
+            topic: topic.to_owned(),
+        })
+    }
+}
+
+async fn send_all(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[(String, String)],
+) -> Result<(), SinkError> {
+    let sends = records.iter().map(|(key, value)| {
+        producer.send(
+            FutureRecord::to(topic).key(key).payload(value),
+            crate::kafka::QUEUE_TIMEOUT,
+        )
+    });
+    for result in join_all(sends).await {
+        if let Err((error, _)) = result {
+            return Err(SinkError::transient(
+                "kafka",
+                format!("delivery to {topic} failed: {error}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl AlertSink for KafkaAlertSink {
+    async fn write(&mut self, alerts: &[Alert]) -> Result<(), SinkError> {
+        let records: Vec<(String, String)> = alerts
+            .iter()
+            .map(|a| (a.entity.clone(), a.to_json().to_string()))
+            .collect();
+        send_all(&self.producer, &self.topic, &records).await
+    }
+}
+
+/// Dead letters to a topic.
+pub struct KafkaDeadLetterSink {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl std::fmt::Debug for KafkaDeadLetterSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaDeadLetterSink")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaDeadLetterSink {
+    /// A sink writing to `topic` on `brokers`.
+    pub fn new(brokers: &str, topic: &str) -> Result<Self, SinkError> {
+        let producer =
+            crate::kafka::producer(brokers).map_err(|e| SinkError::permanent("kafka", e))?;
+        Ok(KafkaDeadLetterSink {
+            producer,
+            topic: topic.to_owned(),
+        })
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for KafkaDeadLetterSink {
+    async fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+        let records: Vec<(String, String)> = letters
+            .iter()
+            .map(|l| {
+                (
+                    l.origin.clone(),
+                    serde_json::to_string(l).unwrap_or_default(),
+                )
+            })
+            .collect();
+        send_all(&self.producer, &self.topic, &records).await
+    }
+}

@@ -1,0 +1,164 @@
+//! Kafka against a real Apache Kafka broker (started by `cargo xtask services up kafka`; its
+//! address comes from KAFKA_BROKERS). Without the broker these tests fail, loudly.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clickwatch::event::decode;
+use clickwatch::generator::{Generator, GeneratorSettings};
+use clickwatch::metrics::Metrics;
+use clickwatch::pipeline::{self, Ending};
+use common::{wait_until, wasm};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+
+fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS")
+        .expect("Kafka is needed: run `cargo xtask services up kafka` and export KAFKA_BROKERS (or use `cargo xtask test`)")
+}
+
+fn unique(prefix: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        h.finish() % 1_000_000_000
+    )
+}
+
+/// Reads `expected` records of `topic` from the beginning with a separate consumer (bounded
+/// by a 60 s deadline), returning (key, value) pairs.
+async fn consume(topic: &str, expected: usize) -> Vec<(String, String)> {
+    let (brokers, topic) = (brokers(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", unique("test-reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[&topic]).expect("subscribe");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut out = Vec::new();
+        while out.len() < expected && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let key = m
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default();
+                let value = m
+                    .payload()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                out.push((key, value));
+            }
+        }
+        out
+    })
+    .await
+    .expect("consumer thread")
+}
+
+#[tokio::test]
+async fn generated_events_reach_the_topic_keyed_by_session() {
+    let topic = unique("clicks");
+    let producer = clickwatch::kafka::producer(&brokers()).unwrap();
+    let generator = Generator::new(GeneratorSettings {
+        seed: 3,
+        ..GeneratorSettings::default()
+    });
+    let report = clickwatch::kafka::produce_generated(
+        &producer,
+        &topic,
+        generator,
+        50_000,
+        Some(5_000),
+        None,
+        |_, _| {},
+    )
+    .await;
+    assert_eq!((report.sent, report.errors), (5_000, 0));
+    let records = consume(&topic, 5_000).await;
+    assert_eq!(records.len(), 5_000);
+    let mut ids = HashSet::new();
+    for (key, value) in &records {
+        let event = decode(value.as_bytes()).expect("a valid event");
+        assert_eq!(key, &event.session_id, "records are keyed by session id");
+        ids.insert(event.event_id);
+    }
+    assert_eq!(ids.len(), 5_000, "every event exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_arrive_on_the_topic_in_the_documented_schema() {
+    let (alerts, dead) = (unique("alerts"), unique("dead"));
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(plugins.join("bot-detector.wasm"), wasm("bot-detector")).unwrap();
+    let text = format!(
+        "[source]\ntype = \"generator\"\nrate = 20000\nseed = 8\nbot_fraction = 0.05\n[plugins]\ndir = \"{}\"\n\
+         [sinks.raw]\ntype = \"sqlite\"\npath = \"{o}/db.sqlite\"\n[sinks.aggregates]\ntype = \"sqlite\"\npath = \"{o}/db.sqlite\"\n\
+         [sinks.alerts]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{alerts}\"\n\
+         [sinks.dead_letters]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{dead}\"\n",
+        plugins.display(),
+        o = dir.path().display(),
+        b = brokers()
+    );
+    let config = clickwatch::config::parse(std::path::Path::new("test.toml"), &text, []).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let m = metrics.clone();
+    let shutdown = async move {
+        wait_until("alerts were published", || {
+            m.alerts.load(Ordering::Relaxed) >= 5
+        })
+        .await;
+        Ending::Exhausted
+    };
+    let summary = pipeline::run(config, metrics, shutdown).await.unwrap();
+    assert!(summary.alerts >= 5);
+    let records = consume(&alerts, summary.alerts as usize).await;
+    assert_eq!(
+        records.len() as u64,
+        summary.alerts,
+        "every alert is on the topic"
+    );
+    for (key, value) in &records {
+        let alert: serde_json::Value = serde_json::from_str(value).expect("alert JSON");
+        for field in [
+            "alert_id",
+            "detector",
+            "detector_version",
+            "kind",
+            "severity",
+            "entity_type",
+            "entity",
+            "event_time",
+            "window_start",
+            "score",
+            "message",
+            "details",
+        ] {
+            assert!(
+                alert.get(field).is_some(),
+                "field {field} missing in {value}"
+            );
+        }
+        assert_eq!(alert["detector"], "bot-detector");
+        assert_eq!(alert["entity_type"], "session");
+        assert_eq!(
+            key,
+            alert["entity"].as_str().unwrap(),
+            "alerts are keyed by their entity"
+        );
+        assert_eq!(alert["alert_id"].as_str().unwrap().len(), 16);
+    }
+}
