@@ -21,7 +21,7 @@ use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
 use clickwatch::sink::AggregateSink;
 use clickwatch::sink::bigquery::{BigQuerySettings, BigQuerySink, Credentials};
-use common::{service, wait_until, wasm};
+use common::{service, unique, wait_until, wasm};
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::query_response::ResultSet;
 
@@ -31,17 +31,6 @@ fn endpoint() -> String {
     let base = std::env::var("BIGQUERY_EMULATOR")
         .expect("the BigQuery emulator is needed: run `cargo xtask services up bigquery` and export BIGQUERY_EMULATOR (or use `cargo xtask test`)");
     format!("{}/bigquery/v2", base.trim_end_matches('/'))
-}
-
-fn unique(prefix: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        h.finish() % 1_000_000_000
-    )
 }
 
 fn settings(dataset: &str) -> BigQuerySettings {

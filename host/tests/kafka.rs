@@ -12,7 +12,7 @@ use clickwatch::event::decode;
 use clickwatch::generator::{Generator, GeneratorSettings};
 use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
-use common::{wait_until, wasm};
+use common::{unique, wait_until, wasm};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -20,17 +20,6 @@ use rdkafka::message::Message;
 fn brokers() -> String {
     std::env::var("KAFKA_BROKERS")
         .expect("Kafka is needed: run `cargo xtask services up kafka` and export KAFKA_BROKERS (or use `cargo xtask test`)")
-}
-
-fn unique(prefix: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        h.finish() % 1_000_000_000
-    )
 }
 
 /// Reads `expected` records of `topic` from the beginning with a separate consumer (bounded

@@ -15,7 +15,7 @@ use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
 use clickwatch::sink::RawSink;
 use clickwatch::sink::postgres::{self, PgSettings, PostgresRawSink};
-use common::{config_with_raw, service, wait_until, wasm};
+use common::{config_with_raw, service, unique, wait_until, wasm};
 
 fn server_url() -> String {
     std::env::var("CLICKWATCH_TEST_POSTGRES_URL")
@@ -28,7 +28,7 @@ async fn fresh_database(migrate: bool) -> String {
     let admin = sqlx::PgPool::connect(&server)
         .await
         .expect("connect to the test server");
-    let name = format!("t_{}_{}", std::process::id(), rand_suffix());
+    let name = unique("t");
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&admin)
         .await
@@ -40,13 +40,6 @@ async fn fresh_database(migrate: bool) -> String {
         postgres::migrate(&pool).await.unwrap();
     }
     url
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish() % 1_000_000_000
 }
 
 fn settings(url: &str) -> PgSettings {

@@ -93,13 +93,13 @@ async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
     let alerts: Box<dyn crate::sink::AlertSink> = match &config.sinks.alerts {
         AlertSinkConfig::File(f) => Box::new(JsonLinesAlertSink::open(&f.path, f.stdout).await?),
         AlertSinkConfig::Kafka(k) => {
-            Box::new(crate::sink::KafkaAlertSink::new(&k.brokers, &k.topic)?)
+            Box::new(crate::sink::KafkaTopicSink::new(&k.brokers, &k.topic)?)
         }
     };
     let dead_letters: Box<dyn crate::sink::DeadLetterSink> = match &config.sinks.dead_letters {
         DeadLetterConfig::File(f) => Box::new(JsonLinesDeadLetterSink::open(&f.path).await?),
         DeadLetterConfig::Kafka(k) => {
-            Box::new(crate::sink::KafkaDeadLetterSink::new(&k.brokers, &k.topic)?)
+            Box::new(crate::sink::KafkaTopicSink::new(&k.brokers, &k.topic)?)
         }
     };
     let aggregates: Box<dyn crate::sink::AggregateSink> = match &config.sinks.aggregates {

@@ -11,93 +11,65 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use super::{AlertSink, DeadLetter, DeadLetterSink, SinkError};
 use crate::alert::Alert;
 
-/// Alerts to a topic.
-pub struct KafkaAlertSink {
+/// Records to one topic: used for alerts (keyed by entity) and for dead letters (keyed by
+/// origin).
+pub struct KafkaTopicSink {
     producer: FutureProducer,
     topic: String,
 }
 
-impl std::fmt::Debug for KafkaAlertSink {
+impl std::fmt::Debug for KafkaTopicSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaAlertSink")
+        f.debug_struct("KafkaTopicSink")
             .field("topic", &self.topic)
             .finish_non_exhaustive()
     }
 }
 
-impl KafkaAlertSink {
+impl KafkaTopicSink {
     /// A sink writing to `topic` on `brokers`.
     pub fn new(brokers: &str, topic: &str) -> Result<Self, SinkError> {
         let producer =
             crate::kafka::producer(brokers).map_err(|e| SinkError::permanent("kafka", e))?;
-        Ok(KafkaAlertSink {
+        Ok(KafkaTopicSink {
             producer,
             topic: topic.to_owned(),
         })
     }
-}
 
-async fn send_all(
-    producer: &FutureProducer,
-    topic: &str,
-    records: &[(String, String)],
-) -> Result<(), SinkError> {
-    let sends = records.iter().map(|(key, value)| {
-        producer.send(
-            FutureRecord::to(topic).key(key).payload(value),
-            crate::kafka::QUEUE_TIMEOUT,
-        )
-    });
-    for result in join_all(sends).await {
-        if let Err((error, _)) = result {
-            return Err(SinkError::transient(
-                "kafka",
-                format!("delivery to {topic} failed: {error}"),
-            ));
+    /// Sends every (key, value) and succeeds only when all are acknowledged.
+    async fn send_all(&self, records: &[(String, String)]) -> Result<(), SinkError> {
+        let sends = records.iter().map(|(key, value)| {
+            self.producer.send(
+                FutureRecord::to(&self.topic).key(key).payload(value),
+                crate::kafka::QUEUE_TIMEOUT,
+            )
+        });
+        for result in join_all(sends).await {
+            if let Err((error, _)) = result {
+                return Err(SinkError::transient(
+                    "kafka",
+                    format!("delivery to {} failed: {error}", self.topic),
+                ));
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 #[async_trait]
-impl AlertSink for KafkaAlertSink {
+impl AlertSink for KafkaTopicSink {
     async fn write(&mut self, alerts: &[Alert]) -> Result<(), SinkError> {
         let records: Vec<(String, String)> = alerts
             .iter()
             .map(|a| (a.entity.clone(), a.to_json().to_string()))
             .collect();
-        send_all(&self.producer, &self.topic, &records).await
-    }
-}
-
-/// Dead letters to a topic.
-pub struct KafkaDeadLetterSink {
-    producer: FutureProducer,
-    topic: String,
-}
-
-impl std::fmt::Debug for KafkaDeadLetterSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaDeadLetterSink")
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
-    }
-}
-
-impl KafkaDeadLetterSink {
-    /// A sink writing to `topic` on `brokers`.
-    pub fn new(brokers: &str, topic: &str) -> Result<Self, SinkError> {
-        let producer =
-            crate::kafka::producer(brokers).map_err(|e| SinkError::permanent("kafka", e))?;
-        Ok(KafkaDeadLetterSink {
-            producer,
-            topic: topic.to_owned(),
-        })
+        self.send_all(&records).await
     }
 }
 
 #[async_trait]
-impl DeadLetterSink for KafkaDeadLetterSink {
+impl DeadLetterSink for KafkaTopicSink {
     async fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
         let records: Vec<(String, String)> = letters
             .iter()
@@ -108,6 +80,6 @@ impl DeadLetterSink for KafkaDeadLetterSink {
                 )
             })
             .collect();
-        send_all(&self.producer, &self.topic, &records).await
+        self.send_all(&records).await
     }
 }

@@ -13,7 +13,7 @@ mod sqlite;
 
 pub use dead_letter::DeadLetter;
 pub use jsonl::{JsonLinesAlertSink, JsonLinesDeadLetterSink};
-pub use kafka::{KafkaAlertSink, KafkaDeadLetterSink};
+pub use kafka::KafkaTopicSink;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

@@ -177,3 +177,16 @@ pub async fn service(name: &'static str, action: &'static str) {
     .expect("run the service script");
     assert!(status.success(), "services/{name}.sh {action} failed");
 }
+
+/// A name no other test run uses (process id and a random number), joined with `_` so it is a
+/// valid SQL, BigQuery and Kafka identifier.
+pub fn unique(prefix: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        h.finish() % 1_000_000_000
+    )
+}
