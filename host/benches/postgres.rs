@@ -77,7 +77,7 @@ async fn insert_baseline(server: &str, events: &[ClickEvent], batch: usize) -> f
                 .push_bind(
                     e.properties
                         .as_ref()
-                        .map(|p| serde_json::Value::Object(p.clone()).to_string()),
+                        .and_then(|p| serde_json::to_string(p).ok()),
                 )
                 .push_unseparated("::jsonb");
         });

@@ -130,8 +130,7 @@ impl Processor {
                 Next::Input(Some(SourceMsg::Batch { events, dead })) => self.process(events, dead),
                 Next::Input(Some(SourceMsg::Exhausted)) => {
                     // No event will ever arrive: close every window.
-                    let mut work = self.tick(i64::MAX);
-                    work.last = true;
+                    let work = self.tick(i64::MAX);
                     if output.blocking_send(work).is_err() {
                         break Ending::Stopped;
                     }

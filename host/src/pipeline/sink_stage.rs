@@ -27,8 +27,6 @@ pub struct SinkWork {
     pub alerts: Vec<Alert>,
     /// Dead letters.
     pub dead: Vec<DeadLetter>,
-    /// The final unit of a finite input.
-    pub last: bool,
     /// Signalled once every sink has durably accepted the work (the source may then commit).
     pub ack: Option<oneshot::Sender<()>>,
 }
@@ -41,7 +39,6 @@ impl SinkWork {
         self.rows.extend(other.rows);
         self.alerts.extend(other.alerts);
         self.dead.extend(other.dead);
-        self.last |= other.last;
     }
 
     /// `None` when there is nothing to write.
@@ -51,8 +48,7 @@ impl SinkWork {
             && self.rows.is_empty()
             && self.alerts.is_empty()
             && self.dead.is_empty()
-            && self.ack.is_none()
-            && !self.last;
+            && self.ack.is_none();
         (!empty).then_some(self)
     }
 }

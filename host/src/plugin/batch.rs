@@ -16,7 +16,7 @@ pub fn encode_batch(events: &[ClickEvent]) -> ClickBatch {
     };
     b.starts.push(0);
     b.starts.push(0);
-    let mut props = String::new();
+    let mut props: Vec<u8> = Vec::new();
     let mut batch = ClickBatch {
         len: n as u32,
         text: Vec::new(),
@@ -48,9 +48,15 @@ pub fn encode_batch(events: &[ClickEvent]) -> ClickBatch {
         batch.country.push(b.intern_opt(e.country.as_deref()));
         let p = match &e.properties {
             Some(map) if !map.is_empty() => {
+                // Serialised straight from the map: no clone on the per-event path.
                 props.clear();
-                props.push_str(&serde_json::Value::Object(map.clone()).to_string());
-                b.intern(&props)
+                match serde_json::to_writer(&mut props, map)
+                    .ok()
+                    .and_then(|()| std::str::from_utf8(&props).ok())
+                {
+                    Some(json) => b.intern(json),
+                    None => 0,
+                }
             }
             _ => 0,
         };

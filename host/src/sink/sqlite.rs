@@ -144,7 +144,7 @@ impl RawSink for SqliteStore {
                     .push_bind(
                         e.properties
                             .as_ref()
-                            .map(|p| serde_json::Value::Object(p.clone()).to_string()),
+                            .and_then(|p| serde_json::to_string(p).ok()),
                     )
                     .push_bind(ingest);
             });

@@ -41,7 +41,7 @@ pub fn encode_row(buf: &mut Vec<u8>, event: &ClickEvent, scratch: &mut String) {
     let properties = event
         .properties
         .as_ref()
-        .map(|p| serde_json::Value::Object(p.clone()).to_string());
+        .and_then(|p| serde_json::to_string(p).ok());
     scratch.clear();
     let _ = write!(scratch, "{}", format_time(event.time_ms));
     let fields: [Option<&str>; 13] = [
