@@ -8,9 +8,13 @@ use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// Shipped plugins: (crate artifact, file name).
-const SHIPPED: [(&str, &str); 2] = [
+const SHIPPED: [(&str, &str); 6] = [
     ("page_traffic", "page-traffic"),
     ("bot_detector", "bot-detector"),
+    ("session_engagement", "session-engagement"),
+    ("traffic_anomaly", "traffic-anomaly"),
+    ("click_fraud", "click-fraud"),
+    ("funnel_drop", "funnel-drop"),
 ];
 /// Test fixtures built from the plugins workspace.
 const FIXTURES: [(&str, &str); 2] = [("fixture_chaos", "chaos"), ("fixture_counter", "counter")];

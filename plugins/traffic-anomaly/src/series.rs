@@ -1,0 +1,250 @@
+//! One watched rate (a page or the whole site): its open bucket counts, its online baseline and
+//! the spike/drop episode it may be in.
+//!
+//! The baseline is a Holt (level + trend) exponential smoothing of the per-bucket count with a
+//! robust scale: an EWMA of absolute residuals. Updates are winsorised (an observation is
+//! clipped to `expected ± z·sigma` before it is learned) and suspended while an episode runs,
+//! so an anomaly never teaches the baseline that it is normal, and its end is not mistaken for
+//! an anomaly in the other direction.
+
+use serde::{Deserialize, Serialize};
+
+/// Which way the rate moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    /// Well above the baseline.
+    Spike,
+    /// Well below the baseline.
+    Drop,
+}
+
+/// Thresholds for one entity type (pages and the site differ only in the spike ratio).
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub spike_ratio: f64,
+    pub drop_ratio: f64,
+    pub z: f64,
+    pub min_spike_count: f64,
+    pub min_drop_baseline: f64,
+    pub confirm: u32,
+    pub alpha: f64,
+    pub beta: f64,
+    pub slow_alpha: f64,
+    pub warmup: u32,
+    pub cooldown_buckets: u32,
+    pub max_episode_buckets: u32,
+    pub bucket_ms: i64,
+}
+
+/// A run of consecutive anomalous buckets in one direction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Episode {
+    pub dir: Direction,
+    /// Start of its first bucket: the alert's window start, stable across re-reports.
+    pub start_ms: i64,
+    pub buckets: u32,
+    /// Buckets that met the full threshold (the others only kept the episode alive).
+    pub strong: u32,
+    pub alerted: bool,
+}
+
+/// What a confirmed episode looks like when it is reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub dir: Direction,
+    pub start_ms: i64,
+    /// End of the bucket that confirmed it: the event time at which the detector became sure.
+    pub time_ms: i64,
+    pub observed: f64,
+    pub expected: f64,
+    pub z: f64,
+    pub buckets: u32,
+}
+
+/// State of one watched rate. About 120 bytes plus the entity name and a few open buckets.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Series {
+    /// Counts of buckets not yet closed: (bucket start, events). One or two entries, because
+    /// the watermark trails event time by only the allowed lateness.
+    pub open: Vec<(i64, u32)>,
+    /// First bucket evaluated: the series did not exist before it.
+    pub first_bucket_ms: i64,
+    pub level: f64,
+    pub trend: f64,
+    /// EWMA of absolute residuals: the robust scale (about 0.8 sigma for normal noise).
+    pub dev: f64,
+    /// A slow EWMA of the level (`slow_alpha`): a spike must also stand out against it, so a
+    /// page recovering from a long dip that its fast baseline learned is not a "spike".
+    #[serde(default)]
+    pub slow: f64,
+    /// Buckets learned so far, capped at the warm-up length.
+    pub learned: u32,
+    pub episode: Option<Episode>,
+    /// No new alert before this bucket start.
+    pub quiet_until_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+/// Open buckets kept per series at most: more means the stream is far out of order, and the
+/// oldest counts are dropped rather than growing state without bound.
+const MAX_OPEN: usize = 8;
+
+impl Series {
+    /// A series first seen in the bucket starting at `bucket_ms`.
+    pub fn new(bucket_ms: i64) -> Self {
+        Series {
+            first_bucket_ms: bucket_ms,
+            last_seen_ms: bucket_ms,
+            ..Series::default()
+        }
+    }
+
+    /// Counts one event at `time_ms` in the bucket starting at `bucket_ms`.
+    pub fn count(&mut self, bucket_ms: i64, time_ms: i64) {
+        self.last_seen_ms = self.last_seen_ms.max(time_ms);
+        match self.open.iter_mut().find(|(b, _)| *b == bucket_ms) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => {
+                if self.open.len() >= MAX_OPEN {
+                    self.open.sort_unstable();
+                    self.open.remove(0);
+                }
+                self.open.push((bucket_ms, 1));
+            }
+        }
+    }
+
+    /// Removes and returns the count of the bucket starting at `bucket_ms` (0 when empty), and
+    /// drops any older leftovers.
+    pub fn take(&mut self, bucket_ms: i64) -> u32 {
+        let mut n = 0;
+        self.open.retain(|&(b, c)| {
+            if b == bucket_ms {
+                n = c;
+            }
+            b > bucket_ms
+        });
+        n
+    }
+
+    /// The count expected for the next bucket.
+    pub fn expected(&self) -> f64 {
+        (self.level + self.trend).max(0.0)
+    }
+
+    /// The noise scale used for z-scores: at least Poisson noise, at least the observed
+    /// residual spread, at least one event.
+    fn sigma(&self, expected: f64) -> f64 {
+        expected.sqrt().max(1.25 * self.dev).max(1.0)
+    }
+
+    /// Judges one closed bucket and learns from it when it looks normal. Returns a finding
+    /// when this bucket confirms a new episode.
+    pub fn close(&mut self, bucket_ms: i64, count: u32, r: &Rules) -> Option<Finding> {
+        let c = f64::from(count);
+        if self.learned < r.warmup {
+            self.learn(c, r, f64::INFINITY);
+            return None;
+        }
+        let expected = self.expected();
+        let sigma = self.sigma(expected);
+        let z = (c - expected) / sigma;
+        let ratio = c / expected.max(0.5);
+        let reference = expected.max(self.slow);
+        let z_up = (c - reference) / self.sigma(reference);
+        let spike_like =
+            c >= r.min_spike_count && c / reference.max(0.5) >= r.spike_ratio && z_up >= r.z;
+        // A drop on a quiet series is still kept out of the baseline (so its recovery is not
+        // learned as a spike), it is just never alerted.
+        let drop_like = ratio <= r.drop_ratio && z <= -r.z;
+        // Once an episode runs, a weaker deviation keeps it alive (halfway between normal and
+        // the threshold), so one noisy bucket inside an incident neither ends it nor lets the
+        // baseline learn from it; only strong buckets count towards confirmation.
+        let running = self.episode.as_ref().map(|e| e.dir);
+        let (dir, z, strong) = if spike_like {
+            (Some(Direction::Spike), z_up, true)
+        } else if drop_like {
+            (Some(Direction::Drop), z, true)
+        } else if running == Some(Direction::Spike)
+            && c / reference.max(0.5) >= 1.0 + (r.spike_ratio - 1.0) / 2.0
+        {
+            (running, z_up, false)
+        } else if running == Some(Direction::Drop) && ratio <= (1.0 + r.drop_ratio) / 2.0 {
+            (running, z, false)
+        } else {
+            (None, z, false)
+        };
+        let alertable = dir == Some(Direction::Spike) || expected >= r.min_drop_baseline;
+        let Some(dir) = dir else {
+            if self.episode.take().is_some_and(|e| e.alerted) {
+                self.quiet_until_ms = bucket_ms + i64::from(r.cooldown_buckets) * r.bucket_ms;
+            }
+            self.learn(c, r, r.z * sigma);
+            return None;
+        };
+        let episode = match &mut self.episode {
+            Some(e) if e.dir == dir => e,
+            other => other.insert(Episode {
+                dir,
+                start_ms: bucket_ms,
+                buckets: 0,
+                strong: 0,
+                alerted: false,
+            }),
+        };
+        if strong {
+            episode.strong += 1;
+        }
+        episode.buckets += 1;
+        if episode.buckets > r.max_episode_buckets {
+            // Anomalous for longer than any incident we look for: this is the new normal.
+            self.level = c;
+            self.trend = 0.0;
+            self.dev = c.sqrt();
+            self.slow = c;
+            self.episode = None;
+            return None;
+        }
+        if !alertable
+            || episode.alerted
+            || episode.strong < r.confirm
+            || bucket_ms < self.quiet_until_ms
+        {
+            return None;
+        }
+        episode.alerted = true;
+        Some(Finding {
+            dir,
+            start_ms: episode.start_ms,
+            time_ms: bucket_ms + r.bucket_ms,
+            observed: c,
+            expected,
+            z,
+            buckets: episode.buckets,
+        })
+    }
+
+    /// Folds `c`, clipped to `expected ± clip`, into level, trend and scale.
+    fn learn(&mut self, c: f64, r: &Rules, clip: f64) {
+        if self.learned == 0 {
+            self.level = c;
+            self.trend = 0.0;
+            self.dev = c.sqrt();
+            self.slow = c;
+            self.learned = 1;
+            return;
+        }
+        let expected = self.expected();
+        let x = c.clamp(expected - clip, expected + clip);
+        self.dev += r.alpha * ((x - expected).abs() - self.dev);
+        self.slow += r.slow_alpha * (x - self.slow);
+        let previous = self.level;
+        self.level = (r.alpha * x + (1.0 - r.alpha) * expected).max(0.0);
+        // The trend follows the daily shape; bounded so that noise on a quiet page cannot make
+        // it run away.
+        let bound = 0.05 * self.level.max(1.0);
+        self.trend =
+            (r.beta * (self.level - previous) + (1.0 - r.beta) * self.trend).clamp(-bound, bound);
+        self.learned = self.learned.saturating_add(1).min(r.warmup.max(1));
+    }
+}

@@ -1,0 +1,146 @@
+//! Settings of `traffic-anomaly`, from `[plugins.settings.traffic-anomaly]` in the host config.
+//!
+//! Every threshold is a setting rather than a constant so that the detector can be tuned
+//! against the labelled generator without a rebuild.
+
+use serde::Deserialize;
+
+/// Settings. Unknown keys are refused; missing keys take the defaults listed on each field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Length of one counting bucket in seconds (default 60). Rates are events per bucket.
+    pub bucket_secs: u32,
+    /// Buckets folded into a new series' baseline before it may alert (default 15).
+    pub warmup_buckets: u32,
+    /// EWMA weight of the newest bucket in the baseline level (default 0.1, about a 10-bucket
+    /// time constant: fast enough to follow the daily shape, slow enough not to chase a spike).
+    pub level_alpha: f64,
+    /// Weight of the newest slope in the baseline trend (default 0.02; 0 disables the trend).
+    pub trend_beta: f64,
+    /// EWMA weight of a slow reference level (default 0.01, ~100 buckets). A spike must stand
+    /// out against both the baseline and this, so a recovery after a long dip is not a spike.
+    pub slow_alpha: f64,
+    /// A page bucket is spike-like at this multiple of its expected count (default 3.0).
+    pub spike_ratio_page: f64,
+    /// The site bucket is spike-like at this multiple of its expected count (default 2.2;
+    /// a flash sale reaches about 1.7x).
+    pub spike_ratio_site: f64,
+    /// A bucket is drop-like at or below this fraction of its expected count (default 0.45).
+    pub drop_ratio: f64,
+    /// The deviation must also be at least this many robust standard deviations (default 3.0).
+    pub z_threshold: f64,
+    /// A spike-like bucket needs at least this many events (default 10), so that pages with a
+    /// handful of views do not alert on noise.
+    pub min_spike_count: u32,
+    /// A drop is only judged when at least this many events per bucket are expected
+    /// (default 20), so night-time and rarely visited pages do not alert.
+    pub min_drop_baseline: f64,
+    /// Consecutive spike- or drop-like buckets needed before alerting (default 2).
+    pub confirm_buckets: u32,
+    /// After an alerted episode ends, the series stays quiet this many buckets (default 30).
+    pub cooldown_buckets: u32,
+    /// An anomaly lasting longer than this many buckets is taken as the new normal and the
+    /// baseline restarts from it (default 90).
+    pub max_episode_buckets: u32,
+    /// Watch each page (`url`) separately (default true).
+    pub pages: bool,
+    /// Watch the whole site's rate (default true).
+    pub site: bool,
+    /// A page without events for this long (event time) is forgotten (default 3600).
+    pub idle_timeout_secs: u32,
+    /// At most this many pages are tracked; further new pages are ignored (default 10000).
+    pub max_pages: u32,
+    /// Longest gap, in buckets, that one tick evaluates bucket by bucket; a longer jump of the
+    /// watermark skips ahead instead (default 240), bounding the work of one call.
+    pub max_catchup_buckets: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bucket_secs: 60,
+            warmup_buckets: 15,
+            level_alpha: 0.1,
+            trend_beta: 0.02,
+            slow_alpha: 0.01,
+            spike_ratio_page: 3.0,
+            spike_ratio_site: 2.2,
+            drop_ratio: 0.45,
+            z_threshold: 3.0,
+            min_spike_count: 10,
+            min_drop_baseline: 20.0,
+            confirm_buckets: 2,
+            cooldown_buckets: 30,
+            max_episode_buckets: 90,
+            pages: true,
+            site: true,
+            idle_timeout_secs: 3_600,
+            max_pages: 10_000,
+            max_catchup_buckets: 240,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks value ranges; the message names the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        let unit = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 1.0 {
+                Ok(())
+            } else {
+                Err(format!("{name} must be in (0, 1], got {v}"))
+            }
+        };
+        unit("level_alpha", self.level_alpha)?;
+        unit("slow_alpha", self.slow_alpha)?;
+        if !(self.trend_beta.is_finite() && (0.0..=1.0).contains(&self.trend_beta)) {
+            return Err(format!(
+                "trend_beta must be in [0, 1], got {}",
+                self.trend_beta
+            ));
+        }
+        for (name, v) in [
+            ("spike_ratio_page", self.spike_ratio_page),
+            ("spike_ratio_site", self.spike_ratio_site),
+        ] {
+            if !(v.is_finite() && v > 1.0) {
+                return Err(format!("{name} must be above 1, got {v}"));
+            }
+        }
+        if !(self.drop_ratio.is_finite() && self.drop_ratio >= 0.0 && self.drop_ratio < 1.0) {
+            return Err(format!(
+                "drop_ratio must be in [0, 1), got {}",
+                self.drop_ratio
+            ));
+        }
+        if !(self.z_threshold.is_finite() && self.z_threshold > 0.0) {
+            return Err(format!(
+                "z_threshold must be positive, got {}",
+                self.z_threshold
+            ));
+        }
+        if !(self.min_drop_baseline.is_finite() && self.min_drop_baseline >= 0.0) {
+            return Err(format!(
+                "min_drop_baseline must be zero or more, got {}",
+                self.min_drop_baseline
+            ));
+        }
+        for (name, v) in [
+            ("bucket_secs", self.bucket_secs),
+            ("warmup_buckets", self.warmup_buckets),
+            ("confirm_buckets", self.confirm_buckets),
+            ("max_episode_buckets", self.max_episode_buckets),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("max_catchup_buckets", self.max_catchup_buckets),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if !self.pages && !self.site {
+            return Err("at least one of `pages` and `site` must be true".into());
+        }
+        Ok(())
+    }
+}

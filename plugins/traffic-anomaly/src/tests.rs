@@ -1,0 +1,272 @@
+//! Native tests: simulated minute-by-minute traffic with Poisson noise and the daily shape.
+
+use super::*;
+use clickwatch_sdk::testing::{Harness, TestClick};
+
+const MIN: i64 = 60_000;
+/// 04:00 UTC, the trough of the daily shape: the test day starts where the shape rises fastest
+/// soon after.
+const T0: i64 = 1_790_000_000_000 - 1_790_000_000_000 % 86_400_000 + 4 * 3_600_000;
+
+/// A deterministic pseudo-random source (no dependency needed for tests).
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Poisson sample: Knuth for small means, a rounded normal for large ones.
+    fn poisson(&mut self, mean: f64) -> u32 {
+        if mean <= 0.0 {
+            return 0;
+        }
+        if mean > 50.0 {
+            let u1 = self.next_f64().max(1e-12);
+            let u2 = self.next_f64();
+            let n = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            return (mean + n * mean.sqrt()).round().max(0.0) as u32;
+        }
+        let limit = (-mean).exp();
+        let mut p = 1.0;
+        let mut k = 0;
+        loop {
+            p *= self.next_f64();
+            if p <= limit {
+                return k;
+            }
+            k += 1;
+        }
+    }
+}
+
+/// The generator's daily shape: 0.35 at 04:00 UTC, 1.65 at 16:00.
+fn daily_shape(t: i64) -> f64 {
+    let hour = t.rem_euclid(86_400_000) as f64 / 3_600_000.0;
+    1.0 - 0.65 * ((hour - 4.0) / 24.0 * std::f64::consts::TAU).cos()
+}
+
+/// Pages and their mean events per minute at the daily mean.
+fn pages() -> Vec<(String, f64)> {
+    let mut p = vec![("/".to_owned(), 150.0), ("/cart".to_owned(), 40.0)];
+    p.extend((0..8).map(|i| (format!("/category/{i}"), 20.0)));
+    p.extend((0..60).map(|i| (format!("/product/{i}"), 3.0)));
+    p
+}
+
+/// Simulates `minutes` minutes from `start`; `factor(minute, url)` scales each page's rate.
+/// Returns every alert with the minute it was emitted in.
+fn simulate(
+    h: &mut Harness<TrafficAnomaly>,
+    rng: &mut Rng,
+    start: i64,
+    minutes: i64,
+    factor: impl Fn(i64, &str) -> f64,
+) -> Vec<Alert> {
+    let pages = pages();
+    let mut alerts = Vec::new();
+    for m in 0..minutes {
+        let t = start + m * MIN;
+        let mut clicks = Vec::new();
+        for (url, rate) in &pages {
+            let n = rng.poisson(rate * daily_shape(t) * factor(m, url));
+            for i in 0..n {
+                let at = t + i64::from(i) * MIN / i64::from(n.max(1));
+                clicks.push(TestClick::page_view(at, "s", url));
+            }
+        }
+        alerts.extend(h.process(&clicks).unwrap().alerts);
+        alerts.extend(h.tick(t + MIN).unwrap().alerts);
+    }
+    alerts
+}
+
+fn harness() -> Harness<TrafficAnomaly> {
+    Harness::new("{}").unwrap()
+}
+
+#[test]
+fn a_day_of_normal_traffic_with_its_shape_raises_nothing() {
+    let mut h = harness();
+    let alerts = simulate(&mut h, &mut Rng(1), T0, 24 * 60, |_, _| 1.0);
+    assert!(alerts.is_empty(), "false alerts: {alerts:#?}");
+}
+
+#[test]
+fn a_page_spike_is_caught_within_minutes_and_alerted_once() {
+    let mut h = harness();
+    let mut rng = Rng(2);
+    // Warm up for an hour, then /category/3 runs at 5x for 15 minutes.
+    simulate(&mut h, &mut rng, T0, 60, |_, _| 1.0);
+    let start = T0 + 60 * MIN;
+    let alerts = simulate(&mut h, &mut rng, start, 60, |m, url| {
+        if url == "/category/3" && (0..15).contains(&m) {
+            5.0
+        } else {
+            1.0
+        }
+    });
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(
+        (a.kind.as_str(), a.entity_type.as_str(), a.entity.as_str()),
+        ("traffic-spike", "page", "/category/3")
+    );
+    assert_eq!(a.window_start_ms, start, "{a:#?}");
+    assert!(
+        a.time_ms - start <= 3 * MIN,
+        "delay {} ms",
+        a.time_ms - start
+    );
+    assert!(a.details.contains("\"ratio\""));
+}
+
+#[test]
+fn a_site_drop_is_caught_and_its_recovery_is_not_a_spike() {
+    let mut h = harness();
+    let mut rng = Rng(3);
+    simulate(&mut h, &mut rng, T0, 60, |_, _| 1.0);
+    let start = T0 + 60 * MIN;
+    let alerts = simulate(&mut h, &mut rng, start, 90, |m, _| {
+        if (0..20).contains(&m) { 0.1 } else { 1.0 }
+    });
+    let site: Vec<_> = alerts.iter().filter(|a| a.entity_type == "site").collect();
+    assert_eq!(site.len(), 1, "{alerts:#?}");
+    assert_eq!(site[0].kind, "traffic-drop");
+    assert_eq!(site[0].entity, SITE);
+    assert_eq!(site[0].severity, Severity::Critical);
+    assert!(site[0].time_ms - start <= 3 * MIN);
+    // Busy pages drop too (that is true); nothing may call the recovery a spike.
+    assert!(
+        alerts.iter().all(|a| a.kind == "traffic-drop"),
+        "{alerts:#?}"
+    );
+}
+
+#[test]
+fn a_site_spike_of_three_times_is_caught() {
+    let mut h = harness();
+    let mut rng = Rng(4);
+    simulate(&mut h, &mut rng, T0, 60, |_, _| 1.0);
+    let start = T0 + 60 * MIN;
+    let alerts = simulate(&mut h, &mut rng, start, 40, |m, _| {
+        if (0..20).contains(&m) { 3.0 } else { 1.0 }
+    });
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.kind == "traffic-spike" && a.entity_type == "site"),
+        "{alerts:#?}"
+    );
+}
+
+#[test]
+fn a_flash_sale_and_a_newsletter_are_not_anomalies() {
+    let mut h = harness();
+    let mut rng = Rng(5);
+    simulate(&mut h, &mut rng, T0, 60, |_, _| 1.0);
+    // Flash sale: the site ramps to 1.7x over 10 minutes and stays 30 minutes.
+    let sale = |m: i64| 1.0 + 0.7 * (m as f64 / 10.0).clamp(0.0, 1.0) * f64::from(m < 40);
+    let alerts = simulate(&mut h, &mut rng, T0 + 60 * MIN, 90, |m, _| sale(m));
+    assert!(alerts.is_empty(), "flash sale: {alerts:#?}");
+    // Newsletter: landing pages ramp to 2x over 5 minutes, then decay over 30 minutes.
+    let news = |m: i64| {
+        let m = m as f64;
+        if m < 5.0 {
+            1.0 + m / 5.0
+        } else {
+            1.0 + (1.0 - (m - 5.0) / 30.0).max(0.0)
+        }
+    };
+    let alerts = simulate(&mut h, &mut rng, T0 + 150 * MIN, 60, |m, url| {
+        if url == "/" || url.starts_with("/category/") {
+            news(m)
+        } else {
+            1.0
+        }
+    });
+    assert!(alerts.is_empty(), "newsletter: {alerts:#?}");
+}
+
+#[test]
+fn restore_continues_with_the_learned_baseline() {
+    let mut h = harness();
+    let mut rng = Rng(6);
+    simulate(&mut h, &mut rng, T0, 30, |_, _| 1.0);
+    h.reload().unwrap();
+    // No second warm-up: a spike right after the reload is caught.
+    let start = T0 + 30 * MIN;
+    let alerts = simulate(&mut h, &mut rng, start, 5, |_, url| {
+        if url == "/cart" { 6.0 } else { 1.0 }
+    });
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0].entity, "/cart");
+}
+
+#[test]
+fn warm_up_keeps_new_series_quiet() {
+    let mut h = harness();
+    let alerts = simulate(
+        &mut h,
+        &mut Rng(7),
+        T0,
+        10,
+        |m, _| if m > 5 { 8.0 } else { 1.0 },
+    );
+    assert!(alerts.is_empty(), "{alerts:#?}");
+}
+
+#[test]
+fn idle_pages_are_evicted_and_new_pages_are_capped() {
+    let mut h =
+        Harness::<TrafficAnomaly>::new(r#"{"idle_timeout_secs": 600, "max_pages": 3}"#).unwrap();
+    let clicks: Vec<_> = (0..5)
+        .map(|i| TestClick::page_view(T0 + i, "s", &format!("/p{i}")))
+        .collect();
+    h.process(&clicks).unwrap();
+    assert_eq!(h.plugin().tracked_pages(), 3);
+    h.tick(T0 + 5 * MIN).unwrap();
+    assert_eq!(h.plugin().tracked_pages(), 3);
+    h.tick(T0 + 11 * MIN).unwrap();
+    assert_eq!(h.plugin().tracked_pages(), 0);
+    // After eviction the room is free again.
+    h.process(&[TestClick::page_view(T0 + 12 * MIN, "s", "/new")])
+        .unwrap();
+    assert_eq!(h.plugin().tracked_pages(), 1);
+}
+
+#[test]
+fn a_long_silence_is_skipped_in_bounded_work() {
+    let mut h = Harness::<TrafficAnomaly>::new(r#"{"max_catchup_buckets": 10}"#).unwrap();
+    h.process(&[TestClick::page_view(T0, "s", "/")]).unwrap();
+    h.tick(T0 + MIN).unwrap();
+    // A year later: one call, no panic, and counting carries on.
+    h.tick(T0 + 365 * 1440 * MIN).unwrap();
+    let late = T0 + 365 * 1440 * MIN + 1;
+    h.process(&[TestClick::page_view(late, "s", "/")]).unwrap();
+    h.tick(late + MIN).unwrap();
+}
+
+#[test]
+fn settings_are_checked() {
+    assert!(
+        Harness::<TrafficAnomaly>::new(r#"{"spike_ratio": 3}"#)
+            .unwrap_err()
+            .contains("unknown field")
+    );
+    assert!(
+        Harness::<TrafficAnomaly>::new(r#"{"level_alpha": 0}"#)
+            .unwrap_err()
+            .contains("level_alpha")
+    );
+    assert!(
+        Harness::<TrafficAnomaly>::new(r#"{"pages": false, "site": false}"#)
+            .unwrap_err()
+            .contains("pages")
+    );
+    assert!(Harness::<TrafficAnomaly>::new(r#"{"spike_ratio_site": 0.5}"#).is_err());
+}
