@@ -16,6 +16,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
+pub mod replay;
 pub mod scaffold;
 pub mod sink;
 pub mod source;

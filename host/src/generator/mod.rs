@@ -7,6 +7,9 @@
 //! wall time is the caller's business (see `source::generator`), so the same generator feeds
 //! the live demo, files and benchmarks.
 
+pub mod anomaly;
+mod inject;
+pub mod labels;
 mod session;
 
 use std::cmp::Reverse;
@@ -16,7 +19,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::event::ClickEvent;
-use session::{Session, Visitor};
+pub use anomaly::{Scenario, SpecError, parse_anomalies, parse_surges};
+use inject::Injector;
+pub use labels::{Entity, Label, LabelsError, default_labels_path, read_labels, write_labels};
+use session::{Session, SessionOptions, Visitor};
 
 /// Knobs of the simulation.
 #[derive(Debug, Clone)]
@@ -31,6 +37,8 @@ pub struct GeneratorSettings {
     pub users: u32,
     /// Share of sessions that are bots (0..1).
     pub bot_fraction: f64,
+    /// Anomalies and surges to inject (none by default).
+    pub scenario: Scenario,
 }
 
 impl Default for GeneratorSettings {
@@ -41,6 +49,7 @@ impl Default for GeneratorSettings {
             mean_rate: 50.0,
             users: 5_000,
             bot_fraction: 0.01,
+            scenario: Scenario::default(),
         }
     }
 }
@@ -66,6 +75,10 @@ pub struct Generator {
     next_arrival_ms: f64,
     next_event: u64,
     visitors: Vec<Visitor>,
+    injector: Injector,
+    /// End of the last planned injection (the start when nothing is planned).
+    plan_end_ms: i64,
+    last_time_ms: i64,
 }
 
 impl std::fmt::Debug for Generator {
@@ -84,7 +97,15 @@ impl Generator {
         let visitors = (0..settings.users.max(1))
             .map(|i| Visitor::random(&mut rng, i))
             .collect();
+        let plan = anomaly::plan(&settings.scenario, settings.seed, settings.start_ms);
+        let plan_end_ms = plan
+            .iter()
+            .map(|p| p.end_ms)
+            .fold(settings.start_ms, i64::max);
         Generator {
+            injector: Injector::new(plan, settings.seed, settings.mean_rate),
+            plan_end_ms,
+            last_time_ms: settings.start_ms,
             next_arrival_ms: settings.start_ms as f64,
             settings,
             rng,
@@ -101,9 +122,28 @@ impl Generator {
         self.next_event
     }
 
+    /// End of the last planned injection, ms (the start time when nothing is planned): run
+    /// at least a little past it so the labels are complete.
+    pub fn plan_end_ms(&self) -> i64 {
+        self.plan_end_ms
+    }
+
+    /// Event time of the last event returned, ms.
+    pub fn last_time_ms(&self) -> i64 {
+        self.last_time_ms
+    }
+
+    /// Ground truth for the events returned so far: injected anomalies and the ordinary bot
+    /// sessions, ordered by start.
+    pub fn labels(&self) -> Vec<Label> {
+        self.injector.labels(self.last_time_ms)
+    }
+
     fn arrival_gap_ms(&mut self) -> f64 {
+        let t = self.next_arrival_ms as i64;
         let sessions_per_sec =
-            self.settings.mean_rate * daily_shape(self.next_arrival_ms as i64) / EVENTS_PER_SESSION;
+            self.settings.mean_rate * daily_shape(t) * self.injector.site_factor(t)
+                / EVENTS_PER_SESSION;
         let u: f64 = self.rng.random_range(f64::EPSILON..1.0);
         -u.ln() / sessions_per_sec.max(1e-6) * 1000.0
     }
@@ -120,14 +160,23 @@ impl Generator {
             let i = self.rng.random_range(0..self.visitors.len());
             self.visitors[i].clone()
         };
+        let start = self.next_arrival_ms as i64;
+        let options = SessionOptions {
+            boost: self.injector.boost(start),
+            ..SessionOptions::default()
+        };
         let session = Session::new(
             &mut self.rng,
             self.settings.seed,
             id,
             visitor,
-            self.next_arrival_ms as i64,
+            start,
             bot,
+            &options,
         );
+        if bot {
+            self.injector.label_ordinary_bot(&session);
+        }
         self.active.push(Reverse((session.next_time_ms, id)));
         self.sessions.insert(id, session);
         let gap = self.arrival_gap_ms();
@@ -138,6 +187,19 @@ impl Generator {
     pub fn next_event(&mut self) -> ClickEvent {
         loop {
             let next_active = self.active.peek().map(|Reverse((t, _))| *t);
+            let injected = self.injector.next_ms();
+            if let Some(at) = injected
+                && at as f64 <= self.next_arrival_ms
+                && next_active.is_none_or(|t| at <= t)
+            {
+                let id = self.next_session;
+                if let Some(session) = self.injector.start_next(id) {
+                    self.next_session += 1;
+                    self.active.push(Reverse((session.next_time_ms, id)));
+                    self.sessions.insert(id, session);
+                }
+                continue;
+            }
             if next_active.is_none_or(|t| self.next_arrival_ms <= t as f64) {
                 self.start_session();
                 continue;
@@ -150,12 +212,24 @@ impl Generator {
             };
             let seq = self.next_event;
             self.next_event += 1;
-            let event = session.next(&mut self.rng, seq);
-            if session.finished() {
+            let mut event = session.next(&mut self.rng, seq);
+            let done = session.finished();
+            if done {
                 self.sessions.remove(&id);
             } else {
                 self.active.push(Reverse((session.next_time_ms, id)));
             }
+            let keep = self.injector.filter(&mut event);
+            if keep {
+                self.injector.observe(&event);
+            }
+            if done {
+                self.injector.finished(&event.session_id);
+            }
+            if !keep {
+                continue;
+            }
+            self.last_time_ms = event.time_ms;
             return event;
         }
     }

@@ -31,13 +31,13 @@ const REFERRERS: [(Option<&str>, u32); 6] = [
     (Some("https://ads.example.net/click"), 12),
     (Some("https://www.bing.com/"), 5),
 ];
-const BOT_AGENTS: [&str; 3] = [
+pub(crate) const BOT_AGENTS: [&str; 3] = [
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0 Safari/537.36",
     "python-requests/2.31.0",
     "Mozilla/5.0 (compatible; scrapy/2.11)",
 ];
 
-fn weighted<T: Copy>(rng: &mut StdRng, items: &[(T, u32)]) -> T {
+pub(crate) fn weighted<T: Copy>(rng: &mut StdRng, items: &[(T, u32)]) -> T {
     let total: u32 = items.iter().map(|(_, w)| w).sum();
     let mut pick = rng.random_range(0..total);
     for (item, w) in items {
@@ -67,6 +67,32 @@ impl Visitor {
         v
     }
 
+    /// A visitor with a given address and agent (injected bots and fraud).
+    pub fn custom(rng: &mut StdRng, ip: String, user_agent: String, device: &'static str) -> Self {
+        Visitor {
+            user_id: None,
+            device,
+            country: weighted(rng, &COUNTRIES),
+            user_agent,
+            ip,
+        }
+    }
+
+    /// The visitor's IP address.
+    pub fn ip(&self) -> &str {
+        &self.ip
+    }
+
+    /// A random IPv4 address.
+    pub fn random_ip(rng: &mut StdRng) -> String {
+        IPv4().fake_with_rng(rng)
+    }
+
+    /// A random human browser user agent.
+    pub fn random_agent(rng: &mut StdRng) -> String {
+        UserAgent().fake_with_rng(rng)
+    }
+
     /// An anonymous visitor (or a bot).
     pub fn anonymous(rng: &mut StdRng, bot: bool) -> Self {
         let device = if bot {
@@ -89,15 +115,44 @@ impl Visitor {
     }
 }
 
+/// How long a session waits between steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Seconds to a minute, log-normal-ish.
+    Human,
+    /// The ordinary scraper: every 50–300 ms.
+    FastBot,
+    /// Every `period_ms` ± `jitter` (a share of the period): a scripted timer.
+    Regular {
+        /// Mean gap.
+        period_ms: i64,
+        /// Relative jitter, e.g. 0.02.
+        jitter: f64,
+    },
+    /// Uniform in `[lo, hi)` ms: no dwell, but not fast enough to trip a rate rule.
+    Uniform(i64, i64),
+}
+
+/// How a human session deviates from the usual (injected traffic and surges).
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// First page (path) instead of the usual `/` or category page.
+    pub landing: Option<&'static str>,
+    /// Referrer instead of the usual mix.
+    pub referrer: Option<&'static str>,
+    /// A sale: more add-to-carts and more purchases.
+    pub boost: bool,
+}
+
 /// A session in progress: a queue of upcoming steps and the time of the next one.
 #[derive(Debug)]
 pub struct Session {
     id: String,
     visitor: Visitor,
-    referrer: Option<&'static str>,
+    referrer: Option<String>,
     steps: Vec<(EventKind, String)>,
     pub next_time_ms: i64,
-    bot: bool,
+    pace: Pace,
     seed: u64,
 }
 
@@ -110,8 +165,18 @@ impl Session {
         visitor: Visitor,
         start_ms: i64,
         bot: bool,
+        options: &SessionOptions,
     ) -> Self {
-        let referrer = if bot { None } else { weighted(rng, &REFERRERS) };
+        let referrer = if bot {
+            None
+        } else {
+            options.referrer.or_else(|| weighted(rng, &REFERRERS))
+        };
+        let (cart, purchase) = if options.boost {
+            (0.55, 0.8)
+        } else {
+            (0.35, 0.65)
+        };
         let mut steps = Vec::new();
         let category = CATEGORIES[rng.random_range(0..CATEGORIES.len())];
         if bot {
@@ -126,14 +191,12 @@ impl Session {
             if referrer == Some("https://ads.example.net/click") {
                 steps.push((EventKind::AdClick, format!("/category/{category}")));
             }
-            steps.push((
-                EventKind::PageView,
-                if rng.random_bool(0.5) {
-                    "/".to_owned()
-                } else {
-                    format!("/category/{category}")
-                },
-            ));
+            let landing = match options.landing {
+                Some(page) => page.to_owned(),
+                None if rng.random_bool(0.5) => "/".to_owned(),
+                None => format!("/category/{category}"),
+            };
+            steps.push((EventKind::PageView, landing));
             if visitor.user_id.is_some() && rng.random_bool(0.3) {
                 steps.push((EventKind::Login, "/login".to_owned()));
             }
@@ -151,7 +214,7 @@ impl Session {
                 last_product = Some(product);
             }
             if let Some(product) = last_product
-                && rng.random_bool(0.35)
+                && rng.random_bool(cart)
             {
                 steps.push((EventKind::AddToCart, product));
                 if rng.random_bool(0.1) {
@@ -159,7 +222,7 @@ impl Session {
                 } else if rng.random_bool(0.55) {
                     steps.push((EventKind::PageView, "/cart".to_owned()));
                     steps.push((EventKind::Checkout, "/checkout".to_owned()));
-                    if rng.random_bool(0.65) {
+                    if rng.random_bool(purchase) {
                         steps.push((EventKind::Purchase, "/order/confirmed".to_owned()));
                     }
                 }
@@ -168,16 +231,52 @@ impl Session {
                 steps.push((EventKind::Logout, "/logout".to_owned()));
             }
         }
+        Self::scripted(
+            seed,
+            id,
+            visitor,
+            referrer.map(str::to_owned),
+            steps,
+            start_ms,
+            if bot { Pace::FastBot } else { Pace::Human },
+        )
+    }
+
+    /// A session that walks exactly `steps` (in order) at `pace`.
+    pub fn scripted(
+        seed: u64,
+        id: u64,
+        visitor: Visitor,
+        referrer: Option<String>,
+        mut steps: Vec<(EventKind, String)>,
+        start_ms: i64,
+        pace: Pace,
+    ) -> Self {
         steps.reverse();
         Session {
-            id: format!("{seed:x}-s{id}"),
+            id: Self::id_for(seed, id),
             visitor,
             referrer,
             steps,
             next_time_ms: start_ms,
-            bot,
+            pace,
             seed,
         }
+    }
+
+    /// The session id the `id`-th session of generator `seed` gets.
+    pub fn id_for(seed: u64, id: u64) -> String {
+        format!("{seed:x}-s{id}")
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its visitor.
+    pub fn visitor(&self) -> &Visitor {
+        &self.visitor
     }
 
     /// Whether the visit is over.
@@ -217,22 +316,24 @@ impl Session {
             session_id: self.id.clone(),
             user_id: self.visitor.user_id.clone(),
             url: format!("{SITE}{path}"),
-            referrer: self.referrer.map(str::to_owned),
+            referrer: self.referrer.take(),
             ip: Some(self.visitor.ip.clone()),
             user_agent: Some(self.visitor.user_agent.clone()),
             device: Some(self.visitor.device.to_owned()),
             country: Some(self.visitor.country.to_owned()),
             properties,
         };
-        // Humans dwell seconds to a minute (log-normal-ish); bots fire every 50-300 ms.
-        let gap = if self.bot {
-            rng.random_range(50..300)
-        } else {
-            (rng.random_range(0.5f64..4.2).exp() * 1000.0) as i64
+        let gap = match self.pace {
+            Pace::Human => (rng.random_range(0.5f64..4.2).exp() * 1000.0) as i64,
+            Pace::FastBot => rng.random_range(50..300),
+            Pace::Regular { period_ms, jitter } => {
+                let j = rng.random_range(-jitter..=jitter);
+                ((period_ms as f64) * (1.0 + j)).round().max(1.0) as i64
+            }
+            Pace::Uniform(lo, hi) => rng.random_range(lo..hi.max(lo + 1)),
         };
         self.next_time_ms += gap;
-        // The referrer only applies to the landing page.
-        self.referrer = None;
+        // The referrer only applies to the landing page (taken above).
         event
     }
 }

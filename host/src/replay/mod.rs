@@ -1,0 +1,354 @@
+//! Replaying recorded events through plugins in event time, as fast as the machine allows,
+//! and scoring the detectors' alerts against ground-truth labels (`clickwatch replay`).
+//!
+//! Replay runs the plugins exactly as the live processor does — the same [`PluginSet`], the
+//! same columnar batches, ticks with the watermark (the newest event time of each batch; a
+//! final tick at `i64::MAX` closes every window) — but with no sinks: alerts are collected in
+//! memory for [`score`].
+
+pub mod score;
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use score::{DEFAULT_GRACE_MS, DetectorScore, KindScore, Report, kind_matches, score};
+
+use crate::alert::Alert;
+use crate::event::{ClickEvent, decode};
+use crate::plugin::{
+    InstallError, Limits, PluginKind, PluginSet, PluginStatus, Policy, PrepareError, Runtime,
+    RuntimeError, batch::encode_batch, plugin_files, prepare,
+};
+
+/// Why a replay could not run, naming the file or folder at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The plugin folder cannot be listed.
+    #[error("cannot read plugin folder {}: {source}", path.display())]
+    PluginDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The folder holds no `.wasm` file.
+    #[error("no plugins (*.wasm) in {}", .0.display())]
+    NoPlugins(PathBuf),
+    /// A plugin file was refused.
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    /// A plugin could not join the set (name or table clash).
+    #[error("plugin file {}: {source}", path.display())]
+    Install {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: InstallError,
+    },
+    /// The wasm runtime could not start.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The settings file is unreadable or not TOML.
+    #[error("settings file {}: {message}", path.display())]
+    Settings {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The events file cannot be read.
+    #[error("events file {}: {source}", path.display())]
+    Events {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Plugin settings by plugin name, as JSON strings.
+#[derive(Debug, Clone, Default)]
+pub struct PluginSettings(BTreeMap<String, String>);
+
+impl PluginSettings {
+    /// Reads a TOML file whose `[plugins.settings.<name>]` tables (the host config's layout, so
+    /// a pipeline config works as is) or `[settings.<name>]` tables are the plugins' settings.
+    pub fn from_file(path: &Path) -> Result<Self, ReplayError> {
+        let fail = |message: String| ReplayError::Settings {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let settings = table
+            .get("plugins")
+            .and_then(|p| p.get("settings"))
+            .or_else(|| table.get("settings"));
+        let mut out = BTreeMap::new();
+        if let Some(settings) = settings {
+            let Some(settings) = settings.as_table() else {
+                return Err(fail("`settings` must be a table of tables".into()));
+            };
+            for (name, value) in settings {
+                let json = serde_json::to_string(value).map_err(|e| fail(e.to_string()))?;
+                out.insert(name.clone(), json);
+            }
+        }
+        Ok(PluginSettings(out))
+    }
+
+    /// Settings JSON for `plugin` (`{}` when none given).
+    pub fn json(&self, plugin: &str) -> String {
+        self.0.get(plugin).cloned().unwrap_or_else(|| "{}".into())
+    }
+
+    /// Sets the settings of `plugin`.
+    pub fn set(&mut self, plugin: &str, json: impl Into<String>) {
+        self.0.insert(plugin.to_owned(), json.into());
+    }
+}
+
+/// Limits for replay: the live defaults, but a generous call deadline, because a replay is
+/// offline and its result must not depend on how busy the machine happens to be.
+pub fn replay_limits() -> Limits {
+    Limits {
+        deadline: Duration::from_secs(10),
+        ..Limits::default()
+    }
+}
+
+/// Loads every plugin file in `dir` into a new set. Returns the set and the names of the
+/// detectors in it.
+pub fn load_plugins(
+    runtime: &Runtime,
+    dir: &Path,
+    settings: &PluginSettings,
+) -> Result<(PluginSet, Vec<String>), ReplayError> {
+    let files = plugin_files(dir).map_err(|source| ReplayError::PluginDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    if files.is_empty() {
+        return Err(ReplayError::NoPlugins(dir.to_owned()));
+    }
+    let mut set = PluginSet::new(Policy::default());
+    let mut detectors = Vec::new();
+    for file in files {
+        let prepared = prepare(runtime, &file, &|name| settings.json(name))?;
+        let info = prepared.module.info.clone();
+        set.install(prepared, Instant::now())
+            .map_err(|source| ReplayError::Install {
+                path: file.clone(),
+                source,
+            })?;
+        tracing::info!(plugin = %info.name, version = %info.version, file = %file.display(), "replay plugin loaded");
+        if info.kind == PluginKind::Detector {
+            detectors.push(info.name.clone());
+        }
+    }
+    Ok((set, detectors))
+}
+
+/// How events are grouped into batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Most events in one batch.
+    pub max_events: usize,
+    /// Most event time one batch spans, ms: bounds how late a tick (and so a window-based
+    /// alert) can come relative to the events.
+    pub max_span_ms: i64,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            max_events: 2_000,
+            max_span_ms: 10_000,
+        }
+    }
+}
+
+/// What a replay saw and produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Every alert, in the order raised.
+    pub alerts: Vec<Alert>,
+    /// Events fed to the plugins.
+    pub events: u64,
+    /// Events older than an earlier batch's newest event (fed anyway, counted here).
+    pub out_of_order: u64,
+    /// Event time of the first and last events, ms.
+    pub first_ms: Option<i64>,
+    /// See `first_ms`.
+    pub last_ms: Option<i64>,
+    /// Per-plugin counters (failures show up here).
+    pub plugins: Vec<PluginStatus>,
+}
+
+impl Outcome {
+    /// Simulated hours between the first and last events.
+    pub fn hours(&self) -> f64 {
+        match (self.first_ms, self.last_ms) {
+            (Some(a), Some(b)) => (b - a).max(0) as f64 / 3_600_000.0,
+            _ => 0.0,
+        }
+    }
+}
+
+/// Drives a plugin set over events pushed in event-time order.
+#[derive(Debug)]
+pub struct Replayer {
+    plugins: PluginSet,
+    batching: Batching,
+    buffer: Vec<ClickEvent>,
+    alerts: Vec<Alert>,
+    events: u64,
+    out_of_order: u64,
+    first_ms: Option<i64>,
+    watermark: i64,
+}
+
+impl Replayer {
+    /// A replayer over `plugins`.
+    pub fn new(plugins: PluginSet, batching: Batching) -> Self {
+        Replayer {
+            plugins,
+            batching: Batching {
+                max_events: batching.max_events.max(1),
+                ..batching
+            },
+            buffer: Vec::new(),
+            alerts: Vec::new(),
+            events: 0,
+            out_of_order: 0,
+            first_ms: None,
+            watermark: i64::MIN,
+        }
+    }
+
+    /// Feeds one event; a batch goes to the plugins when it is full.
+    pub fn push(&mut self, event: ClickEvent) {
+        if let Some(first) = self.buffer.first()
+            && (self.buffer.len() >= self.batching.max_events
+                || event.time_ms - first.time_ms >= self.batching.max_span_ms)
+        {
+            self.flush();
+        }
+        self.first_ms = Some(
+            self.first_ms
+                .map_or(event.time_ms, |f| f.min(event.time_ms)),
+        );
+        self.buffer.push(event);
+    }
+
+    fn flush(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        // Within a batch order does not matter to the watermark; across batches it does.
+        self.buffer.sort_by_key(|e| e.time_ms);
+        let behind = self
+            .buffer
+            .iter()
+            .filter(|e| e.time_ms < self.watermark)
+            .count();
+        self.out_of_order += behind as u64;
+        let batch = encode_batch(&self.buffer);
+        let out = self.plugins.process(&batch, Instant::now());
+        self.alerts.extend(out.alerts);
+        let newest = self
+            .buffer
+            .iter()
+            .map(|e| e.time_ms)
+            .max()
+            .unwrap_or(i64::MIN);
+        self.events += self.buffer.len() as u64;
+        self.buffer.clear();
+        if newest > self.watermark {
+            self.watermark = newest;
+            let out = self.plugins.tick(newest, Instant::now());
+            self.alerts.extend(out.alerts);
+        }
+    }
+
+    /// Events fed so far (including the pending batch).
+    pub fn events(&self) -> u64 {
+        self.events + self.buffer.len() as u64
+    }
+
+    /// Flushes the last batch, closes every window and returns what happened.
+    pub fn finish(mut self) -> Outcome {
+        self.flush();
+        let last_ms = (self.watermark != i64::MIN).then_some(self.watermark);
+        let out = self.plugins.tick(i64::MAX, Instant::now());
+        self.alerts.extend(out.alerts);
+        let plugins = self.plugins.status();
+        for p in &plugins {
+            if p.stats.failures > 0 {
+                tracing::warn!(plugin = %p.name, failures = p.stats.failures, "plugin calls failed during replay; its score is not trustworthy");
+            }
+        }
+        Outcome {
+            alerts: self.alerts,
+            events: self.events,
+            out_of_order: self.out_of_order,
+            first_ms: self.first_ms,
+            last_ms,
+            plugins,
+        }
+    }
+}
+
+/// Counters of reading an events file.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadStats {
+    /// Lines that were not valid events (skipped).
+    pub invalid: u64,
+    /// Bytes read so far.
+    pub bytes: u64,
+}
+
+/// Feeds every valid event of a JSON-lines file to `replayer`, calling `progress` with the
+/// bytes read every 64 Ki events. Invalid lines are skipped and counted.
+pub fn feed_file(
+    path: &Path,
+    replayer: &mut Replayer,
+    mut progress: impl FnMut(ReadStats),
+) -> Result<ReadStats, ReplayError> {
+    let io = |source| ReplayError::Events {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::new();
+    let mut stats = ReadStats::default();
+    let mut n: u64 = 0;
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(io)?;
+        if read == 0 {
+            break;
+        }
+        stats.bytes += read as u64;
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        match decode(text) {
+            Ok(event) => replayer.push(event),
+            Err(error) => {
+                stats.invalid += 1;
+                tracing::debug!(error = error.label(), "invalid event line skipped");
+            }
+        }
+        n += 1;
+        if n % 65_536 == 0 {
+            progress(stats);
+        }
+    }
+    progress(stats);
+    Ok(stats)
+}
