@@ -1,1 +1,339 @@
-//! placeholder
+//! click-fraud: ad clicks without conversions, concentrated on IPs, referrers or devices.
+//!
+//! # Method
+//! - **per IP** (`click-fraud/ip`, entity `ip`): the times of the IP's `ad_click` events and
+//!   of its conversions (`add_to_cart`, `checkout`, `purchase`) are kept for
+//!   `ip_window_secs` (600). When an ad click brings the window to at least
+//!   `min_ip_ad_clicks` (5) ad clicks with conversions at most `max_ip_conversion_rate` (0.1)
+//!   of them, the IP is alerted, once until it is evicted; `time_ms` is that ad click. A human
+//!   arrives from an ad about once per visit and each visitor has its own address, so five in
+//!   ten minutes without buying is not human.
+//! - **per referrer and per device** (`click-fraud/referrer`, `click-fraud/device`): an ad
+//!   click whose session shows no further non-ad event within `exit_secs` (60) is an *exit*.
+//!   Exits are counted per `bucket_secs` bucket for the ad click's referrer and device, and
+//!   each closed bucket judges the last `group_window_buckets` (10) buckets against a slow
+//!   EWMA baseline (`group_baseline_alpha` 0.02, learned only from normal windows, after
+//!   `group_warmup_buckets` 30): it alerts when the window has at least `min_group_exits` (20)
+//!   exits, at least `group_exit_ratio` (3) times the baseline, and a Poisson z of at least
+//!   `group_z_threshold` (4); then the group is quiet for `group_cooldown_secs` (3600).
+//!   Normal visitors who land from an ad go on browsing, so their exits are a few percent.
+//!
+//! # State
+//! Per IP about 100 bytes plus the address and 8 bytes per ad click or conversion in the
+//! window (bounded to `4 × min_ip_ad_clicks` entries each); per ad-click session waiting for
+//! its exit verdict about 120 bytes plus its id, referrer and device; per group see
+//! [`group::Group`]. Everything idle for `idle_timeout_secs` is evicted on `tick`, and the
+//! `max_*` settings cap each map.
+//!
+//! # Layout
+//! - [`settings`]: the documented settings.
+//! - [`group`]: the referrer/device exit rule.
+//! - this file: the plugin (IP rule, exit verdicts, buckets, eviction, snapshots).
+
+pub mod group;
+pub mod settings;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+
+use clickwatch_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use group::Group;
+pub use settings::Settings;
+
+/// Per-IP evidence.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct IpState {
+    ad_clicks: VecDeque<i64>,
+    conversions: VecDeque<i64>,
+    last_seen_ms: i64,
+    alerted: bool,
+}
+
+/// An ad-click session waiting for its exit verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    ad_ms: i64,
+    referrer: Option<String>,
+    device: Option<String>,
+}
+
+/// Everything that survives a reload.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    ips: HashMap<String, IpState>,
+    pending: HashMap<String, Pending>,
+    /// Groups keyed `referrer:<value>` or `device:<value>`.
+    groups: HashMap<String, Group>,
+    next_close_ms: Option<i64>,
+    untracked: u64,
+}
+
+/// The detector.
+#[derive(Debug)]
+pub struct ClickFraud {
+    settings: Settings,
+    state: State,
+}
+
+fn is_conversion(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::AddToCart | EventKind::Checkout | EventKind::Purchase
+    )
+}
+
+impl ClickFraud {
+    fn bucket_of(&self, t: i64) -> i64 {
+        let len = i64::from(self.settings.bucket_secs) * 1000;
+        t.div_euclid(len) * len
+    }
+
+    /// IPs, pending sessions and groups currently tracked.
+    pub fn tracked(&self) -> (usize, usize, usize) {
+        (
+            self.state.ips.len(),
+            self.state.pending.len(),
+            self.state.groups.len(),
+        )
+    }
+
+    fn count_group(&mut self, dimension: &str, value: Option<&str>, t: i64, exit: bool) {
+        let Some(value) = value else { return };
+        let enabled = match dimension {
+            "referrer" => self.settings.referrer_rule,
+            _ => self.settings.device_rule,
+        };
+        if !enabled {
+            return;
+        }
+        let bucket = self.bucket_of(t);
+        if self.state.next_close_ms.is_some_and(|n| bucket < n) {
+            return;
+        }
+        let key = format!("{dimension}:{value}");
+        let groups = &mut self.state.groups;
+        if !groups.contains_key(&key) {
+            if groups.len() >= self.settings.max_groups as usize {
+                self.state.untracked += 1;
+                return;
+            }
+            groups.insert(key.clone(), Group::default());
+        }
+        if let Some(g) = groups.get_mut(&key) {
+            g.count(bucket, t, exit);
+        }
+    }
+
+    /// The IP rule, on one event from `ip`. Returns the alert when this event convicts it.
+    fn ip_event(&mut self, ip: &str, click: &Click<'_>) -> Option<Alert> {
+        let s = &self.settings;
+        let t = click.time_ms();
+        let ips = &mut self.state.ips;
+        if !ips.contains_key(ip) {
+            if ips.len() >= s.max_ips as usize {
+                self.state.untracked += 1;
+                return None;
+            }
+            ips.insert(ip.to_owned(), IpState::default());
+        }
+        let st = ips.get_mut(ip)?;
+        st.last_seen_ms = st.last_seen_ms.max(t);
+        let cap = 4 * s.min_ip_ad_clicks as usize;
+        let kind = click.kind();
+        let list = if kind == EventKind::AdClick {
+            &mut st.ad_clicks
+        } else {
+            &mut st.conversions
+        };
+        list.push_back(t);
+        if list.len() > cap {
+            list.pop_front();
+        }
+        let horizon = st.last_seen_ms - i64::from(s.ip_window_secs) * 1000;
+        st.ad_clicks.retain(|&x| x > horizon);
+        st.conversions.retain(|&x| x > horizon);
+        let ads = st.ad_clicks.len();
+        let conversions = st.conversions.len();
+        if st.alerted
+            || kind != EventKind::AdClick
+            || ads < s.min_ip_ad_clicks as usize
+            || conversions as f64 > s.max_ip_conversion_rate * ads as f64
+        {
+            return None;
+        }
+        st.alerted = true;
+        let first = st.ad_clicks.iter().copied().min().unwrap_or(t);
+        let minutes = ((t - first) as f64 / 60_000.0).max(1.0 / 60.0);
+        Some(
+            Alert::new("click-fraud/ip", "ip", ip)
+                .severity(Severity::Critical)
+                .window(first, t)
+                .score(ads as f64 / minutes)
+                .message(format!(
+                    "{ads} ad clicks in {:.1} min from {ip} with {conversions} conversions",
+                    (t - first) as f64 / 60_000.0
+                ))
+                .details(serde_json::json!({
+                    "ad_clicks": ads,
+                    "conversions": conversions,
+                    "span_ms": t - first,
+                    "referrer": click.referrer(),
+                    "device": click.device(),
+                    "user_agent": click.user_agent(),
+                })),
+        )
+    }
+
+    /// Settles the exit verdict of ad-click sessions whose grace ran out by `watermark_ms`.
+    fn settle_exits(&mut self, watermark_ms: i64) {
+        let grace = i64::from(self.settings.exit_secs) * 1000;
+        let due: Vec<String> = self
+            .state
+            .pending
+            .iter()
+            .filter(|(_, p)| p.ad_ms + grace <= watermark_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(p) = self.state.pending.remove(&key) {
+                let at = p.ad_ms + grace;
+                self.count_group("referrer", p.referrer.as_deref(), at, true);
+                self.count_group("device", p.device.as_deref(), at, true);
+            }
+        }
+    }
+}
+
+impl Plugin for ClickFraud {
+    type Settings = Settings;
+
+    fn info() -> PluginInfo {
+        PluginInfo::detector("click-fraud", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn new(settings: Settings) -> Result<Self, String> {
+        settings.validate()?;
+        Ok(ClickFraud {
+            settings,
+            state: State::default(),
+        })
+    }
+
+    fn process(&mut self, batch: &Batch<'_>, out: &mut Output) -> Result<(), String> {
+        let groups_on = self.settings.referrer_rule || self.settings.device_rule;
+        for click in batch.iter() {
+            let kind = click.kind();
+            if kind != EventKind::AdClick {
+                // Any further activity clears the session of being an exit.
+                if !self.state.pending.is_empty() {
+                    self.state.pending.remove(click.session());
+                }
+                if is_conversion(kind)
+                    && let Some(ip) = click.ip()
+                {
+                    self.ip_event(ip, &click);
+                }
+                continue;
+            }
+            if let Some(ip) = click.ip()
+                && let Some(alert) = self.ip_event(ip, &click)
+            {
+                out.alert(alert);
+            }
+            if !groups_on {
+                continue;
+            }
+            let t = click.time_ms();
+            self.count_group("referrer", click.referrer(), t, false);
+            self.count_group("device", click.device(), t, false);
+            if !self.state.pending.contains_key(click.session())
+                && self.state.pending.len() < self.settings.max_pending as usize
+            {
+                self.state.pending.insert(
+                    click.session().to_owned(),
+                    Pending {
+                        ad_ms: t,
+                        referrer: click.referrer().map(str::to_owned),
+                        device: click.device().map(str::to_owned),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, watermark_ms: i64, out: &mut Output) -> Result<(), String> {
+        self.settle_exits(watermark_ms);
+        let len = i64::from(self.settings.bucket_secs) * 1000;
+        let next = match self.state.next_close_ms {
+            Some(n) => Some(n),
+            None => self
+                .state
+                .groups
+                .values()
+                .flat_map(|g| g.open.iter().map(|(b, _, _)| *b))
+                .min(),
+        };
+        if let Some(mut bucket) = next {
+            let closable = watermark_ms.saturating_sub(bucket).div_euclid(len);
+            let catchup = i64::from(self.settings.group_window_buckets) + 1;
+            if closable > catchup {
+                // Skip a long silence in bounded work; its buckets would be empty anyway.
+                bucket += (closable - catchup) * len;
+            }
+            while bucket.saturating_add(len) <= watermark_ms {
+                let end = bucket + len;
+                for (key, g) in &mut self.state.groups {
+                    if let Some(f) = g.close(bucket, end, &self.settings) {
+                        let (dimension, value) = key.split_once(':').unwrap_or(("group", key));
+                        out.alert(
+                            Alert::new(&format!("click-fraud/{dimension}"), dimension, value)
+                                .severity(Severity::Warning)
+                                .window(end - len * g.window.len() as i64, end)
+                                .score(f.z)
+                                .message(format!(
+                                    "{} ad clicks via {dimension} {value} exited at once in the \
+                                     last {} buckets ({} ad clicks, {:.1} exits expected)",
+                                    f.exits,
+                                    g.window.len(),
+                                    f.ad_clicks,
+                                    f.expected
+                                ))
+                                .details(serde_json::json!({
+                                    "exits": f.exits,
+                                    "ad_clicks": f.ad_clicks,
+                                    "expected_exits": f.expected,
+                                    "z": f.z,
+                                })),
+                        );
+                    }
+                }
+                bucket = end;
+            }
+            self.state.next_close_ms = Some(bucket);
+        }
+        let horizon = watermark_ms - i64::from(self.settings.idle_timeout_secs) * 1000;
+        self.state.ips.retain(|_, s| s.last_seen_ms >= horizon);
+        self.state.pending.retain(|_, p| p.ad_ms >= horizon);
+        self.state.groups.retain(|_, g| g.last_seen_ms >= horizon);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        clickwatch_sdk::state::encode(&self.state)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        self.state = clickwatch_sdk::state::decode(state)?;
+        Ok(())
+    }
+}
+
+clickwatch_sdk::export_plugin!(ClickFraud);

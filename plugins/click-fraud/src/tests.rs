@@ -1,0 +1,199 @@
+//! Native tests: human visitors arriving from ads (and converting) with a few fraudulent IPs.
+
+use super::*;
+use clickwatch_sdk::testing::{Harness, TestClick};
+
+const MIN: i64 = 60_000;
+const T0: i64 = 1_789_963_200_000; // 04:00 UTC
+const ADS: &str = "https://ads.example.net/click";
+
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn daily_shape(t: i64) -> f64 {
+    let hour = t.rem_euclid(86_400_000) as f64 / 3_600_000.0;
+    1.0 - 0.65 * ((hour - 4.0) / 24.0 * std::f64::consts::TAU).cos()
+}
+
+/// Human sessions for one minute: 12 % land through an ad click, then browse with human
+/// dwell (e^U(0.5, 4.2) seconds, as the generator does); some add to cart.
+fn humans(rng: &mut Rng, t: i64, per_min: f64, out: &mut Vec<TestClick>) {
+    let n = (per_min * daily_shape(t)).round() as i64;
+    let devices = ["desktop", "mobile", "tablet"];
+    for i in 0..n {
+        let s = format!("h{t}-{i}");
+        let ip = format!("10.{}.{}.{}", (t / MIN) % 250, i / 250, i % 250);
+        let device = devices[(rng.next_f64() * 3.0) as usize % 3];
+        let mut at = t + i * MIN / n.max(1);
+        let ad = rng.next_f64() < 0.12;
+        let mut first = TestClick::new(
+            if ad {
+                EventKind::AdClick
+            } else {
+                EventKind::PageView
+            },
+            at,
+            &s,
+            "/category/shoes",
+        )
+        .ip(&ip);
+        first.referrer = ad.then(|| ADS.to_owned());
+        first.device = Some(device.to_owned());
+        out.push(first);
+        for step in 0..3 {
+            at += ((0.5 + rng.next_f64() * 3.7).exp() * 1000.0) as i64;
+            let kind = if step == 2 && rng.next_f64() < 0.15 {
+                EventKind::AddToCart
+            } else {
+                EventKind::PageView
+            };
+            let mut c = TestClick::new(kind, at, &s, "/product/1").ip(&ip);
+            c.device = Some(device.to_owned());
+            out.push(c);
+        }
+    }
+}
+
+/// Fraudulent ad clicks for one minute: each IP fires `per_ip` single-event sessions.
+fn fraud(t: i64, ips: &[&str], per_ip: i64, out: &mut Vec<TestClick>) {
+    for ip in ips {
+        for i in 0..per_ip {
+            let mut c = TestClick::new(
+                EventKind::AdClick,
+                t + i * MIN / per_ip,
+                &format!("f{ip}{t}{i}"),
+                "/category/toys",
+            )
+            .ip(ip);
+            c.referrer = Some(ADS.to_owned());
+            c.device = Some("desktop".to_owned());
+            out.push(c);
+        }
+    }
+}
+
+fn run(
+    h: &mut Harness<ClickFraud>,
+    rng: &mut Rng,
+    start: i64,
+    minutes: i64,
+    fraud_ips: &[&str],
+) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    for m in 0..minutes {
+        let t = start + m * MIN;
+        let mut clicks = Vec::new();
+        humans(rng, t, 330.0, &mut clicks);
+        fraud(t, fraud_ips, 5, &mut clicks);
+        alerts.extend(h.process(&clicks).unwrap().alerts);
+        alerts.extend(h.tick(t + MIN).unwrap().alerts);
+    }
+    alerts
+}
+
+#[test]
+fn fraudulent_ips_are_caught_once_each_and_humans_are_not() {
+    let mut h = Harness::<ClickFraud>::new("{}").unwrap();
+    let mut rng = Rng(1);
+    let start = T0 + 8 * 60 * MIN;
+    let quiet = run(&mut h, &mut rng, start, 60, &[]);
+    assert!(quiet.is_empty(), "{quiet:#?}");
+    let bad = ["198.51.100.1", "198.51.100.2", "198.51.100.3"];
+    let fraud_start = start + 60 * MIN;
+    let alerts = run(&mut h, &mut rng, fraud_start, 30, &bad);
+    let ip_alerts: Vec<_> = alerts.iter().filter(|a| a.entity_type == "ip").collect();
+    assert_eq!(ip_alerts.len(), 3, "{alerts:#?}");
+    for a in &ip_alerts {
+        assert_eq!(a.kind, "click-fraud/ip");
+        assert!(bad.contains(&a.entity.as_str()));
+        assert!(a.time_ms - fraud_start <= 2 * MIN);
+    }
+    // 15 fraudulent exits a minute through the ads referrer and desktops also stand out.
+    for a in alerts.iter().filter(|a| a.entity_type != "ip") {
+        assert!(
+            (a.kind == "click-fraud/referrer" && a.entity == ADS)
+                || (a.kind == "click-fraud/device" && a.entity == "desktop"),
+            "{a:#?}"
+        );
+    }
+    assert!(
+        alerts.iter().any(|a| a.kind == "click-fraud/referrer"),
+        "{alerts:#?}"
+    );
+}
+
+#[test]
+fn half_a_day_of_humans_from_trough_to_peak_raises_nothing() {
+    let mut h = Harness::<ClickFraud>::new("{}").unwrap();
+    let alerts = run(&mut h, &mut Rng(2), T0, 12 * 60, &[]);
+    assert!(alerts.is_empty(), "{alerts:#?}");
+}
+
+#[test]
+fn ip_evidence_survives_a_reload() {
+    let mut h = Harness::<ClickFraud>::new("{}").unwrap();
+    let click = |i: i64| {
+        TestClick::new(EventKind::AdClick, T0 + i * 5_000, &format!("f{i}"), "/").ip("1.2.3.4")
+    };
+    let first: Vec<_> = (0..3).map(click).collect();
+    assert!(h.process(&first).unwrap().alerts.is_empty());
+    h.reload().unwrap();
+    let out = h.process(&[click(3), click(4)]).unwrap();
+    assert_eq!(out.alerts.len(), 1);
+    assert_eq!(out.alerts[0].entity, "1.2.3.4");
+    assert_eq!(out.alerts[0].window_start_ms, T0);
+}
+
+#[test]
+fn conversions_clear_an_ip() {
+    let mut h = Harness::<ClickFraud>::new("{}").unwrap();
+    let mut clicks = Vec::new();
+    for i in 0..6 {
+        let s = format!("s{i}");
+        let t = T0 + i * 20_000;
+        clicks.push(TestClick::new(EventKind::AdClick, t, &s, "/").ip("10.0.0.1"));
+        clicks.push(TestClick::new(EventKind::AddToCart, t + 5_000, &s, "/p").ip("10.0.0.1"));
+    }
+    assert!(h.process(&clicks).unwrap().alerts.is_empty());
+}
+
+#[test]
+fn idle_state_is_evicted_and_capped() {
+    let mut h = Harness::<ClickFraud>::new(r#"{"idle_timeout_secs": 120, "max_ips": 2}"#).unwrap();
+    let clicks: Vec<_> = (0..4)
+        .map(|i| {
+            let mut c = TestClick::new(EventKind::AdClick, T0 + i, &format!("s{i}"), "/")
+                .ip(&format!("ip{i}"));
+            c.referrer = Some(ADS.into());
+            c
+        })
+        .collect();
+    h.process(&clicks).unwrap();
+    assert_eq!(h.plugin().tracked(), (2, 4, 1));
+    h.tick(T0 + 10 * MIN).unwrap();
+    assert_eq!(h.plugin().tracked(), (0, 0, 0));
+}
+
+#[test]
+fn settings_are_checked() {
+    assert!(
+        Harness::<ClickFraud>::new(r#"{"min_clicks": 5}"#)
+            .unwrap_err()
+            .contains("unknown field")
+    );
+    assert!(
+        Harness::<ClickFraud>::new(r#"{"max_ip_conversion_rate": 2}"#)
+            .unwrap_err()
+            .contains("max_ip_conversion_rate")
+    );
+    assert!(Harness::<ClickFraud>::new(r#"{"min_ip_ad_clicks": 0}"#).is_err());
+}
