@@ -1,53 +1,88 @@
-//! bot-detector: sessions that click faster than a human can.
+//! bot-detector: sessions and IPs that behave in humanly impossible ways.
 //!
-//! Rule: more than `max_events` events of one session within any `window_ms` of event time.
-//! Each session keeps only the times of its last `max_events + 1` events, so state is bounded
-//! per session; sessions idle for `idle_timeout_secs` of event time are evicted on `tick`.
-//! A session is alerted once (until it is evicted), so a bot does not flood the alert topic.
+//! # Rules
+//! Each alert's kind is `bot/<rule>`; a session (or IP) is alerted once, by the first rule
+//! that convicts it, until it is evicted, so a bot does not flood the alert topic.
+//!
+//! | rule | entity | fires when (defaults) |
+//! |---|---|---|
+//! | `fast-clicker` | session | more than `max_events` (25) events within `window_ms` (10 s) |
+//! | `no-dwell` | session | the median of the last `gap_sample` (20) gaps, once there are `min_gaps` (10), is under `min_dwell_ms` (1 s) |
+//! | `regular-gaps` | session | those gaps' coefficient of variation is under `max_gap_cv` (0.2): clockwork |
+//! | `page-breadth` | session | `max_distinct_pages` (40) distinct urls in one session |
+//! | `headless` | session | the user agent contains one of `headless_markers` (`HeadlessChrome`, `python-requests`, `scrapy`, ...) |
+//! | `ip-farm` | ip | one IP starts more than `max_sessions_per_ip` (20) sessions within `ip_window_secs` (600 s) |
+//!
+//! Humans dwell seconds to a minute between events with widely varying gaps, look at a
+//! dozen pages, and a visitor's address carries a session or two; the generator's bots fire
+//! every 50-300 ms across up to 200 product pages.
+//!
+//! # State
+//! See [`rules::SessionState`] and [`rules::IpState`] for the bytes per entity. Sessions and
+//! IPs unseen for `idle_timeout_secs` are evicted on `tick`; `max_sessions` and `max_ips`
+//! cap the maps.
+//!
+//! # Layout
+//! - [`settings`]: the documented settings and the rule names.
+//! - [`rules`]: per-session and per-IP evidence and the rules.
+//! - this file: the plugin (routing events, alerts, eviction, snapshots).
 
-use std::collections::{HashMap, VecDeque};
+pub mod rules;
+pub mod settings;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
 
 use clickwatch_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// Settings, from `[plugins.settings]` in the host config.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
-    /// Length of the sliding window in milliseconds (default 10 000).
-    pub window_ms: i64,
-    /// Events allowed within one window before the session is flagged (default 25).
-    pub max_events: u32,
-    /// A session unseen for this long (event time) is forgotten (default 1800).
-    pub idle_timeout_secs: i64,
-}
+use rules::{IpState, SessionState, Verdict, headless_marker};
+pub use settings::{RULES, Settings};
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            window_ms: 10_000,
-            max_events: 25,
-            idle_timeout_secs: 1_800,
-        }
-    }
-}
+/// Prefix of every alert kind: the anomaly label `bot` matches `bot/<rule>`.
+pub const KIND_PREFIX: &str = "bot/";
 
+/// Everything that survives a reload.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct SessionState {
-    recent: VecDeque<i64>,
-    last_seen: i64,
-    alerted: bool,
+struct State {
+    sessions: HashMap<String, SessionState>,
+    ips: HashMap<String, IpState>,
+    #[serde(default)]
+    untracked: u64,
 }
 
 /// The detector.
 #[derive(Debug)]
 pub struct BotDetector {
     settings: Settings,
-    sessions: HashMap<String, SessionState>,
+    state: State,
+    /// `headless_markers`, lower-cased once.
+    markers: Vec<String>,
 }
 
-/// Alert kind emitted by this detector.
-pub const ALERT_KIND: &str = "fast-clicker";
+impl BotDetector {
+    /// Sessions and IPs currently tracked.
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.state.sessions.len(), self.state.ips.len())
+    }
+}
+
+fn alert(v: Verdict, entity_type: &str, entity: &str, t: i64, click: &Click<'_>) -> Alert {
+    Alert::new(&format!("{KIND_PREFIX}{}", v.rule), entity_type, entity)
+        .severity(Severity::Warning)
+        .window(v.window_start_ms, t)
+        .score(v.score)
+        .message(v.message)
+        .details(serde_json::json!({
+            "rule": v.rule,
+            "session": click.session(),
+            "ip": click.ip(),
+            "user_agent": click.user_agent(),
+            "url": click.url(),
+        }))
+}
 
 impl Plugin for BotDetector {
     type Settings = Settings;
@@ -57,60 +92,70 @@ impl Plugin for BotDetector {
     }
 
     fn new(settings: Settings) -> Result<Self, String> {
-        if settings.window_ms <= 0 {
-            return Err(format!(
-                "window_ms must be positive, got {}",
-                settings.window_ms
-            ));
-        }
-        if settings.max_events < 2 {
-            return Err(format!(
-                "max_events must be at least 2, got {}",
-                settings.max_events
-            ));
-        }
+        settings.validate()?;
+        let markers = settings
+            .headless_markers
+            .iter()
+            .map(|m| m.to_ascii_lowercase())
+            .collect();
         Ok(BotDetector {
             settings,
-            sessions: HashMap::new(),
+            state: State::default(),
+            markers,
         })
     }
 
     fn process(&mut self, batch: &Batch<'_>, out: &mut Output) -> Result<(), String> {
-        let limit = self.settings.max_events as usize;
+        let s = &self.settings;
         for click in batch.iter() {
-            let state = match self.sessions.get_mut(click.session()) {
-                Some(s) => s,
-                None => self.sessions.entry(click.session().to_owned()).or_default(),
-            };
             let t = click.time_ms();
-            state.last_seen = state.last_seen.max(t);
-            state.recent.push_back(t);
-            while state.recent.len() > limit + 1 {
-                state.recent.pop_front();
+            let sessions = &mut self.state.sessions;
+            let is_new = !sessions.contains_key(click.session());
+            if is_new {
+                if sessions.len() >= s.max_sessions as usize {
+                    self.state.untracked += 1;
+                    continue;
+                }
+                sessions.insert(click.session().to_owned(), SessionState::default());
             }
-            if state.alerted || state.recent.len() <= limit {
+            let Some(state) = sessions.get_mut(click.session()) else {
+                continue;
+            };
+            state.observe(t, click.url(), s);
+            if is_new
+                && s.enabled("ip-farm")
+                && let Some(ip) = click.ip()
+            {
+                let ips = &mut self.state.ips;
+                if !ips.contains_key(ip) && ips.len() < s.max_ips as usize {
+                    ips.insert(ip.to_owned(), IpState::default());
+                }
+                if let Some(ip_state) = ips.get_mut(ip)
+                    && let Some(v) = ip_state.new_session(t, click.session(), s)
+                {
+                    ip_state.alerted = true;
+                    out.alert(alert(v, "ip", ip, t, &click).severity(Severity::Critical));
+                }
+            }
+            if state.alerted {
                 continue;
             }
-            let first = state.recent.front().copied().unwrap_or(t);
-            let span = t - first;
-            if span < self.settings.window_ms {
+            let verdict = if is_new && s.enabled("headless") {
+                click
+                    .user_agent()
+                    .and_then(|ua| headless_marker(ua, &self.markers))
+                    .map(|m| Verdict {
+                        rule: "headless",
+                        window_start_ms: t,
+                        score: 1.0,
+                        message: format!("automation user agent (`{m}`)"),
+                    })
+            } else {
+                None
+            };
+            if let Some(v) = verdict.or_else(|| state.judge(t, s)) {
                 state.alerted = true;
-                let rate = state.recent.len() as f64 * 1000.0 / span.max(1) as f64;
-                out.alert(
-                    Alert::new(ALERT_KIND, "session", click.session())
-                        .window(first, t)
-                        .score(rate)
-                        .message(format!(
-                            "{} events in {span} ms ({rate:.1}/s)",
-                            state.recent.len()
-                        ))
-                        .details(serde_json::json!({
-                            "events": state.recent.len(),
-                            "span_ms": span,
-                            "ip": click.ip(),
-                            "user_agent": click.user_agent(),
-                        })),
-                );
+                out.alert(alert(v, "session", click.session(), t, &click));
             }
         }
         Ok(())
@@ -118,75 +163,29 @@ impl Plugin for BotDetector {
 
     fn tick(&mut self, watermark_ms: i64, _out: &mut Output) -> Result<(), String> {
         let horizon = watermark_ms - self.settings.idle_timeout_secs * 1000;
-        self.sessions.retain(|_, s| s.last_seen >= horizon);
+        self.state.sessions.retain(|_, s| s.last_seen >= horizon);
+        self.state.ips.retain(|_, s| s.last_seen >= horizon);
         Ok(())
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, String> {
-        clickwatch_sdk::state::encode(&self.sessions)
+        clickwatch_sdk::state::encode(&self.state)
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        self.sessions = clickwatch_sdk::state::decode(state)?;
+        if state.is_empty() {
+            return Ok(());
+        }
+        // Version 0.1.0 snapshotted the bare session map; read it so an upgrade keeps state.
+        self.state = match clickwatch_sdk::state::decode::<State>(state) {
+            Ok(s) => s,
+            Err(e) => State {
+                sessions: clickwatch_sdk::state::decode(state).map_err(|_| e)?,
+                ..State::default()
+            },
+        };
         Ok(())
     }
 }
 
 clickwatch_sdk::export_plugin!(BotDetector);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clickwatch_sdk::testing::{Harness, TestClick};
-
-    fn clicks(session: &str, start: i64, gap: i64, n: usize) -> Vec<TestClick> {
-        (0..n)
-            .map(|i| TestClick::click(start + gap * i as i64, session, "/p"))
-            .collect()
-    }
-
-    #[test]
-    fn flags_a_fast_session_once() {
-        let mut h =
-            Harness::<BotDetector>::new(r#"{"window_ms": 10000, "max_events": 10}"#).unwrap();
-        let out = h.process(&clicks("bot", 0, 100, 30)).unwrap();
-        assert_eq!(out.alerts.len(), 1);
-        assert_eq!(out.alerts[0].entity, "bot");
-        assert_eq!(out.alerts[0].kind, ALERT_KIND);
-        assert!(out.alerts[0].score > 5.0);
-        assert!(
-            h.process(&clicks("bot", 3_000, 100, 30))
-                .unwrap()
-                .alerts
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn leaves_a_human_pace_alone() {
-        let mut h =
-            Harness::<BotDetector>::new(r#"{"window_ms": 10000, "max_events": 10}"#).unwrap();
-        // One event every 1.5 s: never more than 7 within 10 s.
-        assert!(
-            h.process(&clicks("human", 0, 1_500, 200))
-                .unwrap()
-                .alerts
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn idle_sessions_are_evicted_and_state_survives_reload() {
-        let mut h =
-            Harness::<BotDetector>::new(r#"{"max_events": 10, "idle_timeout_secs": 60}"#).unwrap();
-        h.process(&clicks("a", 0, 100, 5)).unwrap();
-        h.process(&clicks("b", 100_000, 100, 5)).unwrap();
-        h.reload().unwrap();
-        assert_eq!(h.plugin().sessions.len(), 2);
-        h.tick(130_000).unwrap();
-        assert_eq!(h.plugin().sessions.keys().collect::<Vec<_>>(), vec!["b"]);
-        // b's five earlier clicks were restored: six more make it a bot.
-        let out = h.process(&clicks("b", 100_500, 100, 6)).unwrap();
-        assert_eq!(out.alerts.len(), 1);
-    }
-}
