@@ -1,1 +1,229 @@
-//! placeholder
+//! session-engagement: how visits go — per closed session, and per window by segment.
+//!
+//! # What it writes
+//! - `engagement_sessions` (key `session_id`, `session_start`): one row per closed session:
+//!   start, end, duration, page views, events, bounce (a single-event visit), whether it
+//!   reached the cart (`add_to_cart`) and a purchase, visitor type, device and country.
+//!   Switch off with `emit_sessions = false`.
+//! - `engagement_segments` (key `window_start`, `dimension`, `segment`): per `window_secs`
+//!   window (by the session's last event), one row per segment of each dimension: `all`
+//!   (`*`), `device`, `country` (absent values are `unknown`) and `visitor` — with sessions,
+//!   bounces, bounce rate, mean duration, mean pages, cart and purchase sessions, purchase
+//!   rate.
+//!
+//! # Sessions and visitors
+//! A session closes when the watermark is `inactivity_timeout_secs` (1800) past its last
+//! event, so closing follows event time, never the wall clock. A window is written once every
+//! session ending in it must have closed: when the watermark passes its end plus the timeout.
+//! The visitor type is `anonymous` when no event of the session carries a user id; otherwise
+//! it is `returning` if that user id was seen in an earlier session within
+//! `returning_window_days` (30) and `new` if not. The set of known users is bounded
+//! (`max_known_users`, oldest forgotten first), so "new" means "not seen in the recent,
+//! remembered past" — in particular every user counts as new right after a cold start.
+//!
+//! # State
+//! Per open session about 120 bytes plus its id, device and country; per known user about
+//! 60 bytes plus the id; per open window a few hundred bytes per segment. Open sessions are
+//! capped by `max_sessions`.
+//!
+//! # Layout
+//! - [`settings`]: the documented settings.
+//! - [`summary`]: per-session and per-segment state, the table declarations and rows.
+//! - this file: the plugin (routing events, closing sessions and windows, snapshots).
+
+pub mod settings;
+pub mod summary;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+use clickwatch_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use settings::Settings;
+use summary::{SEGMENTS, SESSIONS, Segment, Session, Window};
+
+/// Everything that survives a reload. Windows are stored as pairs because JSON object keys
+/// must be strings.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    sessions: HashMap<String, Session>,
+    known_users: HashMap<String, i64>,
+    windows: Vec<(i64, Vec<((String, String), Segment)>)>,
+    untracked: u64,
+}
+
+/// The aggregator.
+#[derive(Debug)]
+pub struct SessionEngagement {
+    settings: Settings,
+    sessions: HashMap<String, Session>,
+    /// User id -> event time it was last seen.
+    known_users: HashMap<String, i64>,
+    /// Open windows by start.
+    windows: BTreeMap<i64, Window>,
+    untracked: u64,
+}
+
+impl SessionEngagement {
+    fn timeout_ms(&self) -> i64 {
+        i64::from(self.settings.inactivity_timeout_secs) * 1000
+    }
+
+    fn window_ms(&self) -> i64 {
+        i64::from(self.settings.window_secs) * 1000
+    }
+
+    /// Open sessions and known users.
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.sessions.len(), self.known_users.len())
+    }
+
+    /// Forgets users beyond the returning window and, past the cap, the least recently seen.
+    fn trim_known_users(&mut self, watermark_ms: i64) {
+        let horizon = watermark_ms - i64::from(self.settings.returning_window_days) * 86_400_000;
+        self.known_users.retain(|_, t| *t >= horizon);
+        let cap = self.settings.max_known_users as usize;
+        if self.known_users.len() > cap {
+            // Drop down to 90 % of the cap at once, so this sort runs rarely.
+            let mut times: Vec<i64> = self.known_users.values().copied().collect();
+            times.sort_unstable();
+            let keep = cap - cap / 10;
+            let cut = times[times.len() - keep.max(1)];
+            self.known_users.retain(|_, t| *t >= cut);
+        }
+    }
+}
+
+impl Plugin for SessionEngagement {
+    type Settings = Settings;
+
+    fn info() -> PluginInfo {
+        let [sessions, segments] = summary::tables();
+        PluginInfo::aggregator("session-engagement", env!("CARGO_PKG_VERSION"))
+            .table(sessions)
+            .table(segments)
+    }
+
+    fn new(settings: Settings) -> Result<Self, String> {
+        settings.validate()?;
+        Ok(SessionEngagement {
+            settings,
+            sessions: HashMap::new(),
+            known_users: HashMap::new(),
+            windows: BTreeMap::new(),
+            untracked: 0,
+        })
+    }
+
+    fn process(&mut self, batch: &Batch<'_>, _out: &mut Output) -> Result<(), String> {
+        let max = self.settings.max_sessions as usize;
+        for click in batch.iter() {
+            let t = click.time_ms();
+            if !self.sessions.contains_key(click.session()) {
+                if self.sessions.len() >= max {
+                    self.untracked += 1;
+                    continue;
+                }
+                self.sessions
+                    .insert(click.session().to_owned(), Session::new(t));
+            }
+            let Some(s) = self.sessions.get_mut(click.session()) else {
+                continue;
+            };
+            s.first_ms = s.first_ms.min(t);
+            s.last_ms = s.last_ms.max(t);
+            s.events = s.events.saturating_add(1);
+            match click.kind() {
+                EventKind::PageView => s.pages = s.pages.saturating_add(1),
+                EventKind::AddToCart => s.cart = true,
+                EventKind::Purchase => s.purchase = true,
+                _ => {}
+            }
+            if s.device.is_none() {
+                s.device = click.device().map(str::to_owned);
+            }
+            if s.country.is_none() {
+                s.country = click.country().map(str::to_owned);
+            }
+            if s.returning.is_none()
+                && let Some(user) = click.user()
+            {
+                // Seen before this session started: a returning visitor.
+                let seen = self.known_users.get(user).copied();
+                s.returning = Some(seen.is_some_and(|at| at < s.first_ms));
+                let latest = seen.unwrap_or(t).max(t);
+                self.known_users.insert(user.to_owned(), latest);
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, watermark_ms: i64, out: &mut Output) -> Result<(), String> {
+        let timeout = self.timeout_ms();
+        let len = self.window_ms();
+        let closed: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.last_ms + timeout <= watermark_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in closed {
+            let Some(s) = self.sessions.remove(&id) else {
+                continue;
+            };
+            if self.settings.emit_sessions {
+                out.row(SESSIONS, s.row(&id));
+            }
+            let start = s.last_ms.div_euclid(len) * len;
+            summary::add(self.windows.entry(start).or_default(), &s);
+        }
+        // A window is final once every session ending in it has timed out.
+        while let Some(entry) = self.windows.first_entry() {
+            let start = *entry.key();
+            if start + len + timeout > watermark_ms {
+                break;
+            }
+            let window = entry.remove();
+            for row in summary::rows(start, start + len, &window) {
+                out.row(SEGMENTS, row);
+            }
+        }
+        self.trim_known_users(watermark_ms);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        let saved = Saved {
+            sessions: self.sessions.clone(),
+            known_users: self.known_users.clone(),
+            windows: self
+                .windows
+                .iter()
+                .map(|(start, w)| (*start, w.iter().map(|(k, v)| (k.clone(), *v)).collect()))
+                .collect(),
+            untracked: self.untracked,
+        };
+        clickwatch_sdk::state::encode(&saved)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        let saved: Saved = clickwatch_sdk::state::decode(state)?;
+        self.sessions = saved.sessions;
+        self.known_users = saved.known_users;
+        self.windows = saved
+            .windows
+            .into_iter()
+            .map(|(start, w)| (start, w.into_iter().collect()))
+            .collect();
+        self.untracked = saved.untracked;
+        Ok(())
+    }
+}
+
+clickwatch_sdk::export_plugin!(SessionEngagement);
