@@ -45,13 +45,16 @@ use serde::{Deserialize, Serialize};
 pub use settings::Settings;
 use summary::{SEGMENTS, SESSIONS, Segment, Session, Window};
 
+/// One window's segments as pairs: ((dimension, segment), totals).
+type SavedWindow = Vec<((String, String), Segment)>;
+
 /// Everything that survives a reload. Windows are stored as pairs because JSON object keys
 /// must be strings.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Saved {
     sessions: HashMap<String, Session>,
     known_users: HashMap<String, i64>,
-    windows: Vec<(i64, Vec<((String, String), Segment)>)>,
+    windows: Vec<(i64, SavedWindow)>,
     untracked: u64,
 }
 
