@@ -267,7 +267,7 @@ pub enum Effect {
         /// Share of events kept.
         keep: f64,
     },
-    /// Purchases fail (become a `/checkout/error` view) with probability 1 − `keep`.
+    /// Purchases are lost with probability 1 − `keep` (a broken checkout).
     Funnel {
         /// Share of purchases kept.
         keep: f64,

@@ -433,11 +433,10 @@ impl Injector {
                     }
                 }
                 Effect::Funnel { keep } if event.kind == EventKind::Purchase => {
+                    // The order never goes through. Dropping the event rather than turning it
+                    // into an error page view keeps every other page's traffic as it was.
                     if !self.rng.random_bool(keep.clamp(0.0, 1.0)) {
-                        // The order fails: the visitor sees an error page instead.
-                        event.kind = EventKind::PageView;
-                        event.url = format!("{SITE}/checkout/error");
-                        event.properties = None;
+                        return false;
                     }
                 }
                 _ => {}

@@ -13,7 +13,9 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use score::{DEFAULT_GRACE_MS, DetectorScore, KindScore, Report, kind_matches, score};
+pub use score::{
+    DEFAULT_GRACE_MS, DetectorScore, KIND_ALIASES, KindScore, Report, kind_matches, score,
+};
 
 use crate::alert::Alert;
 use crate::event::{ClickEvent, decode};
@@ -110,11 +112,11 @@ impl PluginSettings {
     }
 }
 
-/// Limits for replay: the live defaults, but a generous call deadline, because a replay is
-/// offline and its result must not depend on how busy the machine happens to be.
+/// Limits for replay: the live defaults, but a more generous call deadline, because a replay
+/// is offline and its result must not depend on how busy the machine happens to be.
 pub fn replay_limits() -> Limits {
     Limits {
-        deadline: Duration::from_secs(10),
+        deadline: Duration::from_secs(2),
         ..Limits::default()
     }
 }

@@ -92,8 +92,19 @@ impl Report {
     }
 }
 
-/// Whether alert kind `alert` belongs to label kind `label`: equal, or `label/<rule>`.
+/// Alert kinds that predate the contract, and the contract kind each is read as.
+pub const KIND_ALIASES: [(&str, &str); 1] = [
+    // bot-detector 0.1 (the rate rule only).
+    ("fast-clicker", "bot/fast-clicker"),
+];
+
+/// Whether alert kind `alert` belongs to label kind `label`: equal, or `label/<rule>`
+/// (after [`KIND_ALIASES`]).
 pub fn kind_matches(alert: &str, label: &str) -> bool {
+    let alert = KIND_ALIASES
+        .iter()
+        .find(|(old, _)| *old == alert)
+        .map_or(alert, |(_, new)| new);
     alert == label
         || alert
             .strip_prefix(label)
@@ -315,6 +326,15 @@ impl std::fmt::Display for Report {
                 secs(k.delay_p95_ms),
                 k.false_per_hour
             )?;
+            // Variants only say something when a kind has more than one.
+            if k.variants.len() > 1 && k.labels > 0 {
+                let parts: Vec<String> = k
+                    .variants
+                    .iter()
+                    .map(|(v, (n, d))| format!("{v} {d}/{n}"))
+                    .collect();
+                writeln!(f, "{:<20}   by variant: {}", "", parts.join(", "))?;
+            }
         }
         let silent: Vec<&str> = self
             .detectors
@@ -370,7 +390,8 @@ mod tests {
         assert!(kind_matches("bot", "bot"));
         assert!(kind_matches("bot/regular-gaps", "bot"));
         assert!(!kind_matches("bots", "bot"));
-        assert!(!kind_matches("fast-clicker", "bot"));
+        assert!(kind_matches("fast-clicker", "bot"), "a documented alias");
+        assert!(!kind_matches("fast-clicker", "click-fraud"));
     }
 
     #[test]
@@ -430,9 +451,9 @@ mod tests {
             alert(d, "traffic-spike", "page", "/b", 7 * H + 1_000),
             // A drop alert where only a spike is labelled: false, own row.
             alert(d, "traffic-drop", "site", "*", 7 * H + 2_000),
-            // The bot detector: one right, one on the wrong kind name.
+            // The bot detector: one right, one on a kind outside the contract.
             alert("bot-detector", "bot/regular", "ip", "1.2.3.4", H + 30_000),
-            alert("bot-detector", "fast-clicker", "session", "x", H + 30_000),
+            alert("bot-detector", "slow-clicker", "session", "x", H + 30_000),
         ];
         let r = score(
             &alerts,
@@ -459,11 +480,11 @@ mod tests {
         assert_eq!((drop.recall, drop.f1), (None, None));
         let all = r.detector(d).unwrap();
         assert_eq!((all.alerts, all.true_alerts, all.false_alerts), (6, 3, 3));
-        // The bot detector: `fast-clicker` is not `bot`, so it is a false alert in its own row.
+        // The bot detector: `slow-clicker` is not `bot`, so it is a false alert in its own row.
         let bot = r.kind("bot-detector", "bot").unwrap();
         assert_eq!((bot.detected, bot.alerts, bot.precision), (1, 1, Some(1.0)));
         assert_eq!(bot.delay_median_ms, Some(30_000));
-        let other = r.kind("bot-detector", "fast-clicker").unwrap();
+        let other = r.kind("bot-detector", "slow-clicker").unwrap();
         assert_eq!((other.alerts, other.false_alerts), (1, 1));
         // A detector that ran but said nothing has zero recall, not a missing row.
         let quiet = r.kind("quiet", "bot").unwrap();

