@@ -34,6 +34,12 @@ pub struct Metrics {
     pub plugin_rejections: AtomicU64,
     /// Plugin files waiting for another file with the same plugin name to be removed.
     pub plugins_parked: AtomicU64,
+    /// Checkpoints of partitioned processing stored and committed.
+    pub checkpoints: AtomicU64,
+    /// Checkpoints that could not be stored or committed (the next owner resumes earlier).
+    pub checkpoint_failures: AtomicU64,
+    /// Partition assignments received (a rebalance gives one per partition).
+    pub partitions_assigned: AtomicU64,
     /// Alerts per detector.
     pub alerts_by_detector: Mutex<BTreeMap<String, u64>>,
 }

@@ -181,6 +181,35 @@ fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
             format!("expected at least 2 MiB, got {}", config.plugins.memory_mb),
         ));
     }
+    if let super::SourceConfig::Kafka(k) = &config.source {
+        if k.brokers.trim().is_empty() {
+            return Err(bad(
+                "source.brokers",
+                "expected host:port of at least one broker".into(),
+            ));
+        }
+        if k.topic.trim().is_empty() {
+            return Err(bad("source.topic", "expected a topic name".into()));
+        }
+        if k.group_id.trim().is_empty() {
+            return Err(bad(
+                "source.group_id",
+                "expected a consumer group id".into(),
+            ));
+        }
+        if !(1_000..=300_000).contains(&k.session_timeout_ms) {
+            return Err(bad(
+                "source.session_timeout_ms",
+                format!("expected 1000..=300000, got {}", k.session_timeout_ms),
+            ));
+        }
+        if k.checkpoint_interval_ms == 0 {
+            return Err(bad(
+                "source.checkpoint_interval_ms",
+                "expected a positive number of milliseconds".into(),
+            ));
+        }
+    }
     if let super::SourceConfig::Generator(super::GeneratorSource {
         rate,
         bot_fraction,

@@ -33,8 +33,10 @@ pub enum SourceConfig {
     Generator(GeneratorSource),
     /// A file of JSON lines, one event per line (malformed lines are dead-lettered).
     File(FileSource),
+    /// A Kafka topic consumed in a consumer group.
+    Kafka(KafkaInput),
 }
-tagged::tagged_enum!(SourceConfig { "generator" => Generator(GeneratorSource), "file" => File(FileSource) });
+tagged::tagged_enum!(SourceConfig { "generator" => Generator(GeneratorSource), "file" => File(FileSource), "kafka" => Kafka(KafkaInput) });
 
 /// `type = "generator"`: the built-in fake clickstream, in process.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +66,52 @@ pub struct GeneratorSource {
 pub struct FileSource {
     /// The file.
     pub path: PathBuf,
+}
+
+/// `type = "kafka"`: a topic of JSON click events, consumed in a consumer group. Hosts with the
+/// same `group_id` share the partitions; each partition has its own plugin instances, whose
+/// state is checkpointed with the partition's offset in `state_topic`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaInput {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// The input topic.
+    pub topic: String,
+    /// Consumer group id (default `clickwatch`).
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Compacted topic for partition checkpoints (default `<group_id>.clickwatch-state`;
+    /// created if missing).
+    #[serde(default)]
+    pub state_topic: Option<String>,
+    /// Consumer group session timeout, ms: how long a silent host keeps its partitions
+    /// (default 10000).
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout_ms: u32,
+    /// How often partition state and offsets are checkpointed, ms; after a crash at most this
+    /// much input is processed again (default 5000).
+    #[serde(default = "default_checkpoint")]
+    pub checkpoint_interval_ms: u64,
+}
+
+impl KafkaInput {
+    /// The state topic, defaulted from the group id.
+    pub fn state_topic(&self) -> String {
+        self.state_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.clickwatch-state", self.group_id))
+    }
+}
+
+fn default_group() -> String {
+    "clickwatch".to_owned()
+}
+fn default_session_timeout() -> u32 {
+    10_000
+}
+fn default_checkpoint() -> u64 {
+    5_000
 }
 
 fn default_rate() -> u32 {

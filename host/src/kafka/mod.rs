@@ -1,9 +1,12 @@
-//! Kafka plumbing shared by the Kafka sinks and `clickwatch generate --to kafka`: producer
-//! settings chosen once (idempotent, acks=all), and the generator-to-topic loop.
+//! Kafka plumbing shared by the Kafka source and sinks and `clickwatch generate --to kafka`:
+//! producer settings chosen once (idempotent, acks=all), the generator-to-topic loop, and the
+//! state store of partitioned processing.
 
 mod generate;
+mod state_store;
 
 pub use generate::{GenerateReport, produce_generated};
+pub use state_store::{MAX_RECORD_BYTES, StateStore, StateStoreError};
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@
 mod processor;
 mod sink_stage;
 mod status;
+mod task;
 
 pub use processor::{Ending, EventTime, Processor, SourcePosition};
 pub use sink_stage::{SinkWork, Sinks, run_sinks};
@@ -26,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::plugin::{self, Limits, PluginSet, Policy, Runtime};
 use crate::sink::postgres::PostgresRawSink;
 use crate::sink::{JsonLinesAlertSink, JsonLinesDeadLetterSink, SinkError, SqliteStore};
+use crate::source::kafka::{KafkaSettings, KafkaSource};
 use crate::source::{Pacing, SourceMsg, run_file, run_generator};
 
 /// The pipeline could not start or broke down.
@@ -136,7 +138,11 @@ async fn load_plugins(
     let mut known = HashMap::new();
     for path in files {
         let (rt, p, plugins) = (runtime.clone(), path.clone(), config.plugins.clone());
-        let state_dir = config.plugins.state_dir.clone();
+        // A partitioned source keeps plugin state per partition in its state store instead.
+        let state_dir = match config.source {
+            SourceConfig::Kafka(_) => None,
+            _ => config.plugins.state_dir.clone(),
+        };
         // Compile, init and restore saved state on a blocking thread: wasm never runs on a
         // tokio worker.
         let loaded = tokio::task::spawn_blocking(move || {
@@ -210,6 +216,7 @@ fn source_id(config: &Config) -> String {
             )
         }
         SourceConfig::File(f) => format!("file {}", f.path.display()),
+        SourceConfig::Kafka(k) => format!("kafka {} {} group={}", k.brokers, k.topic, k.group_id),
     }
 }
 
@@ -281,15 +288,59 @@ pub async fn run(
         allowed_lateness_ms: p.allowed_lateness_ms,
         idle_advance: Duration::from_millis(p.idle_advance_ms),
     };
-    let position = resume_position(&config);
-    let skip = position.records;
-    let processor = Processor::new(
-        plugins,
-        event_time,
-        metrics.clone(),
-        config.plugins.state_dir.clone(),
-        position,
-    );
+    let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::channel();
+    let mut kafka = None;
+    let (processor, skip) = match &config.source {
+        SourceConfig::Kafka(k) => {
+            if config.plugins.state_dir.is_some() {
+                tracing::warn!(
+                    "plugins.state_dir is not used with a kafka source: plugin state is kept per partition in the state topic"
+                );
+            }
+            let settings = KafkaSettings {
+                brokers: k.brokers.clone(),
+                topic: k.topic.clone(),
+                group_id: k.group_id.clone(),
+                state_topic: k.state_topic(),
+                session_timeout_ms: k.session_timeout_ms,
+                batch_size: p.batch_size,
+                linger: Duration::from_millis(p.batch_linger_ms),
+            };
+            kafka = Some(
+                KafkaSource::start(
+                    settings,
+                    source_tx.clone(),
+                    checkpoint_rx,
+                    stop_rx.clone(),
+                    metrics.clone(),
+                )
+                .await
+                .map_err(|e| PipelineError::Stage(e.to_string()))?,
+            );
+            let processor = Processor::partitioned(
+                plugins,
+                event_time,
+                metrics.clone(),
+                source_id(&config),
+                checkpoint_tx,
+                Duration::from_millis(k.checkpoint_interval_ms),
+            );
+            (processor, 0)
+        }
+        _ => {
+            drop((checkpoint_tx, checkpoint_rx));
+            let position = resume_position(&config);
+            let skip = position.records;
+            let processor = Processor::new(
+                plugins,
+                event_time,
+                metrics.clone(),
+                config.plugins.state_dir.clone(),
+                position,
+            );
+            (processor, skip)
+        }
+    };
     let processor_thread = std::thread::Builder::new()
         .name("processor".into())
         .spawn(move || processor.run(source_rx, control_rx, sink_tx))
@@ -324,6 +375,15 @@ pub async fn run(
         let source = config.source.clone();
         tokio::spawn(async move {
             match source {
+                SourceConfig::Kafka(_) => {
+                    // Ends after `stop`, once every partition is checkpointed; hands back the
+                    // committer, which ends after the processor.
+                    if let Some(kafka) = kafka {
+                        return tokio::task::spawn_blocking(move || kafka.join_poll())
+                            .await
+                            .ok();
+                    }
+                }
                 SourceConfig::Generator(g) => {
                     let mut generator = Generator::new(GeneratorSettings {
                         seed: g.seed,
@@ -349,17 +409,22 @@ pub async fn run(
                     }
                 }
             }
+            None
         })
     };
 
     let mut source = source;
+    let mut committer = None;
     let ending = tokio::select! {
-        _ = &mut source => None,
+        c = &mut source => {
+            committer = c.ok().flatten();
+            None
+        }
         ending = shutdown => Some(ending),
     };
     let _ = stop_tx.send(true);
     if let Some(ending) = ending {
-        let _ = (&mut source).await;
+        committer = (&mut source).await.ok().flatten();
         if ending == Ending::Exhausted {
             let _ = source_tx.send(SourceMsg::Exhausted).await;
         }
@@ -372,6 +437,11 @@ pub async fn run(
     sink_task
         .await
         .map_err(|e| PipelineError::Stage(e.to_string()))?;
+    if let Some(committer) = committer {
+        // The committer ends once the processor is gone; it also closes the consumer, which
+        // leaves the group so other hosts take the partitions over at once.
+        let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+    }
     if let Some(watcher) = watcher {
         match watcher.await {
             Ok(Err(error)) => tracing::warn!(%error, "plugin watcher stopped"),

@@ -2,6 +2,7 @@
 //! batches in, late events split off, plugins run, watermark advanced, work out to the sinks.
 //! Plugin swaps are applied here, between batches, so no batch is lost or seen twice.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,10 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::sink_stage::SinkWork;
+use super::task::Task;
 use crate::metrics::Metrics;
-use crate::plugin::{Control, PluginSet, PluginStatus, batch::encode_batch};
+use crate::plugin::{Control, PluginSet, PluginStatus};
 use crate::sink::DeadLetter;
-use crate::source::SourceMsg;
+use crate::source::{BatchOrigin, Checkpoint, PartitionState, SourceMsg};
 
 /// Event-time settings of the processor.
 #[derive(Debug, Clone, Copy)]
@@ -34,12 +36,19 @@ pub enum Ending {
 
 /// The processor's state.
 pub struct Processor {
-    pub(crate) plugins: PluginSet,
     pub(crate) event_time: EventTime,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) state_dir: Option<PathBuf>,
-    watermark: i64,
-    max_event_ms: i64,
+    /// The tasks: one (key [`SINGLE`]) for the embedded sources, one per assigned partition
+    /// for Kafka.
+    tasks: BTreeMap<i32, Task>,
+    /// For a partitioned source: the loaded plugins, never run, from which each new
+    /// partition's task gets fresh instances; it also decides swaps and refusals.
+    template: Option<PluginSet>,
+    /// For a partitioned source: where checkpoints go once the sinks acknowledged them.
+    checkpoints: Option<std::sync::mpsc::Sender<Checkpoint>>,
+    checkpoint_interval: Duration,
+    last_checkpoint: Instant,
     last_input: Instant,
     /// Records (valid and invalid) received from the source since its start: the position
     /// saved with plugin state, so a restart resumes instead of counting records twice.
@@ -49,7 +58,12 @@ pub struct Processor {
     /// Plugins refused only because another file still provides their name, by name: they go
     /// live when that file is removed (a deploy that adds the new file, then deletes the old).
     parked: std::collections::HashMap<String, crate::plugin::Prepared>,
+    /// Counters of tasks already dropped (revoked partitions), for the final summary.
+    retired: BTreeMap<String, PluginStatus>,
 }
+
+/// Task key of the embedded sources' only task.
+const SINGLE: i32 = -1;
 
 /// The source position saved beside plugin state.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -64,7 +78,7 @@ pub struct SourcePosition {
 pub const POSITION_FILE: &str = "source.position";
 
 impl Processor {
-    /// A processor over `plugins`.
+    /// A processor with one task over `plugins` (the embedded sources).
     pub fn new(
         plugins: PluginSet,
         event_time: EventTime,
@@ -72,17 +86,50 @@ impl Processor {
         state_dir: Option<PathBuf>,
         position: SourcePosition,
     ) -> Self {
+        let mut processor = Self::empty(event_time, metrics, state_dir, position.source);
+        processor.records = position.records;
+        processor.tasks.insert(SINGLE, Task::new(plugins));
+        processor
+    }
+
+    /// A processor for a partitioned source: no task until a partition is assigned; each
+    /// gets fresh instances of the `template` plugins. Checkpoints (every
+    /// `checkpoint_interval`, and on revoke) go to `checkpoints`.
+    pub fn partitioned(
+        template: PluginSet,
+        event_time: EventTime,
+        metrics: Arc<Metrics>,
+        source_id: String,
+        checkpoints: std::sync::mpsc::Sender<Checkpoint>,
+        checkpoint_interval: Duration,
+    ) -> Self {
+        let mut processor = Self::empty(event_time, metrics, None, source_id);
+        processor.template = Some(template);
+        processor.checkpoints = Some(checkpoints);
+        processor.checkpoint_interval = checkpoint_interval;
+        processor
+    }
+
+    fn empty(
+        event_time: EventTime,
+        metrics: Arc<Metrics>,
+        state_dir: Option<PathBuf>,
+        source_id: String,
+    ) -> Self {
         Processor {
-            plugins,
             event_time,
             metrics,
             state_dir,
-            watermark: i64::MIN,
-            max_event_ms: i64::MIN,
+            tasks: BTreeMap::new(),
+            template: None,
+            checkpoints: None,
+            checkpoint_interval: Duration::from_secs(5),
+            last_checkpoint: Instant::now(),
             last_input: Instant::now(),
-            records: position.records,
-            source_id: position.source,
+            records: 0,
+            source_id,
             parked: std::collections::HashMap::new(),
+            retired: BTreeMap::new(),
         }
     }
 
@@ -100,7 +147,7 @@ impl Processor {
             Ok(rt) => rt,
             Err(error) => {
                 tracing::error!(%error, "processor cannot start its receive loop");
-                return (Ending::Stopped, self.plugins.status());
+                return (Ending::Stopped, self.status());
             }
         };
         enum Next {
@@ -125,12 +172,41 @@ impl Processor {
                     },
                 }
             });
-            let work = match next {
+            let mut work = match next {
                 Next::Control(c) => self.apply(c),
-                Next::Input(Some(SourceMsg::Batch { events, dead })) => self.process(events, dead),
+                Next::Input(Some(SourceMsg::Batch { events, dead, from })) => {
+                    self.process(events, dead, from)
+                }
+                Next::Input(Some(SourceMsg::Assign {
+                    partition,
+                    restored,
+                })) => {
+                    self.assign(partition, restored);
+                    SinkWork::default()
+                }
+                Next::Input(Some(SourceMsg::Revoke {
+                    partitions,
+                    checkpoint,
+                    done,
+                })) => {
+                    let work = if checkpoint {
+                        self.checkpoint(&partitions, true, Some(done))
+                    } else {
+                        self.drop_lost(&partitions);
+                        let _ = done.send(());
+                        SinkWork::default()
+                    };
+                    if output.blocking_send(work).is_err() {
+                        break Ending::Stopped;
+                    }
+                    continue;
+                }
                 Next::Input(Some(SourceMsg::Exhausted)) => {
                     // No event will ever arrive: close every window.
-                    let work = self.tick(i64::MAX);
+                    let mut work = SinkWork::default();
+                    for task in self.tasks.values_mut() {
+                        work.merge(task.tick(i64::MAX));
+                    }
                     if output.blocking_send(work).is_err() {
                         break Ending::Stopped;
                     }
@@ -143,6 +219,12 @@ impl Processor {
                 }
                 Next::Idle => self.idle_advance(),
             };
+            if self.checkpoints.is_some()
+                && self.last_checkpoint.elapsed() >= self.checkpoint_interval
+            {
+                let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+                work.merge(self.checkpoint(&partitions, false, None));
+            }
             if let Some(work) = work.nonempty()
                 && output.blocking_send(work).is_err()
             {
@@ -153,7 +235,130 @@ impl Processor {
             self.last_input = Instant::now();
         };
         self.persist_state();
-        (ending, self.plugins.status())
+        (ending, self.status())
+    }
+
+    /// Counters of every plugin, summed over the tasks (including dropped ones).
+    fn status(&self) -> Vec<PluginStatus> {
+        let mut all = self.retired.clone();
+        for task in self.tasks.values() {
+            merge_status(&mut all, task.plugins.status());
+        }
+        if all.is_empty()
+            && let Some(template) = &self.template
+        {
+            return template.status();
+        }
+        all.into_values().collect()
+    }
+
+    /// Starts the task of a newly assigned partition with fresh plugin instances, restoring
+    /// the state its last owner checkpointed.
+    fn assign(&mut self, partition: i32, restored: Option<PartitionState>) {
+        let Some(template) = &self.template else {
+            tracing::error!(
+                partition,
+                "a partition was assigned to an unpartitioned pipeline"
+            );
+            return;
+        };
+        let (mut plugins, failed) = template.fork(Instant::now());
+        for (plugin, error) in failed {
+            tracing::error!(partition, %plugin, %error, "plugin could not start for this partition; it misses the partition's events");
+        }
+        let task = match &restored {
+            Some(state) => {
+                for (plugin, bytes) in &state.plugins {
+                    match plugins.restore(plugin, bytes) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(partition, %plugin, "saved state of a plugin that is no longer loaded is dropped")
+                        }
+                        Err(error) => {
+                            tracing::warn!(partition, %plugin, %error, "saved state could not be restored; the plugin starts fresh on this partition")
+                        }
+                    }
+                }
+                tracing::info!(
+                    partition,
+                    next_offset = state.next_offset,
+                    plugins = state.plugins.len(),
+                    "partition assigned; plugin state restored"
+                );
+                Task::resumed(plugins, state)
+            }
+            None => {
+                tracing::info!(
+                    partition,
+                    "partition assigned; no saved state, plugins start fresh"
+                );
+                Task::new(plugins)
+            }
+        };
+        if let Some(old) = self.tasks.insert(partition, task) {
+            merge_status(&mut self.retired, old.plugins.status());
+        }
+    }
+
+    /// Checkpoints the tasks of `partitions` (dropping them when `drop` is set, on revoke):
+    /// the returned work carries an ack, and the checkpoint goes to the source, which stores
+    /// the states and commits the offsets once the sinks acknowledged.
+    fn checkpoint(
+        &mut self,
+        partitions: &[i32],
+        drop: bool,
+        done: Option<std::sync::mpsc::SyncSender<()>>,
+    ) -> SinkWork {
+        self.last_checkpoint = Instant::now();
+        let mut states = Vec::new();
+        for partition in partitions {
+            let state = match self.tasks.get_mut(partition) {
+                Some(task) => task.checkpoint(*partition),
+                None => None,
+            };
+            states.extend(state);
+            if drop && let Some(task) = self.tasks.remove(partition) {
+                merge_status(&mut self.retired, task.plugins.status());
+                tracing::info!(
+                    partition,
+                    "partition revoked; its task is checkpointed and dropped"
+                );
+            }
+        }
+        let Some(checkpoints) = &self.checkpoints else {
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+            return SinkWork::default();
+        };
+        let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
+        let checkpoint = Checkpoint {
+            ack: ack_rx,
+            partitions: states,
+            done,
+        };
+        if let Err(std::sync::mpsc::SendError(checkpoint)) = checkpoints.send(checkpoint)
+            && let Some(done) = checkpoint.done
+        {
+            let _ = done.send(());
+        }
+        SinkWork {
+            ack: Some(ack_tx),
+            ..SinkWork::default()
+        }
+    }
+
+    /// Drops the tasks of partitions this member lost without checkpointing them.
+    fn drop_lost(&mut self, partitions: &[i32]) {
+        for partition in partitions {
+            if let Some(task) = self.tasks.remove(partition) {
+                merge_status(&mut self.retired, task.plugins.status());
+                tracing::warn!(
+                    partition,
+                    "partition lost; its task is dropped without a checkpoint (the new owner resumes from the last one)"
+                );
+            }
+        }
     }
 
     fn apply(&mut self, control: Control) -> SinkWork {
@@ -161,7 +366,7 @@ impl Processor {
         match control {
             Control::Install(prepared) => {
                 let file = prepared.path.display().to_string();
-                match self.plugins.install(*prepared, Instant::now()) {
+                match self.install(*prepared) {
                     Ok(done) => {
                         Metrics::add(&self.metrics.plugin_loads, 1);
                         match &done.replaced {
@@ -190,7 +395,14 @@ impl Processor {
             }
             Control::Remove(path) => {
                 self.parked.retain(|_, p| p.path != path);
-                if let Some(name) = self.plugins.remove_path(&path) {
+                let mut removed = None;
+                if let Some(template) = &mut self.template {
+                    removed = template.remove_path(&path);
+                }
+                for task in self.tasks.values_mut() {
+                    removed = task.plugins.remove_path(&path).or(removed);
+                }
+                if let Some(name) = removed {
                     tracing::info!(plugin = %name, file = %path.display(), "plugin unloaded");
                     if let Some(next) = self.parked.remove(&name) {
                         return self.apply(Control::Install(Box::new(next)));
@@ -198,87 +410,94 @@ impl Processor {
                 }
             }
         }
-        self.metrics.plugins_loaded.store(
-            self.plugins.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let loaded = match &self.template {
+            Some(template) => template.len(),
+            None => self.tasks.values().next().map_or(0, |t| t.plugins.len()),
+        };
+        self.metrics
+            .plugins_loaded
+            .store(loaded as u64, std::sync::atomic::Ordering::Relaxed);
         work
+    }
+
+    /// Installs a plugin into every task. The template (partitioned) or the only task decides
+    /// whether it is accepted; every other task then gets its own fresh instance, swapped in
+    /// with its own state carried over.
+    fn install(
+        &mut self,
+        prepared: crate::plugin::Prepared,
+    ) -> Result<crate::plugin::Installed, crate::plugin::InstallError> {
+        let now = Instant::now();
+        let Some(template) = &mut self.template else {
+            return match self.tasks.values_mut().next() {
+                Some(task) => task.plugins.install(prepared, now),
+                None => Err(crate::plugin::InstallError::Unavailable(
+                    "the pipeline has no plugin set to install into".into(),
+                )),
+            };
+        };
+        let done = template.install(prepared, now)?;
+        for (partition, task) in &mut self.tasks {
+            match template.fresh(&done.name) {
+                Some(Ok(copy)) => {
+                    if let Err(error) = task.plugins.install(copy, now) {
+                        tracing::error!(partition, plugin = %done.name, %error, "plugin not installed for this partition");
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::error!(partition, plugin = %done.name, %error, "plugin could not start for this partition")
+                }
+                None => {}
+            }
+        }
+        Ok(done)
     }
 
     fn process(
         &mut self,
         events: Vec<crate::event::ClickEvent>,
-        mut dead: Vec<DeadLetter>,
+        dead: Vec<DeadLetter>,
+        from: Option<BatchOrigin>,
     ) -> SinkWork {
         self.records += (events.len() + dead.len()) as u64;
-        // Events behind the watermark arrive after their windows closed: dead-letter them.
-        let watermark = self.watermark;
-        let (on_time, late): (Vec<_>, Vec<_>) =
-            events.into_iter().partition(|e| e.time_ms >= watermark);
-        Metrics::add(&self.metrics.events_late, late.len() as u64);
-        dead.extend(late.into_iter().map(|e| DeadLetter {
-            reason: "late".into(),
-            detail: format!(
-                "event time {} is behind the watermark {}",
-                e.time_ms, watermark
-            ),
-            origin: "processor".into(),
-            payload: crate::event::encode(&e),
-        }));
-        let mut work = SinkWork {
-            dead,
-            ..SinkWork::default()
+        let key = from.as_ref().map_or(SINGLE, |o| o.partition);
+        let Some(task) = self.tasks.get_mut(&key) else {
+            // The source only sends batches of partitions it announced; if that is ever
+            // violated, keep the records as dead letters rather than lose them.
+            tracing::error!(
+                partition = key,
+                "batch for a partition without a task; its records are dead-lettered"
+            );
+            let mut dead = dead;
+            dead.extend(events.iter().map(|e| DeadLetter {
+                reason: "unassigned".into(),
+                detail: format!("no task for partition {key}"),
+                origin: "processor".into(),
+                payload: crate::event::encode(e),
+                ..DeadLetter::default()
+            }));
+            return SinkWork {
+                dead,
+                ..SinkWork::default()
+            };
         };
-        if !on_time.is_empty() {
-            let batch = encode_batch(&on_time);
-            let out = self.plugins.process(&batch, Instant::now());
-            Metrics::add(&self.metrics.events_processed, on_time.len() as u64);
-            work.alerts = out.alerts;
-            work.rows = out.rows;
-            self.max_event_ms = on_time
-                .iter()
-                .map(|e| e.time_ms)
-                .fold(self.max_event_ms, i64::max);
-            work.events = on_time;
-            let next = self
-                .max_event_ms
-                .saturating_sub(self.event_time.allowed_lateness_ms);
-            if next > self.watermark {
-                work.merge(self.tick(next));
-            }
+        task.process(events, dead, from.as_ref(), self.event_time, &self.metrics)
+    }
+
+    fn idle_advance(&mut self) -> SinkWork {
+        let idle_ms = self.last_input.elapsed().as_millis() as i64;
+        let mut work = SinkWork::default();
+        for task in self.tasks.values_mut() {
+            work.merge(task.idle_advance(idle_ms, self.event_time));
         }
         work
     }
 
-    fn idle_advance(&mut self) -> SinkWork {
-        if self.max_event_ms == i64::MIN {
-            return SinkWork::default();
-        }
-        // No input for a while: let event time follow the wall clock so windows still close.
-        let idle_ms = self.last_input.elapsed().as_millis() as i64;
-        let next = self
-            .max_event_ms
-            .saturating_add(idle_ms)
-            .saturating_sub(self.event_time.allowed_lateness_ms);
-        if next > self.watermark {
-            self.tick(next)
-        } else {
-            SinkWork::default()
-        }
-    }
-
-    fn tick(&mut self, watermark: i64) -> SinkWork {
-        self.watermark = watermark;
-        let out = self.plugins.tick(watermark, Instant::now());
-        SinkWork {
-            alerts: out.alerts,
-            rows: out.rows,
-            ..SinkWork::default()
-        }
-    }
-
     fn persist_state(&mut self) {
         let Some(dir) = &self.state_dir else { return };
+        let Some(task) = self.tasks.get_mut(&SINGLE) else {
+            return;
+        };
         if let Err(error) = std::fs::create_dir_all(dir) {
             tracing::error!(dir = %dir.display(), %error, "cannot create the plugin state folder; state is not kept");
             return;
@@ -296,7 +515,7 @@ impl Processor {
             }
             Err(error) => tracing::error!(%error, "cannot save the source position"),
         }
-        for (name, state) in self.plugins.snapshots(Instant::now()) {
+        for (name, state) in task.plugins.snapshots(Instant::now()) {
             let path = dir.join(format!("{name}.state"));
             let tmp = dir.join(format!(".{name}.state.tmp"));
             // Write then rename, so a crash never leaves a torn snapshot.
@@ -305,6 +524,25 @@ impl Processor {
                     tracing::info!(plugin = %name, bytes = state.len(), file = %path.display(), "plugin state saved")
                 }
                 Err(error) => tracing::error!(plugin = %name, %error, "cannot save plugin state"),
+            }
+        }
+    }
+}
+
+/// Adds the counters of `statuses` into `all`, by plugin name.
+fn merge_status(all: &mut BTreeMap<String, PluginStatus>, statuses: Vec<PluginStatus>) {
+    for status in statuses {
+        match all.get_mut(&status.name) {
+            Some(sum) => {
+                sum.stats.events += status.stats.events;
+                sum.stats.failures += status.stats.failures;
+                sum.stats.restarts += status.stats.restarts;
+                sum.stats.quarantines += status.stats.quarantines;
+                sum.stats.skipped_events += status.stats.skipped_events;
+                sum.quarantined |= status.quarantined;
+            }
+            None => {
+                all.insert(status.name.clone(), status);
             }
         }
     }

@@ -190,6 +190,7 @@ fn dead_letter_rejected(
             detail: reason,
             origin: store.into(),
             payload: payload(index).unwrap_or_default(),
+            ..DeadLetter::default()
         });
     }
 }
@@ -205,5 +206,6 @@ fn dead_letter_all(
         detail: error.to_string(),
         origin: error.sink.into(),
         payload,
+        ..DeadLetter::default()
     }));
 }

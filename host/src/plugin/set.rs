@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::bindings::{ClickBatch, Output};
 use super::component::PluginModule;
 use super::info::convert_output;
-use super::instance::Instance;
+use super::instance::{CallError, Instance};
 use super::slot::{Outcome, Policy, Slot, SlotStats};
 use crate::aggregate::{AggregateRow, SchemaError, TableSchema, check_evolution};
 use crate::alert::Alert;
@@ -59,6 +59,9 @@ pub enum InstallError {
     /// The table's schema cannot change that way.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// There is no plugin set to install into.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What the plugins produced for one input.
@@ -251,6 +254,53 @@ impl PluginSet {
             tables,
             restored,
         })
+    }
+
+    /// A fresh, initialised instance of the live plugin `name`, ready to install into another
+    /// set (one set per Kafka partition shares the compiled modules).
+    pub fn fresh(&self, name: &str) -> Option<Result<Prepared, CallError>> {
+        let entry = self.entries.get(name)?;
+        let module = entry.slot.module().clone();
+        let settings = entry.slot.settings().to_owned();
+        Some(module.instantiate(&settings).map(|instance| Prepared {
+            path: entry.path.clone(),
+            module,
+            settings,
+            instance,
+        }))
+    }
+
+    /// A set with the same plugins, each a fresh instance with empty state. A plugin whose
+    /// `init` fails is left out and named in the second value.
+    pub fn fork(&self, now: Instant) -> (PluginSet, Vec<(String, CallError)>) {
+        let mut set = PluginSet::new(self.policy);
+        let mut failed = Vec::new();
+        for name in self.entries.keys() {
+            match self.fresh(name) {
+                Some(Ok(prepared)) => {
+                    if let Err(error) = set.install(prepared, now) {
+                        tracing::error!(plugin = %name, %error, "cannot install a plugin copy");
+                    }
+                }
+                Some(Err(error)) => failed.push((name.clone(), error)),
+                None => {}
+            }
+        }
+        (set, failed)
+    }
+
+    /// Restores saved state into the live plugin `name` and keeps it as its last good snapshot.
+    /// `Ok(false)` when no such plugin is loaded.
+    pub fn restore(&mut self, name: &str, state: &[u8]) -> Result<bool, CallError> {
+        match self.entries.get_mut(name) {
+            Some(entry) => entry.slot.restore(state).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Names of the loaded plugins.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
     }
 
     /// Records `state` as the plugin's last good snapshot (it was restored into the instance

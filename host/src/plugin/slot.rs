@@ -101,6 +101,11 @@ impl Slot {
         &self.module
     }
 
+    /// The settings JSON it was initialised with.
+    pub fn settings(&self) -> &str {
+        &self.settings
+    }
+
     /// Its counters.
     pub fn stats(&self) -> SlotStats {
         self.stats

@@ -38,7 +38,13 @@ pub async fn run_file(
                 // Hand over what was read before the error; the error ends the source.
                 Metrics::add(&metrics.events_in, events.len() as u64);
                 Metrics::add(&metrics.events_invalid, dead.len() as u64);
-                let _ = tx.send(SourceMsg::Batch { events, dead }).await;
+                let _ = tx
+                    .send(SourceMsg::Batch {
+                        events,
+                        dead,
+                        from: None,
+                    })
+                    .await;
                 return Err(error);
             }
         };
@@ -53,12 +59,15 @@ pub async fn run_file(
                 bytes += line.len();
                 match decode(line) {
                     Ok(event) => events.push(event),
-                    Err(e) => dead.push(DeadLetter {
-                        reason: e.label().to_owned(),
-                        detail: e.to_string(),
-                        origin: format!("{}:{number}", path.display()),
-                        payload: String::from_utf8_lossy(line).into_owned(),
-                    }),
+                    Err(e) => dead.push(
+                        DeadLetter {
+                            reason: e.label().to_owned(),
+                            detail: e.to_string(),
+                            origin: format!("{}:{number}", path.display()),
+                            ..DeadLetter::default()
+                        }
+                        .with_bytes(line),
+                    ),
                 }
             }
         }
@@ -73,6 +82,7 @@ pub async fn run_file(
             let msg = SourceMsg::Batch {
                 events: std::mem::take(&mut events),
                 dead: std::mem::take(&mut dead),
+                from: None,
             };
             if tx.send(msg).await.is_err() {
                 return Ok(number);

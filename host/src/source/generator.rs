@@ -71,6 +71,7 @@ pub async fn run_generator(
                 .send(SourceMsg::Batch {
                     events,
                     dead: Vec::new(),
+                    from: None,
                 })
                 .await
                 .is_err()
@@ -92,6 +93,7 @@ pub async fn run_generator(
             .send(SourceMsg::Batch {
                 events: batch,
                 dead: Vec::new(),
+                from: None,
             })
             .await
             .is_ok()

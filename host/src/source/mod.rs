@@ -3,9 +3,12 @@
 
 mod file;
 mod generator;
+pub mod kafka;
 
 pub use file::run_file;
 pub use generator::{Pacing, run_generator};
+
+use std::sync::Arc;
 
 use crate::event::ClickEvent;
 use crate::sink::DeadLetter;
@@ -23,7 +26,68 @@ pub enum SourceMsg {
         events: Vec<ClickEvent>,
         /// Invalid records with reasons.
         dead: Vec<DeadLetter>,
+        /// For a partitioned source: which partition and offsets the batch covers.
+        from: Option<BatchOrigin>,
+    },
+    /// A partitioned source was given a partition: start its task, from saved state if any.
+    Assign {
+        /// The partition.
+        partition: i32,
+        /// State saved by whoever owned the partition last.
+        restored: Option<PartitionState>,
+    },
+    /// A partitioned source loses these partitions: checkpoint their tasks (state and offset,
+    /// after the sinks acknowledged everything before), drop them, then signal `done`.
+    Revoke {
+        /// The partitions.
+        partitions: Vec<i32>,
+        /// False when the partitions were lost (this member was thrown out of the group and
+        /// someone else may already own them): drop the tasks without storing their state,
+        /// so a stale state never overwrites the new owner's.
+        checkpoint: bool,
+        /// Signalled once the checkpoint is stored and committed (or failed, logged).
+        done: std::sync::mpsc::SyncSender<()>,
     },
     /// The input is exhausted: no event will ever follow, so every window may close.
     Exhausted,
+}
+
+/// Where a batch of a partitioned source came from.
+#[derive(Debug, Clone)]
+pub struct BatchOrigin {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset of each valid event, in order.
+    pub offsets: Vec<i64>,
+    /// The offset after the last record of the batch (valid or not): where to resume.
+    pub next_offset: i64,
+}
+
+/// A partition's processing state at a point of its input: what a new owner restores.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionState {
+    /// The partition.
+    pub partition: i32,
+    /// The first offset not yet reflected in the state.
+    pub next_offset: i64,
+    /// The partition's watermark, ms.
+    pub watermark: i64,
+    /// Newest event time seen, ms.
+    pub max_event_ms: i64,
+    /// Snapshot of each plugin, by name.
+    pub plugins: Vec<(String, Vec<u8>)>,
+}
+
+/// A checkpoint the processor hands to a partitioned source: once `ack` fires (every sink
+/// holds all output up to this point), store the states, then commit their offsets.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// Fires when the sinks have durably accepted the work before the checkpoint.
+    pub ack: tokio::sync::oneshot::Receiver<()>,
+    /// One state per partition.
+    pub partitions: Vec<PartitionState>,
+    /// Signalled when the checkpoint is done (for revokes and shutdown).
+    pub done: Option<std::sync::mpsc::SyncSender<()>>,
 }

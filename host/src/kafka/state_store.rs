@@ -1,0 +1,245 @@
+//! The host's state store for partitioned processing: a compacted Kafka topic holding, per
+//! (group, input topic, partition), the latest checkpoint — every plugin's snapshot with the
+//! offset it corresponds to — in one record, so state and position can never disagree.
+//!
+//! Why a compacted topic and not a table: it lives where the input lives (any host that can
+//! consume the partition can restore its state, with no extra service to run or reach), it is
+//! replicated like the input, and compaction keeps only the newest checkpoint per partition.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::source::PartitionState;
+
+/// Largest checkpoint record: plugin memory is capped at 64 MiB by default, so one snapshot
+/// per plugin fits comfortably; the topic and the producer are configured to accept it.
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+
+/// How long a load may take before it is reported as failed (and retried by the caller).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The state store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateStoreError {
+    /// The broker refused or did not answer.
+    #[error("state topic {topic}: {message}")]
+    Kafka {
+        /// The state topic.
+        topic: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Checkpoints of one consumer group's partitions of one input topic.
+pub struct StateStore {
+    brokers: String,
+    topic: String,
+    /// `group/input-topic/`: the key prefix of this pipeline's records.
+    prefix: String,
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("topic", &self.topic)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The stored form of a checkpoint: snapshots in base64 (JSON arrays of numbers would be 3x
+/// larger).
+#[derive(Serialize, Deserialize)]
+struct Record {
+    partition: i32,
+    next_offset: i64,
+    watermark: i64,
+    max_event_ms: i64,
+    plugins: Vec<(String, String)>,
+}
+
+impl StateStore {
+    /// Opens the store in `topic`, creating it (compacted, one partition) if it is missing.
+    pub async fn open(
+        brokers: &str,
+        topic: &str,
+        group: &str,
+        input_topic: &str,
+    ) -> Result<Self, StateStoreError> {
+        let fail = |message: String| StateStoreError::Kafka {
+            topic: topic.to_owned(),
+            message,
+        };
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .map_err(|e| fail(e.to_string()))?;
+        let max_bytes = MAX_RECORD_BYTES.to_string();
+        // Replication -1: the broker's default, so production clusters replicate the state
+        // like any other topic while a single test broker works too.
+        let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1))
+            .set("cleanup.policy", "compact")
+            .set("max.message.bytes", &max_bytes);
+        let created = admin
+            .create_topics([&new], &AdminOptions::new())
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        for result in created {
+            match result {
+                Ok(_) => tracing::info!(topic, "state topic created (compacted)"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(fail(format!("cannot create it: {code}"))),
+            }
+        }
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("message.max.bytes", &max_bytes)
+            .set("message.timeout.ms", "30000")
+            .create()
+            .map_err(|e: rdkafka::error::KafkaError| fail(e.to_string()))?;
+        Ok(StateStore {
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            prefix: format!("{group}/{input_topic}/"),
+            producer,
+        })
+    }
+
+    /// Stores the checkpoints; returns once the broker acknowledged all of them.
+    pub async fn save(&self, states: &[PartitionState]) -> Result<(), StateStoreError> {
+        for state in states {
+            let record = Record {
+                partition: state.partition,
+                next_offset: state.next_offset,
+                watermark: state.watermark,
+                max_event_ms: state.max_event_ms,
+                plugins: state
+                    .plugins
+                    .iter()
+                    .map(|(name, bytes)| {
+                        (
+                            name.clone(),
+                            base64::engine::general_purpose::STANDARD.encode(bytes),
+                        )
+                    })
+                    .collect(),
+            };
+            let value = serde_json::to_vec(&record).unwrap_or_default();
+            let key = format!("{}{}", self.prefix, state.partition);
+            self.producer
+                .send(
+                    FutureRecord::to(&self.topic).key(&key).payload(&value),
+                    super::QUEUE_TIMEOUT,
+                )
+                .await
+                .map_err(|(error, _)| StateStoreError::Kafka {
+                    topic: self.topic.clone(),
+                    message: format!("checkpoint of partition {}: {error}", state.partition),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Reads the latest checkpoint of each of `partitions` (blocking: reads the compacted topic
+    /// from its start to its end).
+    pub fn load(
+        &self,
+        partitions: &[i32],
+    ) -> Result<HashMap<i32, PartitionState>, StateStoreError> {
+        let fail = |message: String| StateStoreError::Kafka {
+            topic: self.topic.clone(),
+            message,
+        };
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", "clickwatch-state-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.message.max.bytes", MAX_RECORD_BYTES.to_string())
+            .create()
+            .map_err(|e| fail(e.to_string()))?;
+        let (low, high) = consumer
+            .fetch_watermarks(&self.topic, 0, LOAD_TIMEOUT)
+            .map_err(|e| fail(format!("cannot read its offsets: {e}")))?;
+        let mut found = HashMap::new();
+        if high <= low {
+            return Ok(found);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, 0, Offset::Offset(low))
+            .map_err(|e| fail(e.to_string()))?;
+        consumer.assign(&tpl).map_err(|e| fail(e.to_string()))?;
+        let deadline = Instant::now() + LOAD_TIMEOUT;
+        let mut position = low;
+        while position < high {
+            if Instant::now() > deadline {
+                return Err(fail(format!(
+                    "read only to offset {position} of {high} in {LOAD_TIMEOUT:?}"
+                )));
+            }
+            let message = match consumer.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Err(e)) => return Err(fail(e.to_string())),
+                Some(Ok(m)) => m,
+            };
+            position = message.offset() + 1;
+            let Some(partition) = message
+                .key()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .and_then(|k| k.strip_prefix(&self.prefix))
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if !partitions.contains(&partition) {
+                continue;
+            }
+            match message.payload().map(decode) {
+                Some(Ok(state)) => {
+                    found.insert(partition, state);
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(partition, offset = message.offset(), %error, "unreadable checkpoint skipped")
+                }
+                // A tombstone: the state was deleted.
+                None => {
+                    found.remove(&partition);
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<PartitionState, String> {
+    let record: Record = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut plugins = Vec::with_capacity(record.plugins.len());
+    for (name, b64) in record.plugins {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| format!("plugin {name}: {e}"))?;
+        plugins.push((name, bytes));
+    }
+    Ok(PartitionState {
+        partition: record.partition,
+        next_offset: record.next_offset,
+        watermark: record.watermark,
+        max_event_ms: record.max_event_ms,
+        plugins,
+    })
+}
