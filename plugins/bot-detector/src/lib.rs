@@ -162,7 +162,8 @@ impl Plugin for BotDetector {
     }
 
     fn tick(&mut self, watermark_ms: i64, _out: &mut Output) -> Result<(), String> {
-        let horizon = watermark_ms - self.settings.idle_timeout_secs * 1000;
+        let horizon =
+            watermark_ms.saturating_sub(self.settings.idle_timeout_secs.saturating_mul(1000));
         self.state.sessions.retain(|_, s| s.last_seen >= horizon);
         self.state.ips.retain(|_, s| s.last_seen >= horizon);
         Ok(())

@@ -159,7 +159,9 @@ impl IpState {
     pub fn new_session(&mut self, t: i64, session: &str, s: &Settings) -> Option<Verdict> {
         self.last_seen = self.last_seen.max(t);
         self.sessions.push_back((t, fnv1a(session)));
-        let horizon = self.last_seen - s.ip_window_secs * 1000;
+        let horizon = self
+            .last_seen
+            .saturating_sub(s.ip_window_secs.saturating_mul(1000));
         self.sessions.retain(|&(at, _)| at > horizon);
         while self.sessions.len() > s.max_sessions_per_ip as usize + 1 {
             self.sessions.pop_front();

@@ -214,3 +214,12 @@ fn settings_are_checked() {
     assert!(Harness::<BotDetector>::new(r#"{"min_gaps": 50}"#).is_err());
     assert!(Harness::<BotDetector>::new(r#"{"max_events": 1}"#).is_err());
 }
+
+#[test]
+fn extreme_watermarks_do_not_overflow() {
+    let mut h = Harness::<BotDetector>::new("{}").unwrap();
+    h.process(&clicks("a", 0, 100, 5)).unwrap();
+    h.tick(i64::MIN).unwrap();
+    h.tick(i64::MAX).unwrap();
+    assert_eq!(h.plugin().tracked(), (0, 0));
+}

@@ -74,8 +74,11 @@ impl Group {
         });
         let expected = self.base * self.window.len() as f64;
         let z = (exits as f64 - expected) / expected.max(1.0).sqrt();
-        let anomalous = self.learned >= s.group_warmup_buckets
-            && exits >= u64::from(s.min_group_exits)
+        // No warm-up: a new group's baseline is zero exits, so a referrer that appears out of
+        // nowhere with mostly exits is judged at once; the share condition keeps ordinary new
+        // groups (and the start-up of the detector) quiet.
+        let anomalous = exits >= u64::from(s.min_group_exits)
+            && exits as f64 >= s.min_group_exit_share * ads.max(exits) as f64
             && exits as f64 >= s.group_exit_ratio * expected
             && z >= s.group_z_threshold;
         if !anomalous {
@@ -92,7 +95,7 @@ impl Group {
         if now_ms < self.quiet_until_ms {
             return None;
         }
-        self.quiet_until_ms = now_ms + i64::from(s.group_cooldown_secs) * 1000;
+        self.quiet_until_ms = now_ms.saturating_add(i64::from(s.group_cooldown_secs) * 1000);
         Some(Finding {
             ad_clicks: ads,
             exits,

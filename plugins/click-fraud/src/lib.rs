@@ -12,11 +12,14 @@
 //!   click whose session shows no further non-ad event within `exit_secs` (60) is an *exit*.
 //!   Exits are counted per `bucket_secs` bucket for the ad click's referrer and device, and
 //!   each closed bucket judges the last `group_window_buckets` (10) buckets against a slow
-//!   EWMA baseline (`group_baseline_alpha` 0.02, learned only from normal windows, after
-//!   `group_warmup_buckets` 30): it alerts when the window has at least `min_group_exits` (20)
-//!   exits, at least `group_exit_ratio` (3) times the baseline, and a Poisson z of at least
+//!   EWMA baseline (`group_baseline_alpha` 0.02, learned only from normal windows; a new
+//!   group starts from zero): it alerts when the window has at least `min_group_exits` (10)
+//!   exits, making up at least `min_group_exit_share` (0.5) of its ad clicks, at least
+//!   `group_exit_ratio` (3) times the baseline, with a Poisson z of at least
 //!   `group_z_threshold` (4); then the group is quiet for `group_cooldown_secs` (3600).
-//!   Normal visitors who land from an ad go on browsing, so their exits are a few percent.
+//!   Normal visitors who land from an ad go on browsing, so their exits are a few percent;
+//!   fraud typically arrives through its own referrer (a publisher id) made of exits. The
+//!   device rule is off by default (`device_rule`).
 //!
 //! # State
 //! Per IP about 100 bytes plus the address and 8 bytes per ad click or conversion in the
@@ -195,12 +198,12 @@ impl ClickFraud {
             .state
             .pending
             .iter()
-            .filter(|(_, p)| p.ad_ms + grace <= watermark_ms)
+            .filter(|(_, p)| p.ad_ms.saturating_add(grace) <= watermark_ms)
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
             if let Some(p) = self.state.pending.remove(&key) {
-                let at = p.ad_ms + grace;
+                let at = p.ad_ms.saturating_add(grace);
                 self.count_group("referrer", p.referrer.as_deref(), at, true);
                 self.count_group("device", p.device.as_deref(), at, true);
             }
@@ -285,7 +288,12 @@ impl Plugin for ClickFraud {
                 // Skip a long silence in bounded work; its buckets would be empty anyway.
                 bucket += (closable - catchup) * len;
             }
-            while bucket.saturating_add(len) <= watermark_ms {
+            // `checked_add`: the end-of-input tick may carry a watermark near `i64::MAX`, where a
+            // saturating sum would compare as "closable" forever.
+            while bucket
+                .checked_add(len)
+                .is_some_and(|end| end <= watermark_ms)
+            {
                 let end = bucket + len;
                 for (key, g) in &mut self.state.groups {
                     if let Some(f) = g.close(bucket, end, &self.settings) {
@@ -316,7 +324,8 @@ impl Plugin for ClickFraud {
             }
             self.state.next_close_ms = Some(bucket);
         }
-        let horizon = watermark_ms - i64::from(self.settings.idle_timeout_secs) * 1000;
+        let horizon =
+            watermark_ms.saturating_sub(i64::from(self.settings.idle_timeout_secs) * 1000);
         self.state.ips.retain(|_, s| s.last_seen_ms >= horizon);
         self.state.pending.retain(|_, p| p.ad_ms >= horizon);
         self.state.groups.retain(|_, g| g.last_seen_ms >= horizon);

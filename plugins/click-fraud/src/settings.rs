@@ -19,7 +19,8 @@ pub struct Settings {
     pub exit_secs: u32,
     /// Watch exits per referrer (default true).
     pub referrer_rule: bool,
-    /// Watch exits per device class (default true).
+    /// Watch exits per device class (default false: a device class is shared by most of the
+    /// audience, so fraud rarely dominates it, and the labels rarely name one).
     pub device_rule: bool,
     /// Counting bucket of the group rules, in seconds (default 60).
     pub bucket_secs: u32,
@@ -27,10 +28,12 @@ pub struct Settings {
     pub group_window_buckets: u32,
     /// EWMA weight of the newest bucket in a group's baseline exit rate (default 0.02).
     pub group_baseline_alpha: f64,
-    /// Buckets a group learns before it may alert (default 30).
-    pub group_warmup_buckets: u32,
-    /// A group needs at least this many exits in the window (default 20) ...
+    /// A group needs at least this many exits in the window (default 10) ...
     pub min_group_exits: u32,
+    /// ... exits must be at least this share of its ad clicks in the window (default 0.5:
+    /// human ad visitors go on browsing, so a normal ad referrer's exit share is a few
+    /// percent, and a traffic outage that cuts sessions short does not reach it) ...
+    pub min_group_exit_share: f64,
     /// ... at least this multiple of its baseline exits (default 3.0) ...
     pub group_exit_ratio: f64,
     /// ... and at least this many Poisson standard deviations above it (default 4.0).
@@ -56,12 +59,12 @@ impl Default for Settings {
             max_ip_conversion_rate: 0.1,
             exit_secs: 60,
             referrer_rule: true,
-            device_rule: true,
+            device_rule: false,
             bucket_secs: 60,
             group_window_buckets: 10,
             group_baseline_alpha: 0.02,
-            group_warmup_buckets: 30,
-            min_group_exits: 20,
+            min_group_exits: 10,
+            min_group_exit_share: 0.5,
             group_exit_ratio: 3.0,
             group_z_threshold: 4.0,
             group_cooldown_secs: 3_600,
@@ -82,7 +85,6 @@ impl Settings {
             ("exit_secs", self.exit_secs),
             ("bucket_secs", self.bucket_secs),
             ("group_window_buckets", self.group_window_buckets),
-            ("group_warmup_buckets", self.group_warmup_buckets),
             ("idle_timeout_secs", self.idle_timeout_secs),
         ] {
             if v == 0 {
@@ -116,6 +118,14 @@ impl Settings {
             return Err(format!(
                 "group_baseline_alpha must be in (0, 1], got {}",
                 self.group_baseline_alpha
+            ));
+        }
+        if !(self.min_group_exit_share.is_finite()
+            && (0.0..=1.0).contains(&self.min_group_exit_share))
+        {
+            return Err(format!(
+                "min_group_exit_share must be in [0, 1], got {}",
+                self.min_group_exit_share
             ));
         }
         if !(self.group_exit_ratio.is_finite() && self.group_exit_ratio >= 1.0) {

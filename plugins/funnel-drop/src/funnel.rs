@@ -69,7 +69,8 @@ impl Transition {
             && z <= -s.z_threshold;
         if !drop_like {
             if self.episode.take().is_some_and(|e| e.alerted) {
-                self.quiet_until_ms = bucket_ms + i64::from(s.cooldown_buckets) * bucket_len;
+                self.quiet_until_ms =
+                    bucket_ms.saturating_add(i64::from(s.cooldown_buckets) * bucket_len);
             }
             return None;
         }
@@ -92,7 +93,7 @@ impl Transition {
         episode.alerted = true;
         Some(Finding {
             start_ms: episode.start_ms,
-            time_ms: bucket_ms + bucket_len,
+            time_ms: bucket_ms.saturating_add(bucket_len),
             entered,
             converted,
             baseline: p0,

@@ -21,6 +21,9 @@
 //!   end of the confirming bucket. The baseline does not learn during an episode; after one,
 //!   the step is quiet for `cooldown_buckets` (60); an episode longer than
 //!   `max_episode_buckets` (240) becomes the new baseline.
+//! - **traffic guard**: while the window's product-step entries are below
+//!   `min_traffic_ratio` (0.5) of their baseline, nothing is judged: an outage cuts sessions
+//!   short and every conversion falls, which is `traffic-anomaly`'s to report.
 //! - **warm-up**: `warmup_buckets` (30) buckets are learned before anything may alert.
 //!
 //! # State
@@ -113,8 +116,17 @@ impl FunnelDrop {
             }
         }
         let warm = st.learned >= s.warmup_buckets;
+        // Traffic far below normal (an outage) cuts sessions short: conversions fall for a
+        // reason that is not the funnel's, so nothing is judged until it is back.
+        let traffic = &st.transitions[0];
+        let traffic_ok = !traffic.initialised
+            || sums[0] as f64 >= s.min_traffic_ratio * traffic.den * st.window.len() as f64;
         for (k, t) in st.transitions.iter_mut().enumerate() {
             let (den, num) = (counts[k], counts[k + 1]);
+            if !traffic_ok {
+                t.learn_unless_in_episode(den, num, s.baseline_alpha);
+                continue;
+            }
             if let Some(f) = t.judge(bucket, len, warm, sums[k], sums[k + 1], s) {
                 out.alert(funnel::alert(k, &f, s.window_buckets));
             }
@@ -201,7 +213,12 @@ impl Plugin for FunnelDrop {
         if closable > catchup {
             bucket += (closable - catchup) * len;
         }
-        while bucket.saturating_add(len) <= watermark_ms {
+        // `checked_add`: the end-of-input tick may carry a watermark near `i64::MAX`, where a
+        // saturating sum would compare as "closable" forever.
+        while bucket
+            .checked_add(len)
+            .is_some_and(|end| end <= watermark_ms)
+        {
             let mut counts = [0; 4];
             self.state.open.retain(|&(b, c)| {
                 if b == bucket {
@@ -213,7 +230,8 @@ impl Plugin for FunnelDrop {
             bucket += len;
         }
         self.state.next_close_ms = Some(bucket);
-        let horizon = watermark_ms - i64::from(self.settings.idle_timeout_secs) * 1000;
+        let horizon =
+            watermark_ms.saturating_sub(i64::from(self.settings.idle_timeout_secs) * 1000);
         self.state.sessions.retain(|_, s| s.last_seen_ms >= horizon);
         Ok(())
     }

@@ -20,6 +20,10 @@ pub struct Settings {
     /// A window is drop-like when its conversion is at or below this fraction of the baseline
     /// conversion (default 0.5).
     pub drop_ratio: f64,
+    /// Steps are judged only while the window's product-step entries are at least this
+    /// fraction of their baseline (default 0.5): during a traffic outage sessions are cut
+    /// short and every conversion falls, which is the traffic detector's business.
+    pub min_traffic_ratio: f64,
     /// ... and at least this many binomial standard deviations below it (default 3.0).
     pub z_threshold: f64,
     /// Consecutive drop-like buckets before alerting (default 2).
@@ -48,6 +52,7 @@ impl Default for Settings {
             min_window_volume: 30,
             drop_ratio: 0.5,
             z_threshold: 3.0,
+            min_traffic_ratio: 0.5,
             confirm_buckets: 2,
             cooldown_buckets: 60,
             max_episode_buckets: 240,
@@ -74,6 +79,12 @@ impl Settings {
             return Err(format!(
                 "drop_ratio must be in (0, 1), got {}",
                 self.drop_ratio
+            ));
+        }
+        if !(self.min_traffic_ratio.is_finite() && self.min_traffic_ratio >= 0.0) {
+            return Err(format!(
+                "min_traffic_ratio must be zero or more, got {}",
+                self.min_traffic_ratio
             ));
         }
         if !(self.z_threshold.is_finite() && self.z_threshold > 0.0) {

@@ -159,3 +159,16 @@ fn settings_are_checked() {
     );
     assert!(Harness::<FunnelDrop>::new(r#"{"window_buckets": 0}"#).is_err());
 }
+
+#[test]
+fn an_outage_that_cuts_sessions_short_is_not_a_funnel_drop() {
+    let mut h = Harness::<FunnelDrop>::new("{}").unwrap();
+    let mut rng = Rng(5);
+    let start = T0 + 8 * 60 * MIN;
+    simulate(&mut h, &mut rng, start, 60, 100.0, |_| 0.65);
+    // A site outage: a tenth of the sessions, and those lose their purchases too.
+    let alerts = simulate(&mut h, &mut rng, start + 60 * MIN, 30, 10.0, |_| 0.05);
+    assert!(alerts.is_empty(), "{alerts:#?}");
+    h.tick(i64::MAX).unwrap();
+    h.tick(i64::MAX).unwrap();
+}

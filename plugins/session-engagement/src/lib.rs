@@ -86,7 +86,8 @@ impl SessionEngagement {
 
     /// Forgets users beyond the returning window and, past the cap, the least recently seen.
     fn trim_known_users(&mut self, watermark_ms: i64) {
-        let horizon = watermark_ms - i64::from(self.settings.returning_window_days) * 86_400_000;
+        let horizon = watermark_ms
+            .saturating_sub(i64::from(self.settings.returning_window_days) * 86_400_000);
         self.known_users.retain(|_, t| *t >= horizon);
         let cap = self.settings.max_known_users as usize;
         if self.known_users.len() > cap {
@@ -170,7 +171,7 @@ impl Plugin for SessionEngagement {
         let closed: Vec<String> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.last_ms + timeout <= watermark_ms)
+            .filter(|(_, s)| s.last_ms.saturating_add(timeout) <= watermark_ms)
             .map(|(id, _)| id.clone())
             .collect();
         for id in closed {
@@ -186,7 +187,7 @@ impl Plugin for SessionEngagement {
         // A window is final once every session ending in it has timed out.
         while let Some(entry) = self.windows.first_entry() {
             let start = *entry.key();
-            if start + len + timeout > watermark_ms {
+            if start.saturating_add(len).saturating_add(timeout) > watermark_ms {
                 break;
             }
             let window = entry.remove();

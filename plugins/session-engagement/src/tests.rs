@@ -164,3 +164,14 @@ fn settings_are_checked() {
             .contains("window_secs")
     );
 }
+
+#[test]
+fn the_end_of_input_tick_closes_everything() {
+    let mut h = Harness::<SessionEngagement>::new("{}").unwrap();
+    h.process(&[TestClick::page_view(T0, "s1", "/").user("u1")])
+        .unwrap();
+    assert!(h.tick(i64::MIN).unwrap().rows.is_empty());
+    let out = h.tick(i64::MAX).unwrap();
+    assert_eq!(rows_of(&out, summary::SESSIONS).len(), 1);
+    assert_eq!(rows_of(&out, summary::SEGMENTS).len(), 4);
+}

@@ -29,6 +29,9 @@
 //!   An episode longer than `max_episode_buckets` (90) is accepted as the new normal.
 //! - **warm-up**: a new series learns `warmup_buckets` (15) buckets before it may alert.
 //!
+//! - **site first**: a page whose episode runs in the same direction as a site episode is
+//!   not alerted: the site-wide alert already covers it.
+//!
 //! Legitimate surges stay under the ratios: a flash sale ramps the site to ~1.7x (< 2.2) and
 //! a newsletter doubles a few landing pages (< 3.0), while injected incidents are x3 (site),
 //! x4..x8 (page) or x0..x0.3 (drops).
@@ -92,6 +95,7 @@ impl TrafficAnomaly {
     }
 
     fn close_bucket(&mut self, bucket: i64, out: &mut Output) {
+        let mut site_dir = None;
         if let Some(site) = &mut self.state.site
             && site.first_bucket_ms <= bucket
         {
@@ -99,13 +103,19 @@ impl TrafficAnomaly {
             if let Some(f) = site.close(bucket, n, &self.site_rules) {
                 out.alert(alert(&f, "site", SITE, self.settings.bucket_secs));
             }
+            site_dir = site.episode.as_ref().map(|e| e.dir);
         }
         for (url, s) in &mut self.state.pages {
             if s.first_bucket_ms > bucket {
                 continue;
             }
             let n = s.take(bucket);
-            if let Some(f) = s.close(bucket, n, &self.page_rules) {
+            let Some(f) = s.close(bucket, n, &self.page_rules) else {
+                continue;
+            };
+            // A page that moves with the whole site is the site's anomaly, already reported
+            // (or about to be) about `*`: naming every page too would only add noise.
+            if site_dir != Some(f.dir) {
                 out.alert(alert(&f, "page", url, self.settings.bucket_secs));
             }
         }
@@ -243,12 +253,18 @@ impl Plugin for TrafficAnomaly {
             // empty buckets. Counts in the skipped buckets are dropped by `take` later.
             bucket += (closable - catchup) * len;
         }
-        while bucket.saturating_add(len) <= watermark_ms {
+        // `checked_add`: the end-of-input tick may carry a watermark near `i64::MAX`, where a
+        // saturating sum would compare as "closable" forever.
+        while bucket
+            .checked_add(len)
+            .is_some_and(|end| end <= watermark_ms)
+        {
             self.close_bucket(bucket, out);
             bucket += len;
         }
         self.state.next_close_ms = Some(bucket);
-        let horizon = watermark_ms - i64::from(self.settings.idle_timeout_secs) * 1000;
+        let horizon =
+            watermark_ms.saturating_sub(i64::from(self.settings.idle_timeout_secs) * 1000);
         self.state
             .pages
             .retain(|_, s| s.last_seen_ms >= horizon || s.episode.is_some());

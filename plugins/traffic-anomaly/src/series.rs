@@ -177,7 +177,8 @@ impl Series {
         let alertable = dir == Some(Direction::Spike) || expected >= r.min_drop_baseline;
         let Some(dir) = dir else {
             if self.episode.take().is_some_and(|e| e.alerted) {
-                self.quiet_until_ms = bucket_ms + i64::from(r.cooldown_buckets) * r.bucket_ms;
+                self.quiet_until_ms =
+                    bucket_ms.saturating_add(i64::from(r.cooldown_buckets) * r.bucket_ms);
             }
             self.learn(c, r, r.z * sigma);
             return None;
@@ -216,7 +217,7 @@ impl Series {
         Some(Finding {
             dir,
             start_ms: episode.start_ms,
-            time_ms: bucket_ms + r.bucket_ms,
+            time_ms: bucket_ms.saturating_add(r.bucket_ms),
             observed: c,
             expected,
             z,

@@ -30,8 +30,9 @@ pub struct Settings {
     pub drop_ratio: f64,
     /// The deviation must also be at least this many robust standard deviations (default 3.0).
     pub z_threshold: f64,
-    /// A spike-like bucket needs at least this many events (default 10), so that pages with a
-    /// handful of views do not alert on noise.
+    /// A spike-like bucket needs at least this many events (default 30), so that pages with a
+    /// handful of views do not alert on noise: a visit makes bursts of correlated events on a
+    /// page, so quiet pages are far noisier than Poisson.
     pub min_spike_count: u32,
     /// A drop is only judged when at least this many events per bucket are expected
     /// (default 20), so night-time and rarely visited pages do not alert.
@@ -68,7 +69,7 @@ impl Default for Settings {
             spike_ratio_site: 2.2,
             drop_ratio: 0.45,
             z_threshold: 3.0,
-            min_spike_count: 10,
+            min_spike_count: 30,
             min_drop_baseline: 20.0,
             confirm_buckets: 2,
             cooldown_buckets: 30,

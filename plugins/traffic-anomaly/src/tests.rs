@@ -270,3 +270,12 @@ fn settings_are_checked() {
     );
     assert!(Harness::<TrafficAnomaly>::new(r#"{"spike_ratio_site": 0.5}"#).is_err());
 }
+
+#[test]
+fn the_end_of_input_tick_returns() {
+    let mut h = harness();
+    simulate(&mut h, &mut Rng(8), T0, 30, |_, _| 1.0);
+    // The host closes everything at the end of a replay with a watermark near i64::MAX.
+    h.tick(i64::MAX).unwrap();
+    h.tick(i64::MAX).unwrap();
+}
