@@ -11,7 +11,7 @@
 //! | `regular-gaps` | session | those gaps' coefficient of variation is under `max_gap_cv` (0.2): clockwork |
 //! | `page-breadth` | session | `max_distinct_pages` (40) distinct urls in one session |
 //! | `headless` | session | the user agent contains one of `headless_markers` (`HeadlessChrome`, `python-requests`, `scrapy`, ...) |
-//! | `ip-farm` | ip | one IP starts more than `max_sessions_per_ip` (20) sessions within `ip_window_secs` (600 s) |
+//! | `ip-farm` | ip | one IP starts more than `max_sessions_per_ip` (20) sessions within `ip_window_secs` (600 s); sessions that open with an ad click are left to `click-fraud` |
 //!
 //! Humans dwell seconds to a minute between events with widely varying gaps, look at a
 //! dozen pages, and a visitor's address carries a session or two; the generator's bots fire
@@ -122,8 +122,11 @@ impl Plugin for BotDetector {
                 continue;
             };
             state.observe(t, click.url(), s);
+            // Sessions that open with an ad click are left to click-fraud: a flood of them
+            // from one address is ad fraud, and naming it a bot farm too would double-report.
             if is_new
                 && s.enabled("ip-farm")
+                && click.kind() != EventKind::AdClick
                 && let Some(ip) = click.ip()
             {
                 let ips = &mut self.state.ips;

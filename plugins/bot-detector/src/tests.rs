@@ -150,6 +150,14 @@ fn an_ip_starting_many_sessions_is_caught_once() {
         );
     }
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    // Ad-click floods are click-fraud's: forty single-click ad sessions from one IP are not
+    // a bot farm here.
+    let ads: Vec<_> = (0..40)
+        .map(|i| {
+            TestClick::new(EventKind::AdClick, i * 5_000, &format!("ad{i}"), "/").ip("192.0.2.2")
+        })
+        .collect();
+    assert!(h.process(&ads).unwrap().alerts.is_empty());
     assert_eq!(
         (
             alerts[0].kind.as_str(),
