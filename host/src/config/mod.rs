@@ -239,8 +239,16 @@ pub enum RawSinkConfig {
     Sqlite(SqliteSink),
     /// PostgreSQL (table `click_events`; run `clickwatch db migrate` first).
     Postgres(PostgresSink),
+    /// Raw events are not kept: for deployments that only want aggregates and alerts (the
+    /// input topic is the record of the raw events), and for benchmarks of the rest.
+    None(NoRawSink),
 }
-tagged::tagged_enum!(RawSinkConfig { "sqlite" => Sqlite(SqliteSink), "postgres" => Postgres(PostgresSink) });
+tagged::tagged_enum!(RawSinkConfig { "sqlite" => Sqlite(SqliteSink), "postgres" => Postgres(PostgresSink), "none" => None(NoRawSink) });
+
+/// `type = "none"`: raw events are not kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoRawSink {}
 
 /// `type = "postgres"`: the raw store in PostgreSQL.
 #[derive(Debug, Clone, Deserialize)]

@@ -82,6 +82,7 @@ pub fn outputs(config: &Config) -> Outputs {
     let raw = match &config.sinks.raw {
         RawSinkConfig::Sqlite(s) => s.path.display().to_string(),
         RawSinkConfig::Postgres(p) => p.url.clone(),
+        RawSinkConfig::None(_) => "(not kept)".to_owned(),
     };
     Outputs {
         raw: Some(raw),
@@ -113,6 +114,7 @@ async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
     let raw: Box<dyn crate::sink::RawSink> = match &config.sinks.raw {
         RawSinkConfig::Sqlite(s) => Box::new(SqliteStore::open(&s.path).await?),
         RawSinkConfig::Postgres(p) => Box::new(PostgresRawSink::open(&p.settings()).await?),
+        RawSinkConfig::None(_) => Box::new(crate::sink::DiscardRaw),
     };
     Ok(Sinks {
         raw,

@@ -71,6 +71,17 @@ pub trait RawSink: Send {
     async fn write(&mut self, events: &[ClickEvent]) -> Result<RawWrite, SinkError>;
 }
 
+/// The raw "store" of `type = "none"`: accepts events and keeps nothing.
+#[derive(Debug, Default)]
+pub struct DiscardRaw;
+
+#[async_trait]
+impl RawSink for DiscardRaw {
+    async fn write(&mut self, _events: &[ClickEvent]) -> Result<RawWrite, SinkError> {
+        Ok(RawWrite::default())
+    }
+}
+
 /// Stores aggregate rows in plugin-declared tables.
 #[async_trait]
 pub trait AggregateSink: Send {

@@ -263,14 +263,28 @@ impl AggregateSink for SqliteStore {
         let ingest = now_ms();
         let mut tx = self.pool.begin().await.map_err(error)?;
         let mut rejected = Vec::new();
-        for (index, row) in rows.iter().enumerate() {
+        // Consecutive rows of one table go in multi-row upserts: one statement per row costs a
+        // round trip to SQLite's worker thread each, which dominated aggregate-heavy runs.
+        // SQLite applies the rows of one statement in order, so a key repeated in a chunk
+        // still ends with its last value.
+        let mut start = 0;
+        while start < rows.len() {
+            let table = &rows[start].table;
+            let end = rows[start..]
+                .iter()
+                .position(|r| r.table != *table)
+                .map_or(rows.len(), |n| start + n);
+            let run = start..end;
+            start = end;
             // A row for a table that could not be created is refused alone; the other
             // plugins' rows are still written.
-            let Some(schema) = self.tables.get(&row.table) else {
-                rejected.push((
-                    index,
-                    format!("table {} is not available in this store", row.table),
-                ));
+            let Some(schema) = self.tables.get(table) else {
+                for index in run {
+                    rejected.push((
+                        index,
+                        format!("table {table} is not available in this store"),
+                    ));
+                }
                 continue;
             };
             let columns: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
@@ -279,28 +293,33 @@ impl AggregateSink for SqliteStore {
                 .map(|c| format!("{c} = excluded.{c}"))
                 .collect();
             let key: Vec<String> = schema.key.iter().map(|k| quote(k)).collect();
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "INSERT INTO {} ({}, ingest_time) VALUES (",
-                quote(&row.table),
-                columns.join(", ")
-            ));
-            let mut values = q.separated(", ");
-            for value in &row.values {
-                match value {
-                    Value::Null => values.push_bind(None::<i64>),
-                    Value::Int64(v) | Value::Timestamp(v) => values.push_bind(*v),
-                    Value::Float64(v) => values.push_bind(*v),
-                    Value::Text(v) => values.push_bind(v.clone()),
-                    Value::Boolean(v) => values.push_bind(i64::from(*v)),
-                };
+            // SQLite allows 32 766 bound parameters per statement.
+            let per_chunk = (32_000 / (columns.len() + 1)).max(1);
+            for chunk in rows[run].chunks(per_chunk) {
+                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                    "INSERT INTO {} ({}, ingest_time) ",
+                    quote(table),
+                    columns.join(", ")
+                ));
+                q.push_values(chunk, |mut values, row| {
+                    for value in &row.values {
+                        match value {
+                            Value::Null => values.push_bind(None::<i64>),
+                            Value::Int64(v) | Value::Timestamp(v) => values.push_bind(*v),
+                            Value::Float64(v) => values.push_bind(*v),
+                            Value::Text(v) => values.push_bind(v.clone()),
+                            Value::Boolean(v) => values.push_bind(i64::from(*v)),
+                        };
+                    }
+                    values.push_bind(ingest);
+                });
+                q.push(format!(
+                    " ON CONFLICT ({}) DO UPDATE SET {}, ingest_time = excluded.ingest_time",
+                    key.join(", "),
+                    updates.join(", ")
+                ));
+                q.build().execute(&mut *tx).await.map_err(error)?;
             }
-            values.push_bind(ingest);
-            q.push(format!(
-                ") ON CONFLICT ({}) DO UPDATE SET {}, ingest_time = excluded.ingest_time",
-                key.join(", "),
-                updates.join(", ")
-            ));
-            q.build().execute(&mut *tx).await.map_err(error)?;
         }
         tx.commit().await.map_err(error)?;
         Ok(rejected)
