@@ -16,6 +16,9 @@ pub struct Group {
     pub window: VecDeque<(u32, u32)>,
     /// Slow EWMA of exits per bucket.
     pub base: f64,
+    /// Slow EWMA of ad clicks per bucket.
+    #[serde(default)]
+    pub base_ads: f64,
     pub learned: u32,
     pub quiet_until_ms: i64,
     pub last_seen_ms: i64,
@@ -77,17 +80,23 @@ impl Group {
         // No warm-up: a new group's baseline is zero exits, so a referrer that appears out of
         // nowhere with mostly exits is judged at once; the share condition keeps ordinary new
         // groups (and the start-up of the detector) quiet.
-        let anomalous = exits >= u64::from(s.min_group_exits)
+        // Fraud adds ad clicks; an outage removes them and cuts the survivors' sessions
+        // short, which looks like exits. Only a group with its usual ad clicks or more counts.
+        let ads_expected = self.base_ads * self.window.len() as f64;
+        let anomalous = ads as f64 >= s.min_group_ad_ratio * ads_expected
+            && exits >= u64::from(s.min_group_exits)
             && exits as f64 >= s.min_group_exit_share * ads.max(exits) as f64
             && exits as f64 >= s.group_exit_ratio * expected
             && z >= s.group_z_threshold;
         if !anomalous {
             // Only normal windows teach the baseline: fraud must not become the norm.
-            let x = f64::from(counts.1);
+            let (a, x) = (f64::from(counts.0), f64::from(counts.1));
             if self.learned == 0 {
                 self.base = x;
+                self.base_ads = a;
             } else {
                 self.base += s.group_baseline_alpha * (x - self.base);
+                self.base_ads += s.group_baseline_alpha * (a - self.base_ads);
             }
             self.learned = self.learned.saturating_add(1);
             return None;

@@ -14,7 +14,9 @@
 //!   each closed bucket judges the last `group_window_buckets` (10) buckets against a slow
 //!   EWMA baseline (`group_baseline_alpha` 0.02, learned only from normal windows; a new
 //!   group starts from zero): it alerts when the window has at least `min_group_exits` (10)
-//!   exits, making up at least `min_group_exit_share` (0.5) of its ad clicks, at least
+//!   exits, making up at least `min_group_exit_share` (0.5) of its ad clicks, with ad clicks
+//!   at least `min_group_ad_ratio` (0.8) of their baseline (an outage cuts sessions short but
+//!   also removes ad clicks; fraud adds them), at least
 //!   `group_exit_ratio` (3) times the baseline, with a Poisson z of at least
 //!   `group_z_threshold` (4); then the group is quiet for `group_cooldown_secs` (3600).
 //!   Normal visitors who land from an ad go on browsing, so their exits are a few percent;

@@ -34,6 +34,10 @@ pub struct Settings {
     /// human ad visitors go on browsing, so a normal ad referrer's exit share is a few
     /// percent, and a traffic outage that cuts sessions short does not reach it) ...
     pub min_group_exit_share: f64,
+    /// ... its ad clicks in the window at least this fraction of their baseline (default 0.8:
+    /// fraud adds ad clicks, while a traffic outage removes them and cuts the remaining
+    /// sessions short, which would look like exits) ...
+    pub min_group_ad_ratio: f64,
     /// ... at least this multiple of its baseline exits (default 3.0) ...
     pub group_exit_ratio: f64,
     /// ... and at least this many Poisson standard deviations above it (default 4.0).
@@ -65,6 +69,7 @@ impl Default for Settings {
             group_baseline_alpha: 0.02,
             min_group_exits: 10,
             min_group_exit_share: 0.5,
+            min_group_ad_ratio: 0.8,
             group_exit_ratio: 3.0,
             group_z_threshold: 4.0,
             group_cooldown_secs: 3_600,
@@ -126,6 +131,12 @@ impl Settings {
             return Err(format!(
                 "min_group_exit_share must be in [0, 1], got {}",
                 self.min_group_exit_share
+            ));
+        }
+        if !(self.min_group_ad_ratio.is_finite() && self.min_group_ad_ratio >= 0.0) {
+            return Err(format!(
+                "min_group_ad_ratio must be zero or more, got {}",
+                self.min_group_ad_ratio
             ));
         }
         if !(self.group_exit_ratio.is_finite() && self.group_exit_ratio >= 1.0) {

@@ -205,3 +205,26 @@ fn the_end_of_input_tick_returns() {
     h.tick(i64::MAX).unwrap();
     h.tick(i64::MAX).unwrap();
 }
+
+#[test]
+fn an_outage_that_cuts_ad_sessions_short_is_not_fraud() {
+    let mut h = Harness::<ClickFraud>::new("{}").unwrap();
+    let mut rng = Rng(4);
+    let start = T0 + 8 * 60 * MIN;
+    run(&mut h, &mut rng, start, 60, &[]);
+    // Twenty minutes in which a tenth of the ad visitors arrive and none of them gets a
+    // second page: all exits, through the ordinary ads referrer.
+    let mut alerts = Vec::new();
+    for m in 0..20 {
+        let t = start + (60 + m) * MIN;
+        let mut clicks = Vec::new();
+        humans(&mut rng, t, 330.0, &mut clicks);
+        let kept: Vec<_> = clicks
+            .into_iter()
+            .filter(|c| c.kind == EventKind::AdClick && rng.next_f64() < 0.1)
+            .collect();
+        alerts.extend(h.process(&kept).unwrap().alerts);
+        alerts.extend(h.tick(t + MIN).unwrap().alerts);
+    }
+    assert!(alerts.is_empty(), "{alerts:#?}");
+}

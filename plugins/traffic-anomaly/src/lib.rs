@@ -29,6 +29,10 @@
 //!   An episode longer than `max_episode_buckets` (90) is accepted as the new normal.
 //! - **warm-up**: a new series learns `warmup_buckets` (15) buckets before it may alert.
 //!
+//! - **conversions are funnel-drop's**: with `pages_skip_conversions` (default true),
+//!   `add_to_cart`, `checkout` and `purchase` events count for the site but not for their
+//!   page, so a broken checkout is reported once, by `funnel-drop`, and not also as a
+//!   traffic drop on the order-confirmation page.
 //! - **site first**: a page whose episode runs in the same direction as a site episode is
 //!   not alerted: the site-wide alert already covers it.
 //!
@@ -92,6 +96,16 @@ impl TrafficAnomaly {
     /// Number of pages currently tracked.
     pub fn tracked_pages(&self) -> usize {
         self.state.pages.len()
+    }
+
+    /// Forgets pages idle since before `watermark_ms − idle_timeout_secs`, unless they are in
+    /// an episode (a page that dropped to nothing is idle, and still being watched).
+    fn evict(&mut self, watermark_ms: i64) {
+        let horizon =
+            watermark_ms.saturating_sub(i64::from(self.settings.idle_timeout_secs) * 1000);
+        self.state
+            .pages
+            .retain(|_, s| s.last_seen_ms >= horizon || s.episode.is_some());
     }
 
     fn close_bucket(&mut self, bucket: i64, out: &mut Output) {
@@ -209,7 +223,13 @@ impl Plugin for TrafficAnomaly {
                     .get_or_insert_with(|| Series::new(bucket))
                     .count(bucket, t);
             }
-            if !self.settings.pages {
+            if !self.settings.pages
+                || (self.settings.pages_skip_conversions
+                    && matches!(
+                        click.kind(),
+                        EventKind::AddToCart | EventKind::Checkout | EventKind::Purchase
+                    ))
+            {
                 continue;
             }
             let pages = &mut self.state.pages;
@@ -249,9 +269,13 @@ impl Plugin for TrafficAnomaly {
         let closable = watermark_ms.saturating_sub(bucket).div_euclid(len);
         let catchup = i64::from(self.settings.max_catchup_buckets);
         if closable > catchup {
-            // A long silence: skip to the recent past rather than spend one call on hours of
-            // empty buckets. Counts in the skipped buckets are dropped by `take` later.
-            bucket += (closable - catchup) * len;
+            // A jump longer than any incident we look for is not traffic: it is the end of the
+            // input (the host closes everything with a watermark near `i64::MAX`) or a gap in
+            // the data. Judging hours of empty buckets would report a drop that did not happen
+            // and spend one call on it, so skip them unjudged; `take` drops their counts.
+            self.state.next_close_ms = Some(bucket.saturating_add(closable.saturating_mul(len)));
+            self.evict(watermark_ms);
+            return Ok(());
         }
         // `checked_add`: the end-of-input tick may carry a watermark near `i64::MAX`, where a
         // saturating sum would compare as "closable" forever.
@@ -263,11 +287,7 @@ impl Plugin for TrafficAnomaly {
             bucket += len;
         }
         self.state.next_close_ms = Some(bucket);
-        let horizon =
-            watermark_ms.saturating_sub(i64::from(self.settings.idle_timeout_secs) * 1000);
-        self.state
-            .pages
-            .retain(|_, s| s.last_seen_ms >= horizon || s.episode.is_some());
+        self.evict(watermark_ms);
         Ok(())
     }
 

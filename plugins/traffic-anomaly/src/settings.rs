@@ -46,14 +46,19 @@ pub struct Settings {
     pub max_episode_buckets: u32,
     /// Watch each page (`url`) separately (default true).
     pub pages: bool,
+    /// Leave conversion events (`add_to_cart`, `checkout`, `purchase`) out of the page series
+    /// (default true): their rates are the funnel's, watched by `funnel-drop`. The site series
+    /// counts every event.
+    pub pages_skip_conversions: bool,
     /// Watch the whole site's rate (default true).
     pub site: bool,
     /// A page without events for this long (event time) is forgotten (default 3600).
     pub idle_timeout_secs: u32,
     /// At most this many pages are tracked; further new pages are ignored (default 10000).
     pub max_pages: u32,
-    /// Longest gap, in buckets, that one tick evaluates bucket by bucket; a longer jump of the
-    /// watermark skips ahead instead (default 240), bounding the work of one call.
+    /// Longest watermark jump, in buckets, that one tick judges bucket by bucket (default 240,
+    /// four hours). A longer jump — the end of the input, or a gap in the data — is skipped
+    /// unjudged, which also bounds the work of one call.
     pub max_catchup_buckets: u32,
 }
 
@@ -75,6 +80,7 @@ impl Default for Settings {
             cooldown_buckets: 30,
             max_episode_buckets: 90,
             pages: true,
+            pages_skip_conversions: true,
             site: true,
             idle_timeout_secs: 3_600,
             max_pages: 10_000,

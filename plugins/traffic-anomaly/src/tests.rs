@@ -244,8 +244,8 @@ fn a_long_silence_is_skipped_in_bounded_work() {
     let mut h = Harness::<TrafficAnomaly>::new(r#"{"max_catchup_buckets": 10}"#).unwrap();
     h.process(&[TestClick::page_view(T0, "s", "/")]).unwrap();
     h.tick(T0 + MIN).unwrap();
-    // A year later: one call, no panic, and counting carries on.
-    h.tick(T0 + 365 * 1440 * MIN).unwrap();
+    // A year later: one call, no panic, no "drop", and counting carries on.
+    assert!(h.tick(T0 + 365 * 1440 * MIN).unwrap().alerts.is_empty());
     let late = T0 + 365 * 1440 * MIN + 1;
     h.process(&[TestClick::page_view(late, "s", "/")]).unwrap();
     h.tick(late + MIN).unwrap();
@@ -275,7 +275,26 @@ fn settings_are_checked() {
 fn the_end_of_input_tick_returns() {
     let mut h = harness();
     simulate(&mut h, &mut Rng(8), T0, 30, |_, _| 1.0);
-    // The host closes everything at the end of a replay with a watermark near i64::MAX.
-    h.tick(i64::MAX).unwrap();
-    h.tick(i64::MAX).unwrap();
+    // The host closes everything at the end of a replay with a watermark near i64::MAX: that
+    // is not an outage.
+    assert!(h.tick(i64::MAX).unwrap().alerts.is_empty());
+    assert!(h.tick(i64::MAX).unwrap().alerts.is_empty());
+}
+
+#[test]
+fn conversions_do_not_make_page_series() {
+    let mut h = harness();
+    let mut clicks = vec![TestClick::page_view(T0, "s", "/cart")];
+    for kind in [
+        EventKind::AddToCart,
+        EventKind::Checkout,
+        EventKind::Purchase,
+    ] {
+        clicks.push(TestClick::new(kind, T0 + 1, "s", "/order/confirmed"));
+    }
+    h.process(&clicks).unwrap();
+    assert_eq!(h.plugin().tracked_pages(), 1);
+    let mut h = Harness::<TrafficAnomaly>::new(r#"{"pages_skip_conversions": false}"#).unwrap();
+    h.process(&clicks).unwrap();
+    assert_eq!(h.plugin().tracked_pages(), 2);
 }
