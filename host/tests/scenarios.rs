@@ -19,6 +19,8 @@ use clickwatch::replay::{
 struct Floor {
     detector: &'static str,
     kind: &'static str,
+    /// Label variant the recall floor is about ("" = every label of the kind).
+    variant: &'static str,
     /// Over the anomaly runs.
     min_recall: f64,
     /// Over the anomaly runs, alerts of this kind.
@@ -29,12 +31,25 @@ struct Floor {
 }
 
 /// Measured floors (docs/detection-quality.md has the measurements and the command).
+/// `kind` may be `kind/variant` to hold the recall of one variant only (the ordinary bots
+/// outnumber the injected ones a hundredfold).
+///
+/// Measured on 2026-11-28 with the detectors of commit e290e8b (docs/detection-quality.md).
+/// Floors are the measurements rounded down to 0.05; the false-alert ceiling is the issue's
+/// target (1/h) wherever the measurement met it. Where a detector misses the targets
+/// (F1 ≥ 0.9), the floor is what it does today, so that it can only get better.
 const FLOORS: &[Floor] = &[
-    floor("bot-detector", "bot", 0.0, 0.0, f64::INFINITY),
-    floor("traffic-anomaly", "traffic-spike", 0.0, 0.0, f64::INFINITY),
-    floor("traffic-anomaly", "traffic-drop", 0.0, 0.0, f64::INFINITY),
-    floor("click-fraud", "click-fraud", 0.0, 0.0, f64::INFINITY),
-    floor("funnel-drop", "funnel-drop", 0.0, 0.0, f64::INFINITY),
+    // detector, kind[/variant], min recall, min precision, max false alerts/h (normal run)
+    floor("bot-detector", "bot", 0.99, 0.99, 1.0),
+    floor("bot-detector", "bot/ordinary", 0.99, 0.0, 1.0),
+    floor("bot-detector", "bot/regular", 1.0, 0.0, 1.0),
+    floor("bot-detector", "bot/crawler", 1.0, 0.0, 1.0),
+    floor("bot-detector", "bot/headless", 1.0, 0.0, 1.0),
+    floor("bot-detector", "bot/swarm", 0.3, 0.0, 1.0),
+    floor("traffic-anomaly", "traffic-spike", 1.0, 0.0, 1.0),
+    floor("traffic-anomaly", "traffic-drop", 0.8, 0.15, 1.0),
+    floor("click-fraud", "click-fraud", 1.0, 0.4, 1.0),
+    floor("funnel-drop", "funnel-drop", 1.0, 0.5, 1.0),
 ];
 
 const fn floor(
@@ -44,9 +59,26 @@ const fn floor(
     min_precision: f64,
     max_false_per_hour: f64,
 ) -> Floor {
+    // Split `kind/variant` by hand: `split_once` is not const.
+    let bytes = kind.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && bytes[i] != b'/' {
+        i += 1;
+    }
+    let (kind, variant) = if i < bytes.len() {
+        let (k, v) = bytes.split_at(i);
+        let (_, v) = v.split_at(1);
+        match (std::str::from_utf8(k), std::str::from_utf8(v)) {
+            (Ok(k), Ok(v)) => (k, v),
+            _ => (kind, ""),
+        }
+    } else {
+        (kind, "")
+    };
     Floor {
         detector,
         kind,
+        variant,
         min_recall,
         min_precision,
         max_false_per_hour,
@@ -54,7 +86,7 @@ const fn floor(
 }
 
 /// Plugins loaded besides the detectors in `FLOORS`: aggregators run alongside, as live.
-const ALSO_LOADED: &[&str] = &["page-traffic"];
+const ALSO_LOADED: &[&str] = &["page-traffic", "session-engagement"];
 
 /// One generated run.
 struct Run {
@@ -69,6 +101,14 @@ struct Run {
 }
 
 const ANOMALY_RUNS: &[Run] = &[
+    Run {
+        name: "all kinds, evening",
+        seed: 14,
+        start_hour: 17,
+        anomalies: "all",
+        surges: "none",
+        minutes: 0,
+    },
     Run {
         name: "all kinds, afternoon",
         seed: 11,
@@ -96,6 +136,10 @@ const NORMAL_RUN: Run = Run {
     minutes: 0,
 };
 
+/// Events per simulated second at the daily mean: a mid-sized shop (~3 M events a day), and
+/// small enough that the suite replays ~3 M events in about a minute on a dev build.
+const MEAN_RATE: f64 = 35.0;
+
 /// Midnight UTC of the generator's default start day; runs are a day apart so their event
 /// times never overlap when their alerts and labels are scored together.
 const DAY0_MS: i64 = 1_790_000_000_000 - 1_790_000_000_000 % 86_400_000;
@@ -115,6 +159,7 @@ fn replay_run(
     let mut generator = Generator::new(GeneratorSettings {
         seed: run.seed,
         start_ms,
+        mean_rate: MEAN_RATE,
         scenario: Scenario {
             items,
             warmup_ms: 45 * 60_000,
@@ -193,11 +238,8 @@ fn detectors_reach_their_measured_floors() {
     names.sort_unstable();
     names.dedup();
     for name in &names {
-        std::fs::write(
-            dir.path().join(format!("{name}.wasm")),
-            common::wasm(name),
-        )
-        .expect("copy plugin");
+        std::fs::write(dir.path().join(format!("{name}.wasm")), common::wasm(name))
+            .expect("copy plugin");
     }
     let started = std::time::Instant::now();
     let mut runs: Vec<(usize, &Run)> = ANOMALY_RUNS.iter().enumerate().collect();
@@ -207,7 +249,10 @@ fn detectors_reach_their_measured_floors() {
     let (anomalies, normal) = std::thread::scope(|s| {
         let a = s.spawn(|| score_runs(anomaly_runs, dir.path()));
         let n = s.spawn(|| score_runs(normal_run, dir.path()));
-        (a.join().expect("anomaly runs"), n.join().expect("normal run"))
+        (
+            a.join().expect("anomaly runs"),
+            n.join().expect("normal run"),
+        )
     });
     eprintln!("\nanomaly runs:\n{anomalies}\nnormal-only run:\n{normal}");
     eprintln!("suite took {:.1}s", started.elapsed().as_secs_f64());
@@ -215,15 +260,28 @@ fn detectors_reach_their_measured_floors() {
     let mut failures = Vec::new();
     for f in FLOORS {
         let a = anomalies.kind(f.detector, f.kind);
-        let recall = a.and_then(|k| k.recall).unwrap_or(0.0);
+        let recall = if f.variant.is_empty() {
+            a.and_then(|k| k.recall).unwrap_or(0.0)
+        } else {
+            match a.and_then(|k| k.variants.get(f.variant)) {
+                Some((n, d)) if *n > 0 => *d as f64 / *n as f64,
+                // A floor on a variant the runs never injected is a broken table, not a pass.
+                _ => panic!("no {} labels of variant {}", f.kind, f.variant),
+            }
+        };
         let precision = a.and_then(|k| k.precision).unwrap_or(0.0);
         let false_per_hour = normal
             .kind(f.detector, f.kind)
             .map_or(0.0, |k| k.false_per_hour);
+        let what = if f.variant.is_empty() {
+            f.kind.to_owned()
+        } else {
+            format!("{}/{}", f.kind, f.variant)
+        };
         if recall < f.min_recall {
             failures.push(format!(
-                "{} on {}: recall {recall:.3} < {}",
-                f.detector, f.kind, f.min_recall
+                "{} on {what}: recall {recall:.3} < {}",
+                f.detector, f.min_recall
             ));
         }
         if precision < f.min_precision {
@@ -239,5 +297,9 @@ fn detectors_reach_their_measured_floors() {
             ));
         }
     }
-    assert!(failures.is_empty(), "below the floors:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "below the floors:\n{}",
+        failures.join("\n")
+    );
 }

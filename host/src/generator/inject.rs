@@ -432,12 +432,13 @@ impl Injector {
                         return false;
                     }
                 }
-                Effect::Funnel { keep } if event.kind == EventKind::Purchase => {
-                    // The order never goes through. Dropping the event rather than turning it
-                    // into an error page view keeps every other page's traffic as it was.
-                    if !self.rng.random_bool(keep.clamp(0.0, 1.0)) {
-                        return false;
-                    }
+                // The order never goes through. Dropping the event rather than turning it into
+                // an error page view keeps every other page's traffic as it was.
+                Effect::Funnel { keep }
+                    if event.kind == EventKind::Purchase
+                        && !self.rng.random_bool(keep.clamp(0.0, 1.0)) =>
+                {
+                    return false;
                 }
                 _ => {}
             }

@@ -347,7 +347,7 @@ pub fn feed_file(
             }
         }
         n += 1;
-        if n % 65_536 == 0 {
+        if n.is_multiple_of(65_536) {
             progress(stats);
         }
     }
