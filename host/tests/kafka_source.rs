@@ -196,7 +196,8 @@ fn per_partition(landed: &[(i32, i64)]) -> BTreeMap<i32, i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_is_processed_or_dead_lettered_with_its_coordinates() {
-    let (topic, group, dead) = (unique("in"), unique("g"), unique("dead"));
+    let (topic, group, dead, alerts) =
+        (unique("in"), unique("g"), unique("dead"), unique("alerts"));
     create_topic(&topic, 3).await;
     let dir = tempfile::tempdir().unwrap();
     let plugins = plugins_dir(dir.path(), &["counter", "bot-detector"]);
@@ -221,9 +222,8 @@ async fn every_record_is_processed_or_dead_lettered_with_its_coordinates() {
         &plugins,
         dir.path(),
         &format!(
-            "[sinks.alerts]\ntype = \"file\"\npath = \"{o}/alerts.jsonl\"\nstdout = false\n\
+            "[sinks.alerts]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{alerts}\"\n\
              [sinks.dead_letters]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{dead}\"\n",
-            o = dir.path().display(),
             b = brokers()
         ),
     );
@@ -279,6 +279,27 @@ async fn every_record_is_processed_or_dead_lettered_with_its_coordinates() {
             None => letter["payload"].as_str().unwrap().as_bytes().to_vec(),
         };
         assert_eq!(&payload, bytes, "the original bytes are kept");
+    }
+
+    // Alerts reached their topic in the documented schema.
+    assert!(summary.alerts > 0, "the bots in the stream were caught");
+    let published = read_topic(&alerts, summary.alerts as usize).await;
+    assert_eq!(published.len() as u64, summary.alerts);
+    for alert in &published {
+        for field in [
+            "alert_id",
+            "detector",
+            "kind",
+            "severity",
+            "entity_type",
+            "entity",
+            "event_time",
+            "score",
+            "message",
+        ] {
+            assert!(alert.get(field).is_some(), "{field} missing in {alert}");
+        }
+        assert_eq!(alert["detector"], "bot-detector");
     }
 
     // The graceful stop checkpointed every partition: state and offsets at the end.
@@ -499,4 +520,56 @@ async fn a_killed_host_loses_no_event() {
         duplicates <= 2_500 + 3 * 4 * 1_000,
         "{duplicates} events processed twice"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_swap_reaches_every_partition_with_its_own_state() {
+    let (topic, group) = (unique("in"), unique("g"));
+    create_topic(&topic, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugins_dir(dir.path(), &["counter"]);
+    let text = config_text(
+        &topic,
+        &group,
+        &plugins,
+        dir.path(),
+        &file_sinks(dir.path()),
+    )
+    .replace("watch = false", "watch = true");
+    let config = clickwatch::config::parse(Path::new("kafka.toml"), &text, []).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let host = tokio::spawn(pipeline::run(config, metrics.clone(), async move {
+        let _ = stopped.await;
+        Ending::Stopped
+    }));
+    let mut landed = produce(&topic, &keyed(&generated(41, 3_000))).await;
+    let m = metrics.clone();
+    wait_until("the first part was processed", || {
+        m.events_processed.load(Ordering::Relaxed) == 3_000
+    })
+    .await;
+    common::deploy(&wasm("counter-v2"), &plugins.join("counter.wasm"));
+    let m = metrics.clone();
+    wait_until("version 2 went live", || {
+        m.plugin_loads.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    landed.extend(produce(&topic, &keyed(&generated(42, 3_000))).await);
+    let m = metrics.clone();
+    wait_until("the second part was processed", || {
+        m.events_processed.load(Ordering::Relaxed) == 6_000
+    })
+    .await;
+    let _ = stop.send(());
+    let summary = host.await.unwrap().unwrap();
+    let counter = summary
+        .plugins
+        .iter()
+        .find(|p| p.name == "counter")
+        .unwrap();
+    assert_eq!(counter.version, "2.0.0");
+    // Each partition's v2 instance took over its own v1 instance's count.
+    let totals = checkpointed_totals(&group, &topic, &[0, 1]).await;
+    assert_eq!(totals, per_partition(&landed));
 }
