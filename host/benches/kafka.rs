@@ -160,15 +160,16 @@ fn main() {
         let shutdown = async move {
             loop {
                 let done = m.events_processed.load(Ordering::Relaxed);
-                let mut t = t.lock().unwrap();
-                if done > 0 && t.0.is_none() {
-                    t.0 = Some(Instant::now());
+                {
+                    let mut t = t.lock().unwrap();
+                    if done > 0 && t.0.is_none() {
+                        t.0 = Some(Instant::now());
+                    }
+                    if done >= n {
+                        t.1 = Some(Instant::now());
+                        break;
+                    }
                 }
-                if done >= n {
-                    t.1 = Some(Instant::now());
-                    break;
-                }
-                drop(t);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Ending::Stopped
