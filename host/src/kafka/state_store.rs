@@ -89,9 +89,15 @@ impl StateStore {
         let max_bytes = MAX_RECORD_BYTES.to_string();
         // Replication -1: the broker's default, so production clusters replicate the state
         // like any other topic while a single test broker works too.
+        // Small, short-lived segments: only closed segments are compacted, and a new owner
+        // reads the topic from its start, so the uncompacted tail must stay short even when
+        // checkpoints are frequent and large.
         let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1))
             .set("cleanup.policy", "compact")
-            .set("max.message.bytes", &max_bytes);
+            .set("max.message.bytes", &max_bytes)
+            .set("segment.ms", "300000")
+            .set("max.compaction.lag.ms", "300000")
+            .set("min.cleanable.dirty.ratio", "0.1");
         let created = admin
             .create_topics([&new], &AdminOptions::new())
             .await
