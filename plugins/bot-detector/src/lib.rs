@@ -157,7 +157,7 @@ impl Plugin for BotDetector {
                 None
             };
             if let Some(v) = verdict.or_else(|| state.judge(t, s)) {
-                state.alerted = true;
+                state.convict();
                 out.alert(alert(v, "session", click.session(), t, &click));
             }
         }

@@ -9,18 +9,24 @@ use crate::settings::Settings;
 
 /// Evidence about one session: bounded by the settings (at most `max_events + 1` times,
 /// `gap_sample` gaps and `max_distinct_pages` page hashes), about 100 bytes plus 8 bytes per
-/// kept time, gap or page and the session id; a typical human session holds under 300 bytes.
+/// kept time or gap, 4 per page, and the session id; a typical human session holds under
+/// 300 bytes. An alerted session drops its evidence and keeps only its verdict.
+///
+/// Empty fields are left out of snapshots: the snapshot must serialise within the host's
+/// per-call deadline, and most of its bulk is here.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct SessionState {
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub recent: VecDeque<i64>,
     pub last_seen: i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub alerted: bool,
     /// Gaps between consecutive events in arrival order, newest last.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub gaps: VecDeque<i64>,
-    /// FNV-1a hashes of the distinct urls seen.
-    #[serde(default)]
-    pub pages: Vec<u64>,
+    /// Short hashes of the distinct urls seen (collisions at 40 pages are negligible).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<u32>,
     #[serde(default)]
     pub events: u64,
 }
@@ -30,7 +36,7 @@ pub struct SessionState {
 /// kept session and the address.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct IpState {
-    pub sessions: VecDeque<(i64, u64)>,
+    pub sessions: VecDeque<(i64, u32)>,
     pub last_seen: i64,
     pub alerted: bool,
 }
@@ -50,6 +56,12 @@ pub fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// A 32-bit digest of `s`, for sets where a rare collision only undercounts by one.
+pub fn short_hash(s: &str) -> u32 {
+    let h = fnv1a(s);
+    (h >> 32) as u32 ^ h as u32
 }
 
 /// Whether `user_agent` contains one of the (lower-case) markers.
@@ -78,11 +90,19 @@ impl SessionState {
             self.recent.pop_front();
         }
         if self.pages.len() < s.max_distinct_pages as usize {
-            let h = fnv1a(url);
+            let h = short_hash(url);
             if !self.pages.contains(&h) {
                 self.pages.push(h);
             }
         }
+    }
+
+    /// Drops the evidence of a convicted session: it is never judged again until evicted.
+    pub fn convict(&mut self) {
+        self.alerted = true;
+        self.recent = VecDeque::new();
+        self.gaps = VecDeque::new();
+        self.pages = Vec::new();
     }
 
     /// The first rule that convicts the session after an event at `t`, if any.
@@ -158,7 +178,7 @@ impl IpState {
     /// the verdict when the IP now starts too many sessions.
     pub fn new_session(&mut self, t: i64, session: &str, s: &Settings) -> Option<Verdict> {
         self.last_seen = self.last_seen.max(t);
-        self.sessions.push_back((t, fnv1a(session)));
+        self.sessions.push_back((t, short_hash(session)));
         let horizon = self
             .last_seen
             .saturating_sub(s.ip_window_secs.saturating_mul(1000));

@@ -43,7 +43,9 @@ pub struct Settings {
     pub max_sessions_per_ip: u32,
     /// Rules to switch off, by name (default none).
     pub disabled_rules: Vec<String>,
-    /// A session or IP unseen for this long (event time) is forgotten (default 1800).
+    /// A session or IP unseen for this long (event time) is forgotten (default 600: humans
+    /// dwell at most about a minute, and every rule looks at recent behaviour only; the
+    /// timeout mostly sets how much state is kept).
     pub idle_timeout_secs: i64,
     /// At most this many sessions are tracked; further new sessions are ignored
     /// (default 200 000).
@@ -83,7 +85,7 @@ impl Default for Settings {
             ip_window_secs: 600,
             max_sessions_per_ip: 20,
             disabled_rules: Vec::new(),
-            idle_timeout_secs: 1_800,
+            idle_timeout_secs: 600,
             max_sessions: 200_000,
             max_ips: 100_000,
         }

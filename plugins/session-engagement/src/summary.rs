@@ -11,17 +11,30 @@ pub const SESSIONS: &str = "engagement_sessions";
 pub const SEGMENTS: &str = "engagement_segments";
 
 /// An open session: about 120 bytes plus its id, device and country.
+///
+/// Snapshots use one-letter keys and leave out empty fields: thousands of sessions are open at
+/// any time (each stays open for the inactivity timeout), and the snapshot must serialise
+/// within the host's per-call deadline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
+    #[serde(rename = "f")]
     pub first_ms: i64,
+    #[serde(rename = "l")]
     pub last_ms: i64,
+    #[serde(rename = "e")]
     pub events: u32,
+    #[serde(rename = "p", default)]
     pub pages: u32,
+    #[serde(rename = "c", default, skip_serializing_if = "std::ops::Not::not")]
     pub cart: bool,
+    #[serde(rename = "b", default, skip_serializing_if = "std::ops::Not::not")]
     pub purchase: bool,
     /// `None` until an event carries a user id; then whether it was seen before.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub returning: Option<bool>,
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
 }
 
