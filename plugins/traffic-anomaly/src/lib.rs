@@ -20,9 +20,11 @@
 //!   or `spike_ratio_site` (site, 2.2), and `z ≥ z_threshold` (3.0), where
 //!   `ref = max(expected, slow)` and `slow` is a ~100-bucket EWMA (`slow_alpha` 0.01): a page
 //!   whose fast baseline learned a long dip does not "spike" when it recovers.
-//! - **drop-like bucket**: `c / expected ≤ drop_ratio` (0.45) and `z ≤ −z_threshold`; it is
-//!   only alerted when `expected ≥ min_drop_baseline` (20 events per bucket, so quiet pages
-//!   and night-time do not alert), but even a quiet series keeps it out of its baseline.
+//! - **drop-like bucket**: `c / expected ≤ drop_ratio` (0.45) and `z ≤ −drop_z_threshold`
+//!   (2.5: a fall to a third is hard to tell from noise on a page with a dozen events per
+//!   bucket at night, and two such buckets in a row are rare); it is only alerted when
+//!   `expected ≥ min_drop_baseline` (10 events per bucket, so quiet pages and deep night do
+//!   not alert), but even a quiet series keeps it out of its baseline.
 //! - **confirmation**: `confirm_buckets` (2) consecutive like buckets make an episode; it is
 //!   alerted once, at the end of the confirming bucket (`time_ms`), with the episode's first
 //!   bucket as `window_start_ms`. After it ends the series stays quiet `cooldown_buckets` (30).
@@ -33,8 +35,11 @@
 //!   `add_to_cart`, `checkout` and `purchase` events count for the site but not for their
 //!   page, so a broken checkout is reported once, by `funnel-drop`, and not also as a
 //!   traffic drop on the order-confirmation page.
-//! - **site first**: a page whose episode runs in the same direction as a site episode is
-//!   not alerted: the site-wide alert already covers it.
+//! - **site or page**: when the site and a page move the same way, the page is named if it
+//!   moved `dominance` (1.5) times more than the site (extra visitors landing on one page
+//!   lift the whole site), and the site otherwise (a site-wide incident lifts every page
+//!   alike); only one of the two is alerted. Pages do not learn while the site is in an
+//!   episode, so its end is not a page "drop".
 //!
 //! Legitimate surges stay under the ratios: a flash sale ramps the site to ~1.7x (< 2.2) and
 //! a newsletter doubles a few landing pages (< 3.0), while injected incidents are x3 (site),
@@ -109,29 +114,51 @@ impl TrafficAnomaly {
     }
 
     fn close_bucket(&mut self, bucket: i64, out: &mut Output) {
+        let secs = self.settings.bucket_secs;
+        let mut site_finding = None;
         let mut site_dir = None;
+        let mut site_ratio = 1.0;
         if let Some(site) = &mut self.state.site
             && site.first_bucket_ms <= bucket
         {
             let n = site.take(bucket);
-            if let Some(f) = site.close(bucket, n, &self.site_rules) {
-                out.alert(alert(&f, "site", SITE, self.settings.bucket_secs));
-            }
+            site_finding = site.close(bucket, n, &self.site_rules, false);
             site_dir = site.episode.as_ref().map(|e| e.dir);
+            site_ratio = site.last_ratio;
         }
+        let dominance = self.settings.dominance;
+        // Whether a page moved much more than the site: then the site's move is that page's
+        // doing (extra visitors landing on it), and the page is the anomaly to name.
+        let dominant = |dir: Direction, page_ratio: f64| match dir {
+            Direction::Spike => page_ratio >= dominance * site_ratio,
+            Direction::Drop => site_ratio >= dominance * page_ratio,
+        };
+        let mut site_explained = false;
         for (url, s) in &mut self.state.pages {
             if s.first_bucket_ms > bucket {
                 continue;
             }
             let n = s.take(bucket);
-            let Some(f) = s.close(bucket, n, &self.page_rules) else {
+            let finding = s.close(bucket, n, &self.page_rules, site_dir.is_some());
+            if let Some(d) = site_dir
+                && s.episode.as_ref().is_some_and(|e| e.dir == d)
+                && dominant(d, s.last_ratio)
+            {
+                site_explained = true;
+            }
+            let Some(f) = finding else {
                 continue;
             };
-            // A page that moves with the whole site is the site's anomaly, already reported
-            // (or about to be) about `*`: naming every page too would only add noise.
-            if site_dir != Some(f.dir) {
-                out.alert(alert(&f, "page", url, self.settings.bucket_secs));
+            // A page that merely moves with the whole site is the site's anomaly, named once
+            // about `*`; a page that moves far more than the site is its own.
+            if site_dir != Some(f.dir) || dominant(f.dir, s.last_ratio) {
+                out.alert(alert(&f, "page", url, secs));
             }
+        }
+        if let Some(f) = site_finding
+            && !site_explained
+        {
+            out.alert(alert(&f, "site", SITE, secs));
         }
     }
 }
@@ -184,6 +211,7 @@ impl Plugin for TrafficAnomaly {
             spike_ratio: settings.spike_ratio_page,
             drop_ratio: settings.drop_ratio,
             z: settings.z_threshold,
+            drop_z: settings.drop_z_threshold,
             min_spike_count: f64::from(settings.min_spike_count),
             min_drop_baseline: settings.min_drop_baseline,
             confirm: settings.confirm_buckets,

@@ -24,6 +24,7 @@ pub struct Rules {
     pub spike_ratio: f64,
     pub drop_ratio: f64,
     pub z: f64,
+    pub drop_z: f64,
     pub min_spike_count: f64,
     pub min_drop_baseline: f64,
     pub confirm: u32,
@@ -83,6 +84,10 @@ pub struct Series {
     /// No new alert before this bucket start.
     pub quiet_until_ms: i64,
     pub last_seen_ms: i64,
+    /// `(c + 1) / (expected + 1)` of the bucket closed last (1 while warming up): compared
+    /// across series to tell whether one page drives a site-wide move.
+    #[serde(skip)]
+    pub last_ratio: f64,
 }
 
 /// Open buckets kept per series at most: more means the stream is far out of order, and the
@@ -140,13 +145,25 @@ impl Series {
 
     /// Judges one closed bucket and learns from it when it looks normal. Returns a finding
     /// when this bucket confirms a new episode.
-    pub fn close(&mut self, bucket_ms: i64, count: u32, r: &Rules) -> Option<Finding> {
+    ///
+    /// With `freeze`, a normal-looking bucket is not learned either: pages do not learn while
+    /// the whole site is in an episode, or they would take the site's incident as their normal
+    /// and "drop" when it ends.
+    pub fn close(
+        &mut self,
+        bucket_ms: i64,
+        count: u32,
+        r: &Rules,
+        freeze: bool,
+    ) -> Option<Finding> {
         let c = f64::from(count);
+        self.last_ratio = 1.0;
         if self.learned < r.warmup {
             self.learn(c, r, f64::INFINITY);
             return None;
         }
         let expected = self.expected();
+        self.last_ratio = (c + 1.0) / (expected + 1.0);
         let sigma = self.sigma(expected);
         let z = (c - expected) / sigma;
         let ratio = c / expected.max(0.5);
@@ -156,7 +173,7 @@ impl Series {
             c >= r.min_spike_count && c / reference.max(0.5) >= r.spike_ratio && z_up >= r.z;
         // A drop on a quiet series is still kept out of the baseline (so its recovery is not
         // learned as a spike), it is just never alerted.
-        let drop_like = ratio <= r.drop_ratio && z <= -r.z;
+        let drop_like = ratio <= r.drop_ratio && z <= -r.drop_z;
         // Once an episode runs, a weaker deviation keeps it alive (halfway between normal and
         // the threshold), so one noisy bucket inside an incident neither ends it nor lets the
         // baseline learn from it; only strong buckets count towards confirmation.
@@ -180,7 +197,9 @@ impl Series {
                 self.quiet_until_ms =
                     bucket_ms.saturating_add(i64::from(r.cooldown_buckets) * r.bucket_ms);
             }
-            self.learn(c, r, r.z * sigma);
+            if !freeze {
+                self.learn(c, r, r.z * sigma);
+            }
             return None;
         };
         let episode = match &mut self.episode {

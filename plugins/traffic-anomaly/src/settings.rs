@@ -30,12 +30,15 @@ pub struct Settings {
     pub drop_ratio: f64,
     /// The deviation must also be at least this many robust standard deviations (default 3.0).
     pub z_threshold: f64,
+    /// A drop-like bucket must be at least this many robust standard deviations below the
+    /// baseline (default 2.5).
+    pub drop_z_threshold: f64,
     /// A spike-like bucket needs at least this many events (default 30), so that pages with a
     /// handful of views do not alert on noise: a visit makes bursts of correlated events on a
     /// page, so quiet pages are far noisier than Poisson.
     pub min_spike_count: u32,
-    /// A drop is only judged when at least this many events per bucket are expected
-    /// (default 20), so night-time and rarely visited pages do not alert.
+    /// A drop is only alerted when at least this many events per bucket are expected
+    /// (default 10), so deep night and rarely visited pages do not alert.
     pub min_drop_baseline: f64,
     /// Consecutive spike- or drop-like buckets needed before alerting (default 2).
     pub confirm_buckets: u32,
@@ -44,6 +47,9 @@ pub struct Settings {
     /// An anomaly lasting longer than this many buckets is taken as the new normal and the
     /// baseline restarts from it (default 90).
     pub max_episode_buckets: u32,
+    /// When a page and the site move the same way, the page is the anomaly if its ratio to
+    /// baseline is this many times the site's (default 1.5), and the site otherwise.
+    pub dominance: f64,
     /// Watch each page (`url`) separately (default true).
     pub pages: bool,
     /// Leave conversion events (`add_to_cart`, `checkout`, `purchase`) out of the page series
@@ -75,10 +81,12 @@ impl Default for Settings {
             drop_ratio: 0.45,
             z_threshold: 3.0,
             min_spike_count: 30,
-            min_drop_baseline: 20.0,
+            min_drop_baseline: 10.0,
+            drop_z_threshold: 2.5,
             confirm_buckets: 2,
             cooldown_buckets: 30,
             max_episode_buckets: 90,
+            dominance: 1.5,
             pages: true,
             pages_skip_conversions: true,
             site: true,
@@ -114,6 +122,12 @@ impl Settings {
             if !(v.is_finite() && v > 1.0) {
                 return Err(format!("{name} must be above 1, got {v}"));
             }
+        }
+        if !(self.dominance.is_finite() && self.dominance >= 1.0) {
+            return Err(format!(
+                "dominance must be at least 1, got {}",
+                self.dominance
+            ));
         }
         if !(self.drop_ratio.is_finite() && self.drop_ratio >= 0.0 && self.drop_ratio < 1.0) {
             return Err(format!(

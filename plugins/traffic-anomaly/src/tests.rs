@@ -298,3 +298,62 @@ fn conversions_do_not_make_page_series() {
     h.process(&clicks).unwrap();
     assert_eq!(h.plugin().tracked_pages(), 2);
 }
+
+#[test]
+fn a_page_that_lifts_the_whole_site_is_named_instead_of_the_site() {
+    let mut h = harness();
+    let mut rng = Rng(9);
+    let start = T0 + 10 * 60 * MIN;
+    simulate(&mut h, &mut rng, start - 60 * MIN, 60, |_, _| 1.0);
+    // "/" at 6x is enough to take the whole site past its spike ratio.
+    let alerts = simulate(&mut h, &mut rng, start, 40, |m, url| {
+        if url == "/" && m < 20 { 6.0 } else { 1.0 }
+    });
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        (
+            alerts[0].kind.as_str(),
+            alerts[0].entity_type.as_str(),
+            alerts[0].entity.as_str()
+        ),
+        ("traffic-spike", "page", "/")
+    );
+}
+
+#[test]
+fn pages_do_not_learn_a_site_incident_as_normal() {
+    let mut h = harness();
+    let mut rng = Rng(10);
+    let start = T0 + 10 * 60 * MIN;
+    simulate(&mut h, &mut rng, start - 60 * MIN, 60, |_, _| 1.0);
+    // 2.8x everywhere for 25 minutes: one site alert, and no page "drop" when it ends.
+    let alerts = simulate(
+        &mut h,
+        &mut rng,
+        start,
+        60,
+        |m, _| if m < 25 { 2.8 } else { 1.0 },
+    );
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        (alerts[0].kind.as_str(), alerts[0].entity.as_str()),
+        ("traffic-spike", SITE)
+    );
+}
+
+#[test]
+fn a_page_drop_at_night_is_caught() {
+    let mut h = harness();
+    let mut rng = Rng(11);
+    // 23:00 to 01:00 UTC, then /cart (about 20 events a minute at that hour) falls to 0.25x.
+    let start = T0 + 19 * 60 * MIN;
+    simulate(&mut h, &mut rng, start, 120, |_, _| 1.0);
+    let alerts = simulate(&mut h, &mut rng, start + 120 * MIN, 30, |m, url| {
+        if url == "/cart" && m < 20 { 0.25 } else { 1.0 }
+    });
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        (alerts[0].kind.as_str(), alerts[0].entity.as_str()),
+        ("traffic-drop", "/cart")
+    );
+}
