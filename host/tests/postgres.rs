@@ -226,3 +226,43 @@ async fn a_postgres_restart_mid_run_loses_nothing_and_rejects_go_to_dead_letters
             .contains(&batch[500].event_id)
     );
 }
+
+#[tokio::test]
+async fn kafka_coordinates_are_kept_per_event_even_when_a_row_is_refused() {
+    let _server = SERVER.read().await;
+    let url = fresh_database(true).await;
+    let mut sink = PostgresRawSink::open(&settings(&url)).await.unwrap();
+    // Large enough for the two-writer path; one row PostgreSQL refuses, so the bisection
+    // must split the coordinates with the events.
+    let mut batch = events(9, 3_000);
+    let mut bad = serde_json::Map::new();
+    bad.insert("note".into(), serde_json::Value::String("nul \u{0}".into()));
+    batch[2_345].properties = Some(bad);
+    let sources: Vec<(i32, i64)> = (0..batch.len())
+        .map(|i| ((i % 3) as i32, 10_000 + i as i64))
+        .collect();
+    let written = sink.write_with_sources(&batch, &sources).await.unwrap();
+    assert_eq!(written.stored, 2_999);
+    assert_eq!(written.rejected.len(), 1);
+    assert_eq!(written.rejected[0].0, 2_345);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let rows: Vec<(String, Option<i32>, Option<i64>)> =
+        sqlx::query_as("SELECT event_id, source_partition, source_offset FROM click_events")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2_999);
+    let index: std::collections::HashMap<&str, usize> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.event_id.as_str(), i))
+        .collect();
+    for (id, partition, offset) in rows {
+        let i = index[id.as_str()];
+        assert_eq!(
+            (partition, offset),
+            (Some(sources[i].0), Some(sources[i].1)),
+            "event {i}"
+        );
+    }
+}

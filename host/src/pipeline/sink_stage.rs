@@ -21,6 +21,9 @@ pub struct SinkWork {
     pub tables: Vec<TableSchema>,
     /// Valid events for the raw store.
     pub events: Vec<ClickEvent>,
+    /// (partition, offset) of each event when the source has them; otherwise empty. A store
+    /// ignores it unless it has exactly one entry per event.
+    pub sources: Vec<(i32, i64)>,
     /// Aggregate rows.
     pub rows: Vec<AggregateRow>,
     /// Alerts.
@@ -36,6 +39,7 @@ impl SinkWork {
     pub fn merge(&mut self, other: SinkWork) {
         self.tables.extend(other.tables);
         self.events.extend(other.events);
+        self.sources.extend(other.sources);
         self.rows.extend(other.rows);
         self.alerts.extend(other.alerts);
         self.dead.extend(other.dead);
@@ -105,7 +109,11 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
             }
         }
         if !work.events.is_empty() {
-            match retry!(metrics, "raw events", sinks.raw.write(&work.events)) {
+            match retry!(
+                metrics,
+                "raw events",
+                sinks.raw.write_with_sources(&work.events, &work.sources)
+            ) {
                 Ok(written) => {
                     Metrics::add(&metrics.raw_rows, written.stored);
                     dead_letter_rejected(&mut work.dead, "raw store", written.rejected, |i| {

@@ -56,13 +56,17 @@ impl Task {
         // Events behind the watermark arrive after their windows closed: dead-letter them.
         let watermark = self.watermark;
         let mut on_time = Vec::with_capacity(events.len());
+        let mut sources = Vec::new();
         for (i, e) in events.into_iter().enumerate() {
+            let offset = origin.and_then(|o| o.offsets.get(i).copied());
             if e.time_ms >= watermark {
                 on_time.push(e);
+                if let (Some(o), Some(offset)) = (origin, offset) {
+                    sources.push((o.partition, offset));
+                }
                 continue;
             }
             Metrics::add(&metrics.events_late, 1);
-            let offset = origin.and_then(|o| o.offsets.get(i).copied());
             dead.push(DeadLetter {
                 reason: "late".into(),
                 detail: format!(
@@ -100,6 +104,7 @@ impl Task {
             .map(|e| e.time_ms)
             .fold(self.max_event_ms, i64::max);
         work.events = on_time;
+        work.sources = sources;
         let next = self
             .max_event_ms
             .saturating_sub(event_time.allowed_lateness_ms);

@@ -69,6 +69,17 @@ pub struct RawWrite {
 pub trait RawSink: Send {
     /// Durably stores `events`. Writing the same events again stores nothing twice.
     async fn write(&mut self, events: &[ClickEvent]) -> Result<RawWrite, SinkError>;
+
+    /// Like [`RawSink::write`], with where each event came from: `sources[i]` is the
+    /// (partition, offset) of `events[i]` (empty when the source has no such thing). Stores
+    /// that keep the coordinates override this.
+    async fn write_with_sources(
+        &mut self,
+        events: &[ClickEvent],
+        _sources: &[(i32, i64)],
+    ) -> Result<RawWrite, SinkError> {
+        self.write(events).await
+    }
 }
 
 /// The raw "store" of `type = "none"`: accepts events and keeps nothing.

@@ -28,7 +28,12 @@ fn field(buf: &mut Vec<u8>, value: Option<&str>) {
 }
 
 /// Appends one row for `event`.
-pub fn encode_row(buf: &mut Vec<u8>, event: &ClickEvent, scratch: &mut String) {
+pub fn encode_row(
+    buf: &mut Vec<u8>,
+    event: &ClickEvent,
+    source: Option<(i32, i64)>,
+    scratch: &mut String,
+) {
     let valid_ip = event
         .ip
         .as_deref()
@@ -63,16 +68,22 @@ pub fn encode_row(buf: &mut Vec<u8>, event: &ClickEvent, scratch: &mut String) {
         field(buf, f);
         buf.push(b'\t');
     }
-    // Source partition and offset: not known for this source yet.
-    buf.extend_from_slice(b"\\N\t\\N\n");
+    match source {
+        Some((partition, offset)) => {
+            scratch.clear();
+            let _ = writeln!(scratch, "{partition}\t{offset}");
+            buf.extend_from_slice(scratch.as_bytes());
+        }
+        None => buf.extend_from_slice(b"\\N\t\\N\n"),
+    }
 }
 
-/// COPY text for `events`.
-pub fn encode(events: &[ClickEvent]) -> Vec<u8> {
+/// COPY text for `events`; `sources` is empty or gives each event's (partition, offset).
+pub fn encode(events: &[ClickEvent], sources: &[(i32, i64)]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(events.len() * 320);
     let mut scratch = String::new();
-    for e in events {
-        encode_row(&mut buf, e, &mut scratch);
+    for (i, e) in events.iter().enumerate() {
+        encode_row(&mut buf, e, sources.get(i).copied(), &mut scratch);
     }
     buf
 }
@@ -98,7 +109,7 @@ mod tests {
             country: None,
             properties: None,
         };
-        let row = String::from_utf8(encode(&[e])).unwrap();
+        let row = String::from_utf8(encode(std::slice::from_ref(&e), &[])).unwrap();
         let cols: Vec<&str> = row.trim_end_matches('\n').split('\t').collect();
         assert_eq!(cols.len(), 15);
         assert_eq!(cols[0], "a\\tb\\\\c");
@@ -106,5 +117,9 @@ mod tests {
         assert_eq!(cols[3], "s\\nx");
         assert_eq!(cols[4], "\\N");
         assert_eq!((cols[7], cols[8]), ("\\N", "not-an-ip"));
+        assert_eq!((cols[13], cols[14]), ("\\N", "\\N"));
+        let row = String::from_utf8(encode(&[e], &[(3, 1234)])).unwrap();
+        let cols: Vec<&str> = row.trim_end_matches('\n').split('\t').collect();
+        assert_eq!((cols[13], cols[14]), ("3", "1234"));
     }
 }

@@ -130,7 +130,11 @@ impl PostgresRawSink {
     }
 
     /// One COPY + INSERT transaction; returns rows newly stored.
-    async fn write_once(&self, events: &[ClickEvent]) -> Result<u64, sqlx::Error> {
+    async fn write_once(
+        &self,
+        events: &[ClickEvent],
+        sources: &[(i32, i64)],
+    ) -> Result<u64, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "CREATE TEMP TABLE IF NOT EXISTS click_events_stage (LIKE click_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
@@ -143,7 +147,7 @@ impl PostgresRawSink {
                 copy::COLUMNS
             ))
             .await?;
-        copy.send(copy::encode(events)).await?;
+        copy.send(copy::encode(events, sources)).await?;
         copy.finish().await?;
         let stored = sqlx::query("INSERT INTO click_events SELECT * FROM click_events_stage ON CONFLICT (event_id) DO NOTHING")
             .execute(&mut *tx)
@@ -153,24 +157,36 @@ impl PostgresRawSink {
         Ok(stored)
     }
 
-    /// Writes `events`; on a data error splits the batch until the bad rows are isolated.
+    /// Writes `events` (with `sources`, empty or one per event); on a data error splits the
+    /// batch until the bad rows are isolated.
     async fn write_isolating(
         &self,
         events: &[ClickEvent],
+        sources: &[(i32, i64)],
         offset: usize,
         out: &mut RawWrite,
     ) -> Result<(), SinkError> {
-        let mut stack = vec![(offset, events)];
-        while let Some((start, part)) = stack.pop() {
-            match self.write_once(part).await {
+        let sources = if sources.len() == events.len() {
+            sources
+        } else {
+            &[]
+        };
+        let mut stack = vec![(offset, events, sources)];
+        while let Some((start, part, part_sources)) = stack.pop() {
+            match self.write_once(part, part_sources).await {
                 Ok(stored) => out.stored += stored,
                 Err(e) if is_data_error(&e) && part.len() == 1 => {
                     out.rejected.push((start, describe(&e)))
                 }
                 Err(e) if is_data_error(&e) => {
                     let mid = part.len() / 2;
-                    stack.push((start + mid, &part[mid..]));
-                    stack.push((start, &part[..mid]));
+                    let (left, right) = if part_sources.is_empty() {
+                        (&[][..], &[][..])
+                    } else {
+                        part_sources.split_at(mid)
+                    };
+                    stack.push((start + mid, &part[mid..], right));
+                    stack.push((start, &part[..mid], left));
                 }
                 Err(e) => return Err(error(e)),
             }
@@ -188,9 +204,22 @@ const WRITERS: usize = 2;
 #[async_trait]
 impl RawSink for PostgresRawSink {
     async fn write(&mut self, events: &[ClickEvent]) -> Result<RawWrite, SinkError> {
+        self.write_with_sources(events, &[]).await
+    }
+
+    async fn write_with_sources(
+        &mut self,
+        events: &[ClickEvent],
+        sources: &[(i32, i64)],
+    ) -> Result<RawWrite, SinkError> {
         let mut out = RawWrite::default();
+        let sources = if sources.len() == events.len() {
+            sources
+        } else {
+            &[]
+        };
         if events.len() < PARALLEL_MIN {
-            self.write_isolating(events, 0, &mut out).await?;
+            self.write_isolating(events, sources, 0, &mut out).await?;
             return Ok(out);
         }
         // Parts are independent (the store is idempotent per event), so they may commit in any
@@ -201,8 +230,10 @@ impl RawSink for PostgresRawSink {
             .chunks(part)
             .enumerate()
             .map(|(i, chunk)| async move {
+                let start = i * part;
+                let chunk_sources = sources.get(start..start + chunk.len()).unwrap_or(&[]);
                 let mut out = RawWrite::default();
-                this.write_isolating(chunk, i * part, &mut out)
+                this.write_isolating(chunk, chunk_sources, start, &mut out)
                     .await
                     .map(|()| out)
             });
