@@ -10,6 +10,8 @@
 pub mod anomaly;
 mod inject;
 pub mod labels;
+#[cfg(test)]
+mod scenario_tests;
 mod session;
 
 use std::cmp::Reverse;

@@ -354,3 +354,32 @@ pub fn feed_file(
     progress(stats);
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_come_from_a_pipeline_config_or_a_settings_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = dir.path().join("pipeline.toml");
+        std::fs::write(
+            &pipeline,
+            "[source]\ntype = \"file\"\n[plugins.settings.bot-detector]\nmax_events = 10\n",
+        )
+        .unwrap();
+        let s = PluginSettings::from_file(&pipeline).unwrap();
+        assert_eq!(s.json("bot-detector"), r#"{"max_events":10}"#);
+        assert_eq!(s.json("other"), "{}");
+        let plain = dir.path().join("settings.toml");
+        std::fs::write(&plain, "[settings.funnel-drop]\nwindow_secs = 600\n").unwrap();
+        let s = PluginSettings::from_file(&plain).unwrap();
+        assert_eq!(s.json("funnel-drop"), r#"{"window_secs":600}"#);
+        std::fs::write(&plain, "settings = 3\n").unwrap();
+        let err = PluginSettings::from_file(&plain).unwrap_err().to_string();
+        assert!(
+            err.contains("settings.toml") && err.contains("table"),
+            "{err}"
+        );
+    }
+}
