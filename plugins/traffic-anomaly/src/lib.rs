@@ -35,10 +35,11 @@
 //!   `add_to_cart`, `checkout` and `purchase` events count for the site but not for their
 //!   page, so a broken checkout is reported once, by `funnel-drop`, and not also as a
 //!   traffic drop on the order-confirmation page.
-//! - **site or page**: when the site and a page move the same way, the page is named if it
-//!   moved `dominance` (1.5) times more than the site (extra visitors landing on one page
-//!   lift the whole site), and the site otherwise (a site-wide incident lifts every page
-//!   alike); only one of the two is alerted. Pages do not learn while the site is in an
+//! - **site or page**: when the site and a page move the same way, the page is named if its
+//!   ratio to baseline is `dominance` (2.0) times the site's — or, for drops, it lost
+//!   `drop_dominance` (1.5) times the site's share — since extra visitors landing on one page
+//!   lift the whole site; the site is named otherwise (a site-wide incident moves every page
+//!   alike). Only one of the two is alerted. Pages do not learn while the site is in an
 //!   episode, so its end is not a page "drop".
 //!
 //! Legitimate surges stay under the ratios: a flash sale ramps the site to ~1.7x (< 2.2) and
@@ -126,12 +127,13 @@ impl TrafficAnomaly {
             site_dir = site.episode.as_ref().map(|e| e.dir);
             site_ratio = site.last_ratio;
         }
-        let dominance = self.settings.dominance;
+        let (dominance, drop_dominance) = (self.settings.dominance, self.settings.drop_dominance);
         // Whether a page moved much more than the site: then the site's move is that page's
-        // doing (extra visitors landing on it), and the page is the anomaly to name.
+        // doing (extra visitors landing on it), and the page is the anomaly to name. Drops
+        // compare the share lost, not ratios: near zero, ratios of ratios are noise.
         let dominant = |dir: Direction, page_ratio: f64| match dir {
             Direction::Spike => page_ratio >= dominance * site_ratio,
-            Direction::Drop => site_ratio >= dominance * page_ratio,
+            Direction::Drop => (1.0 - page_ratio) >= drop_dominance * (1.0 - site_ratio),
         };
         let mut site_explained = false;
         for (url, s) in &mut self.state.pages {

@@ -47,9 +47,12 @@ pub struct Settings {
     /// An anomaly lasting longer than this many buckets is taken as the new normal and the
     /// baseline restarts from it (default 90).
     pub max_episode_buckets: u32,
-    /// When a page and the site move the same way, the page is the anomaly if its ratio to
-    /// baseline is this many times the site's (default 1.5), and the site otherwise.
+    /// When a page and the site spike together, the page is the anomaly if its ratio to
+    /// baseline is this many times the site's (default 2.0), and the site otherwise.
     pub dominance: f64,
+    /// When a page and the site drop together, the page is the anomaly if the share of
+    /// traffic it lost is this many times the site's (default 1.5), and the site otherwise.
+    pub drop_dominance: f64,
     /// Watch each page (`url`) separately (default true).
     pub pages: bool,
     /// Leave conversion events (`add_to_cart`, `checkout`, `purchase`) out of the page series
@@ -86,7 +89,8 @@ impl Default for Settings {
             confirm_buckets: 2,
             cooldown_buckets: 30,
             max_episode_buckets: 90,
-            dominance: 1.5,
+            dominance: 2.0,
+            drop_dominance: 1.5,
             pages: true,
             pages_skip_conversions: true,
             site: true,

@@ -357,3 +357,21 @@ fn a_page_drop_at_night_is_caught() {
         ("traffic-drop", "/cart")
     );
 }
+
+#[test]
+fn a_site_outage_to_nearly_nothing_is_the_sites_even_when_a_page_hits_zero() {
+    let mut h = harness();
+    let mut rng = Rng(12);
+    let start = T0 + 10 * 60 * MIN;
+    simulate(&mut h, &mut rng, start - 60 * MIN, 60, |_, _| 1.0);
+    let alerts = simulate(&mut h, &mut rng, start, 40, |m, url| match (m < 20, url) {
+        (true, "/cart") => 0.0,
+        (true, _) => 0.03,
+        _ => 1.0,
+    });
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        (alerts[0].kind.as_str(), alerts[0].entity.as_str()),
+        ("traffic-drop", SITE)
+    );
+}
