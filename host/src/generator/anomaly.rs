@@ -354,8 +354,11 @@ fn place(rng: &mut StdRng, item: Item, start_ms: i64) -> Planned {
                 (e, factor)
             } else {
                 let factor = rng.random_range(4.0..8.0);
+                // A category page, not `/`: half of all visits land on `/`, so ×4–8 there
+                // would be a site-wide spike wearing a page's name.
+                let category = LANDING_PAGES[rng.random_range(1..LANDING_PAGES.len())].0;
                 let e = Effect::PageStream {
-                    pages: vec![page(rng)],
+                    pages: vec![category],
                     factor,
                     ramp_ms: 60_000,
                     decay_ms: 0,
