@@ -32,24 +32,25 @@ struct Floor {
 
 /// Measured floors (docs/detection-quality.md has the measurements and the command).
 /// `kind` may be `kind/variant` to hold the recall of one variant only (the ordinary bots
-/// outnumber the injected ones a hundredfold).
+/// outnumber the injected ones a hundredfold); precision is always over the whole kind.
 ///
-/// Measured on 2026-11-28 with the detectors of commit e290e8b (docs/detection-quality.md).
-/// Floors are the measurements rounded down to 0.05; the false-alert ceiling is the issue's
-/// target (1/h) wherever the measurement met it. Where a detector misses the targets
-/// (F1 ≥ 0.9), the floor is what it does today, so that it can only get better.
+/// Measured as recorded in docs/detection-quality.md. Each floor is the measurement rounded
+/// down to 0.05 but at most 0.9 (the target: F1 ≥ 0.9 needs about that much of
+/// each), so a detector that meets the target may trade a little of one for the other, and
+/// one that misses it can only get better. The false-alert ceiling is the target, 1 per
+/// simulated hour of normal traffic, which every detector met.
 const FLOORS: &[Floor] = &[
     // detector, kind[/variant], min recall, min precision, max false alerts/h (normal run)
-    floor("bot-detector", "bot", 0.99, 0.99, 1.0),
-    floor("bot-detector", "bot/ordinary", 0.99, 0.0, 1.0),
-    floor("bot-detector", "bot/regular", 1.0, 0.0, 1.0),
-    floor("bot-detector", "bot/crawler", 1.0, 0.0, 1.0),
-    floor("bot-detector", "bot/headless", 1.0, 0.0, 1.0),
+    floor("bot-detector", "bot", 0.9, 0.9, 1.0),
+    floor("bot-detector", "bot/ordinary", 0.9, 0.0, 1.0),
+    floor("bot-detector", "bot/regular", 0.9, 0.0, 1.0),
+    floor("bot-detector", "bot/crawler", 0.9, 0.0, 1.0),
+    floor("bot-detector", "bot/headless", 0.9, 0.0, 1.0),
     floor("bot-detector", "bot/swarm", 0.3, 0.0, 1.0),
-    floor("traffic-anomaly", "traffic-spike", 1.0, 0.0, 1.0),
-    floor("traffic-anomaly", "traffic-drop", 0.8, 0.15, 1.0),
-    floor("click-fraud", "click-fraud", 1.0, 0.4, 1.0),
-    floor("funnel-drop", "funnel-drop", 1.0, 0.5, 1.0),
+    floor("traffic-anomaly", "traffic-spike", 0.8, 0.9, 1.0),
+    floor("traffic-anomaly", "traffic-drop", 0.9, 0.9, 1.0),
+    floor("click-fraud", "click-fraud", 0.9, 0.9, 1.0),
+    floor("funnel-drop", "funnel-drop", 0.9, 0.9, 1.0),
 ];
 
 const fn floor(
