@@ -25,7 +25,11 @@
 //!   bucket at night, and two such buckets in a row are rare); it is only alerted when
 //!   `expected ≥ min_drop_baseline` (10 events per bucket, so quiet pages and deep night do
 //!   not alert), but even a quiet series keeps it out of its baseline.
-//! - **confirmation**: `confirm_buckets` (2) consecutive like buckets make an episode; it is
+//! - **confirmation**: `confirm_buckets` (2) strong buckets within an episode — or, once it
+//!   is longer than that, a cumulative z over all its buckets beyond
+//!   `cumulative_z_threshold` (4) with its overall ratio past the threshold by
+//!   `cumulative_margin` (0.8: drops ≤ 0.8 × `drop_ratio`, spikes ≥ `spike_ratio` / 0.8), for
+//!   steady deviations no single bucket proves; it is
 //!   alerted once, at the end of the confirming bucket (`time_ms`), with the episode's first
 //!   bucket as `window_start_ms`. After it ends the series stays quiet `cooldown_buckets` (30).
 //!   An episode longer than `max_episode_buckets` (90) is accepted as the new normal.
@@ -214,6 +218,8 @@ impl Plugin for TrafficAnomaly {
             drop_ratio: settings.drop_ratio,
             z: settings.z_threshold,
             drop_z: settings.drop_z_threshold,
+            cumulative_z: settings.cumulative_z_threshold,
+            cumulative_margin: settings.cumulative_margin,
             min_spike_count: f64::from(settings.min_spike_count),
             min_drop_baseline: settings.min_drop_baseline,
             confirm: settings.confirm_buckets,

@@ -25,6 +25,8 @@ pub struct Rules {
     pub drop_ratio: f64,
     pub z: f64,
     pub drop_z: f64,
+    pub cumulative_z: f64,
+    pub cumulative_margin: f64,
     pub min_spike_count: f64,
     pub min_drop_baseline: f64,
     pub confirm: u32,
@@ -47,6 +49,15 @@ pub struct Episode {
     /// Buckets that met the full threshold (the others only kept the episode alive).
     pub strong: u32,
     pub alerted: bool,
+    /// Sums over the episode of `c − reference` and of `sigma²`: a slow, steady deviation that
+    /// no single bucket proves is proven by their sum.
+    #[serde(default)]
+    pub sum_dev: f64,
+    #[serde(default)]
+    pub sum_var: f64,
+    /// Sum over the episode of the reference counts, for the episode's overall ratio.
+    #[serde(default)]
+    pub sum_ref: f64,
 }
 
 /// What a confirmed episode looks like when it is reported.
@@ -202,6 +213,10 @@ impl Series {
             }
             return None;
         };
+        let (reference_used, sigma_used) = match dir {
+            Direction::Spike => (reference, self.sigma(reference)),
+            Direction::Drop => (expected, sigma),
+        };
         let episode = match &mut self.episode {
             Some(e) if e.dir == dir => e,
             other => other.insert(Episode {
@@ -210,12 +225,36 @@ impl Series {
                 buckets: 0,
                 strong: 0,
                 alerted: false,
+                sum_dev: 0.0,
+                sum_var: 0.0,
+                sum_ref: 0.0,
             }),
         };
         if strong {
             episode.strong += 1;
         }
         episode.buckets += 1;
+        episode.sum_dev += c - reference_used;
+        episode.sum_var += sigma_used * sigma_used;
+        episode.sum_ref += reference_used;
+        let cumulative_z = episode.sum_dev / episode.sum_var.max(1.0).sqrt();
+        // The episode as a whole must also clear the ratio, so a run of weak buckets (a surge
+        // ending, traffic settling at 0.6x) cannot add up to a "drop".
+        let cumulative_ratio = (episode.sum_ref + episode.sum_dev) / episode.sum_ref.max(0.5);
+        let proven = episode.strong >= r.confirm
+            || (episode.buckets > r.confirm
+                && match dir {
+                    // With a margin on the ratio: the sum is more certain about a modest
+                    // shift than about its size, and a surge ending is a modest shift.
+                    Direction::Spike => {
+                        cumulative_z >= r.cumulative_z
+                            && cumulative_ratio >= r.spike_ratio / r.cumulative_margin
+                    }
+                    Direction::Drop => {
+                        cumulative_z <= -r.cumulative_z
+                            && cumulative_ratio <= r.drop_ratio * r.cumulative_margin
+                    }
+                });
         if episode.buckets > r.max_episode_buckets {
             // Anomalous for longer than any incident we look for: this is the new normal.
             self.level = c;
@@ -225,11 +264,7 @@ impl Series {
             self.episode = None;
             return None;
         }
-        if !alertable
-            || episode.alerted
-            || episode.strong < r.confirm
-            || bucket_ms < self.quiet_until_ms
-        {
+        if !alertable || episode.alerted || !proven || bucket_ms < self.quiet_until_ms {
             return None;
         }
         episode.alerted = true;

@@ -40,7 +40,16 @@ pub struct Settings {
     /// A drop is only alerted when at least this many events per bucket are expected
     /// (default 10), so deep night and rarely visited pages do not alert.
     pub min_drop_baseline: f64,
-    /// Consecutive spike- or drop-like buckets needed before alerting (default 2).
+    /// An episode longer than `confirm_buckets` is also proven when its summed deviation is
+    /// this many (summed) standard deviations from the baseline (default 4.0): a page losing
+    /// two thirds of a dozen events a minute is ~2.5 sigma per bucket, but ~5 over four.
+    pub cumulative_z_threshold: f64,
+    /// ... provided the episode's overall ratio is at most `drop_ratio × cumulative_margin`
+    /// (drops) or at least `spike_ratio / cumulative_margin` (spikes) (default 0.8): the sum
+    /// is surer of a modest shift than of its size, and a surge ending is a modest shift.
+    pub cumulative_margin: f64,
+    /// Strong spike- or drop-like buckets needed within an episode before alerting
+    /// (default 2).
     pub confirm_buckets: u32,
     /// After an alerted episode ends, the series stays quiet this many buckets (default 30).
     pub cooldown_buckets: u32,
@@ -86,6 +95,8 @@ impl Default for Settings {
             min_spike_count: 30,
             min_drop_baseline: 10.0,
             drop_z_threshold: 2.5,
+            cumulative_z_threshold: 4.0,
+            cumulative_margin: 0.8,
             confirm_buckets: 2,
             cooldown_buckets: 30,
             max_episode_buckets: 90,
