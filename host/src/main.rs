@@ -258,13 +258,24 @@ fn dispatch(cli: Cli) -> Result<()> {
             };
             let count = count.or(if end_ms.is_some() { None } else { Some(10_000) });
             if let Target::Kafka = to {
+                if planned {
+                    // The Kafka producer consumes the generator; its labels are not kept (yet).
+                    tracing::warn!(
+                        "--anomalies/--surges with --to kafka: events are injected but no labels are written; generate to a file to score them"
+                    );
+                }
                 let count = if duration.is_none() { count } else { None };
                 return generate_to_kafka(generator, &brokers, &topic, rate, count, duration);
             }
             let labels = match (&to, &out, labels) {
                 (_, _, Some(path)) => Some(path),
                 (Target::File, Some(out), None) => Some(generator::default_labels_path(out)),
-                _ => None,
+                _ => {
+                    if planned {
+                        tracing::warn!("labels are not written to stdout; pass --labels FILE");
+                    }
+                    None
+                }
             };
             let mut sink: Box<dyn Write> = match (to, out) {
                 (Target::Stdout, _) => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),

@@ -7,6 +7,7 @@
 //! memory for [`score`].
 
 pub mod score;
+mod table;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
