@@ -43,6 +43,10 @@ pub struct KindScore {
     pub false_per_hour: f64,
     /// Recall by label variant: variant → (labels, detected).
     pub variants: BTreeMap<String, (usize, usize)>,
+    /// Where the false alerts fell: `kind/variant` of an injected label whose window (plus
+    /// grace) contains the alert, or `normal`. Ordinary bot sessions are ignored here: they
+    /// overlap everything.
+    pub false_during: BTreeMap<String, usize>,
 }
 
 /// One detector over all kinds.
@@ -201,6 +205,30 @@ pub fn score(
             }
             true_flags.push(hit);
         }
+        // Context of each false alert, for detector authors: what was going on at the time.
+        let context: Vec<String> = mine
+            .iter()
+            .zip(&true_flags)
+            .map(|(a, hit)| {
+                if *hit {
+                    return String::new();
+                }
+                let lo =
+                    by_start.partition_point(|l| l.start_ms < a.time_ms.saturating_sub(longest));
+                let hi = by_start.partition_point(|l| l.start_ms <= a.time_ms);
+                by_start[lo..hi]
+                    .iter()
+                    .filter(|l| l.variant.as_deref() != Some("ordinary"))
+                    .find(|l| a.time_ms <= l.end_ms.saturating_add(grace_ms))
+                    .map_or_else(
+                        || "normal".to_owned(),
+                        |l| match &l.variant {
+                            Some(v) => format!("{}/{v}", l.kind),
+                            None => l.kind.clone(),
+                        },
+                    )
+            })
+            .collect();
         let true_alerts = true_flags.iter().filter(|t| **t).count();
         detectors_out.push(DetectorScore {
             detector: name.clone(),
@@ -218,11 +246,18 @@ pub fn score(
             }
         }
         for kind in kinds {
+            let mut false_during: BTreeMap<String, usize> = BTreeMap::new();
             let in_kind: Vec<bool> = mine
                 .iter()
                 .zip(&true_flags)
-                .filter(|(a, _)| kind_matches(&a.kind, &kind))
-                .map(|(_, t)| *t)
+                .zip(&context)
+                .filter(|((a, _), _)| kind_matches(&a.kind, &kind))
+                .map(|((_, t), c)| {
+                    if !*t {
+                        *false_during.entry(c.clone()).or_default() += 1;
+                    }
+                    *t
+                })
                 .collect();
             let kind_true = in_kind.iter().filter(|t| **t).count();
             let of_kind: Vec<&Label> = labels.iter().filter(|l| l.kind == kind).collect();
@@ -262,6 +297,7 @@ pub fn score(
                 false_alerts: in_kind.len() - kind_true,
                 false_per_hour: per_hour(in_kind.len() - kind_true),
                 variants,
+                false_during,
             });
         }
     }
@@ -399,6 +435,13 @@ mod tests {
         assert_eq!(s.delay_median_ms, Some(60_000));
         assert_eq!(s.delay_p95_ms, Some(1_200_000));
         assert_eq!(s.false_alerts, 2);
+        // One after s3's grace (normal time), one during s4 (wrong entity).
+        let during: Vec<(&str, usize)> = s
+            .false_during
+            .iter()
+            .map(|(k, n)| (k.as_str(), *n))
+            .collect();
+        assert_eq!(during, vec![("normal", 1), ("traffic-spike", 1)]);
         assert!((s.false_per_hour - 0.25).abs() < 1e-9);
         let drop = r.kind(d, "traffic-drop").unwrap();
         assert_eq!((drop.labels, drop.alerts, drop.true_alerts), (0, 1, 0));

@@ -64,6 +64,14 @@ impl std::fmt::Display for Report {
                     .collect();
                 writeln!(f, "{:<20}   by variant: {}", "", parts.join(", "))?;
             }
+            if k.false_alerts > 0 {
+                let parts: Vec<String> = k
+                    .false_during
+                    .iter()
+                    .map(|(c, n)| format!("{c} {n}"))
+                    .collect();
+                writeln!(f, "{:<20}   false alerts during: {}", "", parts.join(", "))?;
+            }
         }
         let silent: Vec<&str> = self
             .detectors
