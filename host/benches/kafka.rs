@@ -66,7 +66,7 @@ fn main() {
             r.expect("topic");
         }
         let producer = clickwatch::kafka::producer(&brokers).expect("producer");
-        let generator = Generator::new(GeneratorSettings {
+        let mut generator = Generator::new(GeneratorSettings {
             seed: 9,
             mean_rate: 200.0,
             ..GeneratorSettings::default()
@@ -75,7 +75,7 @@ fn main() {
         let report = clickwatch::kafka::produce_generated(
             &producer,
             &topic,
-            generator,
+            &mut generator,
             u32::MAX,
             Some(n),
             None,

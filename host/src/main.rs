@@ -95,7 +95,7 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         gap_minutes: i64,
         /// Where the ground-truth labels go (JSON lines). Default with --to file:
-        /// `<out>.labels.jsonl`; with --to stdout, labels are written only when given.
+        /// `<out>.labels.jsonl`; with --to stdout or kafka, labels are written only when given.
         #[arg(long)]
         labels: Option<PathBuf>,
     },
@@ -258,14 +258,19 @@ fn dispatch(cli: Cli) -> Result<()> {
             };
             let count = count.or(if end_ms.is_some() { None } else { Some(10_000) });
             if let Target::Kafka = to {
-                if planned {
-                    // The Kafka producer consumes the generator; its labels are not kept (yet).
+                if planned && labels.is_none() {
                     tracing::warn!(
-                        "--anomalies/--surges with --to kafka: events are injected but no labels are written; generate to a file to score them"
+                        "--anomalies/--surges with --to kafka: pass --labels FILE to keep the ground truth"
                     );
                 }
                 let count = if duration.is_none() { count } else { None };
-                return generate_to_kafka(generator, &brokers, &topic, rate, count, duration);
+                generate_to_kafka(&mut generator, &brokers, &topic, rate, count, duration)?;
+                if let Some(path) = labels {
+                    let labels = generator.labels();
+                    generator::write_labels(&path, &labels)?;
+                    eprintln!("{} labels -> {}", labels.len(), path.display());
+                }
+                return Ok(());
             }
             let labels = match (&to, &out, labels) {
                 (_, _, Some(path)) => Some(path),
@@ -439,7 +444,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
 }
 
 fn generate_to_kafka(
-    generator: Generator,
+    generator: &mut Generator,
     brokers: &str,
     topic: &str,
     rate: u32,

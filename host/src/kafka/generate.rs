@@ -23,7 +23,7 @@ pub struct GenerateReport {
 pub async fn produce_generated(
     producer: &FutureProducer,
     topic: &str,
-    mut generator: Generator,
+    generator: &mut Generator,
     rate: u32,
     count: Option<u64>,
     duration: Option<Duration>,
