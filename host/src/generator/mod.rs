@@ -13,6 +13,7 @@ pub mod labels;
 #[cfg(test)]
 mod scenario_tests;
 mod session;
+mod spec;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
