@@ -2,6 +2,7 @@
 //! bounded channels so a slow sink slows the source instead of growing memory or dropping data.
 //! The plugin folder watcher feeds swaps to the processor, which applies them between batches.
 
+mod partitions;
 mod processor;
 mod sink_stage;
 mod status;

@@ -1,0 +1,142 @@
+//! The partition side of the processor: tasks started on assign (fresh plugin instances,
+//! restored from the partition's checkpoint), checkpointed periodically and on revoke, and
+//! dropped without a checkpoint when the assignment was lost.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::processor::Processor;
+use super::sink_stage::SinkWork;
+use super::task::Task;
+use crate::plugin::PluginStatus;
+use crate::source::{Checkpoint, PartitionState};
+
+impl Processor {
+    /// Starts the task of a newly assigned partition with fresh plugin instances, restoring
+    /// the state its last owner checkpointed.
+    pub(super) fn assign(&mut self, partition: i32, restored: Option<PartitionState>) {
+        let Some(template) = &self.template else {
+            tracing::error!(
+                partition,
+                "a partition was assigned to an unpartitioned pipeline"
+            );
+            return;
+        };
+        let (mut plugins, failed) = template.fork(Instant::now());
+        for (plugin, error) in failed {
+            tracing::error!(partition, %plugin, %error, "plugin could not start for this partition; it misses the partition's events");
+        }
+        let task = match &restored {
+            Some(state) => {
+                for (plugin, bytes) in &state.plugins {
+                    match plugins.restore(plugin, bytes) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(partition, %plugin, "saved state of a plugin that is no longer loaded is dropped")
+                        }
+                        Err(error) => {
+                            tracing::warn!(partition, %plugin, %error, "saved state could not be restored; the plugin starts fresh on this partition")
+                        }
+                    }
+                }
+                tracing::info!(
+                    partition,
+                    next_offset = state.next_offset,
+                    plugins = state.plugins.len(),
+                    "partition assigned; plugin state restored"
+                );
+                Task::resumed(plugins, state)
+            }
+            None => {
+                tracing::info!(
+                    partition,
+                    "partition assigned; no saved state, plugins start fresh"
+                );
+                Task::new(plugins)
+            }
+        };
+        if let Some(old) = self.tasks.insert(partition, task) {
+            merge_status(&mut self.retired, old.plugins.status());
+        }
+    }
+
+    /// Checkpoints the tasks of `partitions` (dropping them when `drop` is set, on revoke):
+    /// the returned work carries an ack, and the checkpoint goes to the source, which stores
+    /// the states and commits the offsets once the sinks acknowledged.
+    pub(super) fn checkpoint(
+        &mut self,
+        partitions: &[i32],
+        drop: bool,
+        done: Option<std::sync::mpsc::SyncSender<()>>,
+    ) -> SinkWork {
+        self.last_checkpoint = Instant::now();
+        let mut states = Vec::new();
+        for partition in partitions {
+            let state = match self.tasks.get_mut(partition) {
+                Some(task) => task.checkpoint(*partition),
+                None => None,
+            };
+            states.extend(state);
+            if drop && let Some(task) = self.tasks.remove(partition) {
+                merge_status(&mut self.retired, task.plugins.status());
+                tracing::info!(
+                    partition,
+                    "partition revoked; its task is checkpointed and dropped"
+                );
+            }
+        }
+        let Some(checkpoints) = &self.checkpoints else {
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+            return SinkWork::default();
+        };
+        let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
+        let checkpoint = Checkpoint {
+            ack: ack_rx,
+            partitions: states,
+            done,
+        };
+        if let Err(std::sync::mpsc::SendError(checkpoint)) = checkpoints.send(checkpoint)
+            && let Some(done) = checkpoint.done
+        {
+            let _ = done.send(());
+        }
+        SinkWork {
+            ack: Some(ack_tx),
+            ..SinkWork::default()
+        }
+    }
+
+    /// Drops the tasks of partitions this member lost without checkpointing them.
+    pub(super) fn drop_lost(&mut self, partitions: &[i32]) {
+        for partition in partitions {
+            if let Some(task) = self.tasks.remove(partition) {
+                merge_status(&mut self.retired, task.plugins.status());
+                tracing::warn!(
+                    partition,
+                    "partition lost; its task is dropped without a checkpoint (the new owner resumes from the last one)"
+                );
+            }
+        }
+    }
+}
+
+/// Adds the counters of `statuses` into `all`, by plugin name.
+pub(super) fn merge_status(all: &mut BTreeMap<String, PluginStatus>, statuses: Vec<PluginStatus>) {
+    for status in statuses {
+        match all.get_mut(&status.name) {
+            Some(sum) => {
+                sum.stats.events += status.stats.events;
+                sum.stats.failures += status.stats.failures;
+                sum.stats.restarts += status.stats.restarts;
+                sum.stats.quarantines += status.stats.quarantines;
+                sum.stats.skipped_events += status.stats.skipped_events;
+                sum.quarantined |= status.quarantined;
+            }
+            None => {
+                all.insert(status.name.clone(), status);
+            }
+        }
+    }
+}
