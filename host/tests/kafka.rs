@@ -12,15 +12,11 @@ use clickwatch::event::decode;
 use clickwatch::generator::{Generator, GeneratorSettings};
 use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
+use common::kafka::brokers;
 use common::{unique, wait_until, wasm};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-
-fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS")
-        .expect("Kafka is needed: run `cargo xtask services up kafka` and export KAFKA_BROKERS (or use `cargo xtask test`)")
-}
 
 /// Reads `expected` records of `topic` from the beginning with a separate consumer (bounded
 /// by a 60 s deadline), returning (key, value) pairs.

@@ -2,6 +2,8 @@
 //! `cargo xtask plugins` builds, and making test events.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::path::PathBuf;
 
 use clickwatch::event::{ClickEvent, EventKind};
