@@ -103,7 +103,7 @@ impl Processor {
             let _ = done.send(());
         }
         SinkWork {
-            ack: Some(ack_tx),
+            acks: vec![ack_tx],
             ..SinkWork::default()
         }
     }

@@ -31,7 +31,8 @@ pub struct SinkWork {
     /// Dead letters.
     pub dead: Vec<DeadLetter>,
     /// Signalled once every sink has durably accepted the work (the source may then commit).
-    pub ack: Option<oneshot::Sender<()>>,
+    /// Several when work was merged: each is signalled.
+    pub acks: Vec<oneshot::Sender<()>>,
 }
 
 impl SinkWork {
@@ -43,6 +44,8 @@ impl SinkWork {
         self.rows.extend(other.rows);
         self.alerts.extend(other.alerts);
         self.dead.extend(other.dead);
+        // A merged checkpoint keeps its ack: dropping it would fail the checkpoint.
+        self.acks.extend(other.acks);
     }
 
     /// `None` when there is nothing to write.
@@ -52,7 +55,7 @@ impl SinkWork {
             && self.rows.is_empty()
             && self.alerts.is_empty()
             && self.dead.is_empty()
-            && self.ack.is_none();
+            && self.acks.is_empty();
         (!empty).then_some(self)
     }
 }
@@ -174,11 +177,14 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
             ) {
                 Ok(()) => Metrics::add(&metrics.dead_letters, work.dead.len() as u64),
                 Err(error) => {
-                    tracing::error!(%error, count = work.dead.len(), "dead letters could not be written")
+                    tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; this work is not acknowledged, so its input is not committed");
+                    // Without the ack a Kafka checkpoint is not committed: the records are
+                    // read again by the next owner instead of being lost.
+                    work.acks.clear();
                 }
             }
         }
-        if let Some(ack) = work.ack.take() {
+        for ack in work.acks.drain(..) {
             let _ = ack.send(());
         }
     }

@@ -20,6 +20,10 @@ pub struct Task {
     max_event_ms: i64,
     /// For a partition: the offset after the last record processed.
     pub next_offset: Option<i64>,
+    /// The offset of the last checkpoint taken: an unchanged partition is not checkpointed
+    /// again (its stored state is still right, and rewriting it would only grow the state
+    /// topic's tail).
+    checkpointed: Option<i64>,
 }
 
 impl Task {
@@ -30,6 +34,7 @@ impl Task {
             watermark: i64::MIN,
             max_event_ms: i64::MIN,
             next_offset: None,
+            checkpointed: None,
         }
     }
 
@@ -40,6 +45,7 @@ impl Task {
             watermark: state.watermark,
             max_event_ms: state.max_event_ms,
             next_offset: Some(state.next_offset),
+            checkpointed: Some(state.next_offset),
         }
     }
 
@@ -142,9 +148,14 @@ impl Task {
     }
 
     /// The task's state for a checkpoint: fresh plugin snapshots, the watermark and the offset.
-    /// `None` for a task that has no offset (not a partition).
+    /// `None` for a task that has no offset (not a partition) or has not moved since its last
+    /// checkpoint.
     pub fn checkpoint(&mut self, partition: i32) -> Option<PartitionState> {
         let next_offset = self.next_offset?;
+        if self.checkpointed == Some(next_offset) {
+            return None;
+        }
+        self.checkpointed = Some(next_offset);
         Some(PartitionState {
             partition,
             next_offset,

@@ -159,3 +159,23 @@ pub async fn read_topic(topic: &str, expected: usize) -> Vec<serde_json::Value> 
     .await
     .unwrap()
 }
+
+/// Waits (bounded, 60 s) until `group` has committed `expected` offsets on `topic`.
+pub async fn wait_committed(group: &str, topic: &str, expected: &BTreeMap<i32, i64>) {
+    let partitions: Vec<i32> = expected.keys().copied().collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (g, t, p) = (group.to_owned(), topic.to_owned(), partitions.clone());
+        let now = tokio::task::spawn_blocking(move || committed(&g, &t, &p))
+            .await
+            .unwrap();
+        if now == *expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "offsets not committed: {now:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

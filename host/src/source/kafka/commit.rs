@@ -66,6 +66,12 @@ fn store_and_commit(
     partitions: &[PartitionState],
     handle: &tokio::runtime::Handle,
 ) -> Result<(), String> {
+    // A member thrown out of the group must not store state: the partitions may already
+    // belong to another host (a stale record would only cost duplicates, as a new owner
+    // starts at the record's offset, but there is no reason to write it).
+    if consumer.assignment_lost() {
+        return Err("the assignment was lost; checkpoint dropped".into());
+    }
     retry("store partition state", || {
         handle
             .block_on(store.save(partitions))

@@ -116,8 +116,10 @@ impl KafkaSource {
                 settings.session_timeout_ms.to_string(),
             )
             .set("enable.partition.eof", "false")
-            // Large prefetch so the poll thread rarely waits on the network.
-            .set("queued.min.messages", "200000")
+            // Large prefetch so the poll thread rarely waits on the network, bounded per
+            // partition (32 MiB) so many partitions do not add up to gigabytes.
+            .set("queued.min.messages", "100000")
+            .set("queued.max.messages.kbytes", "32768")
             .create_with_context(context)
             .map_err(|e| fail(e.to_string()))?;
         consumer
@@ -155,6 +157,15 @@ fn poll_loop(
     metrics: &Metrics,
 ) {
     let ctx = consumer.context();
+    // Whatever happens here, let go of the processor channel at the end (also on a panic), so
+    // the processor, then the committer, then the consumer can end.
+    struct Release<'a>(&'a Rebalancer);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            lock(&self.0.tx).take();
+        }
+    }
+    let _release = Release(ctx);
     let mut skipped_logged = false;
     while !*stop.borrow() {
         match consumer.poll(Duration::from_millis(50)) {
@@ -212,14 +223,14 @@ fn poll_loop(
                     .since()
                     .is_some_and(|t| t.elapsed() >= settings.linger)
         };
-        if full {
-            ctx.flush();
+        if full && !ctx.flush() {
+            tracing::error!(topic = %settings.topic, "the processor is gone; the kafka source stops (nothing is committed past what was processed)");
+            return;
         }
     }
     // Graceful stop: finish and commit what is in flight, then let the processor end.
     let assigned: Vec<i32> = lock(&ctx.resume).keys().copied().collect();
-    ctx.revoke(assigned, false);
+    ctx.revoke(assigned, consumer.assignment_lost());
     ctx.flush();
-    lock(&ctx.tx).take();
     tracing::info!(topic = %settings.topic, "kafka source stopped; partitions checkpointed");
 }

@@ -1,15 +1,17 @@
-//! The consumer's context: what happens when the group gives or takes partitions. Both
-//! callbacks run inside `poll` on the source thread, so they see the batches not yet sent.
-//! On revoke: send what is pending, then have the processor checkpoint the partitions' tasks
-//! and wait until their state is stored and offsets committed. On assign: read the last
-//! checkpoint of each partition from the state store and start its task from it.
+//! The consumer's context: what happens when the group gives or takes partitions. It runs
+//! inside `poll` on the source thread, so it sees the batches not yet sent. On revoke: send
+//! what is pending, have the processor checkpoint the partitions' tasks and wait until their
+//! state is stored and offsets committed (a lost assignment drops the tasks unsaved). On
+//! assign: read each partition's last checkpoint, start its task from it, and start the
+//! partition's input exactly at the checkpoint's offset.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
 use super::pending::Pending;
@@ -38,16 +40,18 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Rebalancer {
-    /// Sends every pending batch to the processor, in partition order.
-    pub(super) fn flush(&self) {
+    /// Sends every pending batch to the processor, in partition order. False when the
+    /// processor is gone (nothing more can be processed; the source should stop).
+    pub(super) fn flush(&self) -> bool {
         let batches = lock(&self.pending).take(&self.topic);
         let tx = lock(&self.tx).clone();
-        let Some(tx) = tx else { return };
+        let Some(tx) = tx else { return false };
         for msg in batches {
             if tx.blocking_send(msg).is_err() {
-                return;
+                return false;
             }
         }
+        true
     }
 
     /// Hands `partitions` back: pending records go first, then the processor checkpoints
@@ -63,7 +67,9 @@ impl Rebalancer {
         if partitions.is_empty() {
             return;
         }
-        self.flush();
+        if !self.flush() {
+            return;
+        }
         let tx = lock(&self.tx).clone();
         let Some(tx) = tx else { return };
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
@@ -83,18 +89,20 @@ impl Rebalancer {
         }
     }
 
-    /// Starts the tasks of newly assigned `partitions` from their stored checkpoints.
-    fn assign(&self, partitions: Vec<i32>) {
+    /// Reads the stored checkpoints of newly assigned `partitions`, starts their tasks from
+    /// them, and returns where each partition's input must resume: the checkpoint's offset
+    /// (`None`: no checkpoint, start from the group's committed offset).
+    fn assign(&self, partitions: &[i32]) -> Vec<(i32, Option<i64>)> {
         if partitions.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut backoff = Duration::from_millis(200);
         let states = loop {
-            match self.store.load(&partitions) {
+            match self.store.load(partitions) {
                 Ok(states) => break states,
                 Err(error) => {
                     if *self.stop.borrow() {
-                        return;
+                        return Vec::new();
                     }
                     // Processing without the state would count the partition's events
                     // wrongly: wait for the store. Records of these partitions are skipped
@@ -107,11 +115,12 @@ impl Rebalancer {
             }
         };
         let tx = lock(&self.tx).clone();
-        let Some(tx) = tx else { return };
+        let Some(tx) = tx else { return Vec::new() };
         let mut states: BTreeMap<i32, _> = states.into_iter().collect();
-        for partition in partitions {
+        let mut starts = Vec::new();
+        for &partition in partitions {
             let restored = states.remove(&partition);
-            let from = restored.as_ref().map_or(0, |s| s.next_offset);
+            let from = restored.as_ref().map(|s| s.next_offset);
             if tx
                 .blocking_send(SourceMsg::Assign {
                     partition,
@@ -119,18 +128,16 @@ impl Rebalancer {
                 })
                 .is_err()
             {
-                return;
+                return starts;
             }
             Metrics::add(&self.metrics.partitions_assigned, 1);
-            lock(&self.resume).insert(partition, from);
+            lock(&self.resume).insert(partition, from.unwrap_or(0));
+            starts.push((partition, from));
         }
+        starts
     }
 
-    fn partitions_of(&self, rebalance: &Rebalance<'_>) -> Vec<i32> {
-        let tpl = match rebalance {
-            Rebalance::Assign(tpl) | Rebalance::Revoke(tpl) => tpl,
-            Rebalance::Error(_) => return Vec::new(),
-        };
+    fn partitions_of(&self, tpl: &TopicPartitionList) -> Vec<i32> {
         tpl.elements()
             .iter()
             .filter(|e| e.topic() == &*self.topic)
@@ -142,22 +149,48 @@ impl Rebalancer {
 impl ClientContext for Rebalancer {}
 
 impl ConsumerContext for Rebalancer {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(_) => {
-                let lost = consumer.assignment_lost();
-                self.revoke(self.partitions_of(rebalance), lost);
+    /// Replaces rdkafka's default handling (pre-callback, assign, post-callback) so that an
+    /// assigned partition starts exactly at its checkpoint's offset, whatever the group's
+    /// committed offset says: plugin state and input position then always agree (a stale
+    /// checkpoint means records processed twice, never records missing from the state).
+    /// The group uses the eager protocol (librdkafka's default), so assign/unassign apply.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let partitions = self.partitions_of(tpl);
+                tracing::info!(?partitions, "partitions assigned");
+                for (partition, from) in self.assign(&partitions) {
+                    if let Some(offset) = from
+                        && let Err(error) =
+                            tpl.set_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                    {
+                        tracing::error!(partition, %error, "cannot start the partition at its checkpoint");
+                    }
+                }
+                if let Err(error) = consumer.assign(tpl) {
+                    tracing::error!(%error, "cannot take the assigned partitions");
+                }
             }
-            Rebalance::Error(error) => tracing::error!(%error, "consumer group rebalance failed"),
-            Rebalance::Assign(_) => {}
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(_) = rebalance {
-            let partitions = self.partitions_of(rebalance);
-            tracing::info!(?partitions, "partitions assigned");
-            self.assign(partitions);
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                self.revoke(self.partitions_of(tpl), lost);
+                if let Err(error) = consumer.unassign() {
+                    tracing::error!(%error, "cannot give the revoked partitions up");
+                }
+            }
+            other => {
+                // librdkafka drops the assignment after a failed rebalance: treat every
+                // partition as lost (no checkpoint: the group may have moved on).
+                tracing::error!(error = ?other, "consumer group rebalance failed; dropping every partition");
+                let all: Vec<i32> = lock(&self.resume).keys().copied().collect();
+                self.revoke(all, true);
+                let _ = consumer.unassign();
+            }
         }
     }
 }
