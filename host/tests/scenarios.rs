@@ -25,8 +25,9 @@ struct Floor {
     min_recall: f64,
     /// Over the anomaly runs, alerts of this kind.
     min_precision: f64,
-    /// Over the normal-only runs (a morning ramp and a whole day, each with a flash sale and
-    /// a newsletter): alerts of this kind that match no label, per simulated hour.
+    /// Alerts of this kind (any `kind/rule`) that match no label, per simulated hour: over
+    /// each normal-only run (a morning ramp and a whole day, each with a flash sale and a
+    /// newsletter) and over the anomaly runs.
     max_false_per_hour: f64,
 }
 
@@ -198,13 +199,14 @@ fn replay_run(
             .collect();
         eprintln!("plugins: {}", versions.join(", "));
     }
+    // A detector whose calls fail (deadline, trap) misses events: that is a bug to fix, not
+    // something a floor should absorb.
     for p in &outcome.plugins {
-        if p.stats.failures > 0 {
-            eprintln!(
-                "run `{}`: plugin {} had {} failed calls",
-                run.name, p.name, p.stats.failures
-            );
-        }
+        assert_eq!(
+            p.stats.failures, 0,
+            "run `{}`: plugin {} had failed calls",
+            run.name, p.name
+        );
     }
     eprintln!(
         "run `{}` (seed {}): {} events, {:.2} h, {} labels, {} alerts",
@@ -246,6 +248,18 @@ fn score_runs(runs: &[(usize, &Run)], dir: &std::path::Path) -> Report {
         detectors = d;
     }
     replay::score(&alerts, &labels, &detectors, hours, DEFAULT_GRACE_MS)
+}
+
+/// False alerts per simulated hour of `detector` on `kind`, summed over every alert kind that
+/// belongs to it (`click-fraud/ip` counts for `click-fraud`): rows are per alert kind when no
+/// label of the kind exists, as in the normal runs.
+fn false_per_hour(report: &Report, detector: &str, kind: &str) -> f64 {
+    report
+        .kinds
+        .iter()
+        .filter(|k| k.detector == detector && replay::kind_matches(&k.kind, kind))
+        .map(|k| k.false_per_hour)
+        .sum()
 }
 
 #[test]
@@ -306,9 +320,8 @@ fn detectors_reach_their_measured_floors() {
         let precision = a.and_then(|k| k.precision).unwrap_or(0.0);
         let false_per_hour = normal
             .iter()
-            .filter_map(|report| report.kind(f.detector, f.kind))
-            .map(|k| k.false_per_hour)
-            .fold(0.0, f64::max);
+            .map(|report| false_per_hour(report, f.detector, f.kind))
+            .fold(false_per_hour(&anomalies, f.detector, f.kind), f64::max);
         let what = if f.variant.is_empty() {
             f.kind.to_owned()
         } else {
@@ -328,7 +341,7 @@ fn detectors_reach_their_measured_floors() {
         }
         if false_per_hour > f.max_false_per_hour {
             failures.push(format!(
-                "{} on {}: {false_per_hour:.2} false alerts/h of normal traffic > {}",
+                "{} on {}: {false_per_hour:.2} false alerts per simulated hour > {}",
                 f.detector, f.kind, f.max_false_per_hour
             ));
         }

@@ -25,7 +25,8 @@ pub struct ReplayArgs {
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// How long after a label's end an alert still counts, in simulated ms.
-    #[arg(long, default_value_t = clickwatch::replay::DEFAULT_GRACE_MS)]
+    #[arg(long, default_value_t = clickwatch::replay::DEFAULT_GRACE_MS,
+          value_parser = clap::value_parser!(i64).range(0..))]
     pub grace_ms: i64,
     /// Print the report as JSON instead of a table.
     #[arg(long)]

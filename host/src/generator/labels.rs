@@ -71,6 +71,16 @@ pub enum LabelsError {
         /// Why.
         source: serde_json::Error,
     },
+    /// A label breaks a rule of the contract (docs/anomaly-labels.md).
+    #[error("labels file {}, line {line}: {problem}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// Reads a JSON-lines labels file (blank lines are skipped).
@@ -81,18 +91,37 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>, LabelsError> {
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut labels = Vec::new();
+    let mut ids = std::collections::HashSet::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(io)?;
         if line.trim().is_empty() {
             continue;
         }
-        labels.push(
-            serde_json::from_str(&line).map_err(|source| LabelsError::Parse {
-                path: path.to_owned(),
-                line: i + 1,
-                source,
-            })?,
-        );
+        let label: Label = serde_json::from_str(&line).map_err(|source| LabelsError::Parse {
+            path: path.to_owned(),
+            line: i + 1,
+            source,
+        })?;
+        let invalid = |problem: String| LabelsError::Invalid {
+            path: path.to_owned(),
+            line: i + 1,
+            problem,
+        };
+        if label.end_ms < label.start_ms {
+            return Err(invalid(format!(
+                "end_ms {} is before start_ms {}",
+                label.end_ms, label.start_ms
+            )));
+        }
+        // Detections are recorded per label id: two labels sharing one (e.g. label files of
+        // two runs joined) would be detected together.
+        if !ids.insert(label.id.clone()) {
+            return Err(invalid(format!(
+                "id {:?} is used by an earlier label; ids must be unique",
+                label.id
+            )));
+        }
+        labels.push(label);
     }
     Ok(labels)
 }
@@ -153,5 +182,24 @@ mod tests {
             default_labels_path(Path::new("/d/ev.jsonl")),
             PathBuf::from("/d/ev.jsonl.labels.jsonl")
         );
+    }
+
+    #[test]
+    fn duplicate_ids_and_backwards_windows_are_refused_with_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.labels.jsonl");
+        let line = |id: &str, start: i64, end: i64| {
+            format!(
+                r#"{{"id":"{id}","kind":"bot","start_ms":{start},"end_ms":{end},"entities":[],"magnitude":1.0,"note":""}}"#
+            )
+        };
+        std::fs::write(&path, [line("a-0", 1, 2), line("a-0", 3, 4)].join("\n")).unwrap();
+        let error = read_labels(&path).unwrap_err().to_string();
+        assert!(error.contains("line 2") && error.contains("unique"), "{error}");
+        std::fs::write(&path, [line("a-0", 1, 2), line("a-1", 5, 4)].join("\n")).unwrap();
+        let error = read_labels(&path).unwrap_err().to_string();
+        assert!(error.contains("line 2") && error.contains("before"), "{error}");
+        std::fs::write(&path, [line("a-0", 1, 2), line("a-1", 5, 5)].join("\n")).unwrap();
+        assert_eq!(read_labels(&path).unwrap().len(), 2);
     }
 }

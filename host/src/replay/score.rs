@@ -168,6 +168,9 @@ pub fn score(
     hours: f64,
     grace_ms: i64,
 ) -> Report {
+    // A negative grace or a label ending before it starts would make the search window
+    // below negative; neither means anything.
+    let grace_ms = grace_ms.max(0);
     let mut names: BTreeSet<String> = detectors.iter().cloned().collect();
     names.extend(alerts.iter().map(|a| a.detector.clone()));
     let mut label_kinds: BTreeMap<String, usize> = BTreeMap::new();
@@ -180,7 +183,7 @@ pub fn score(
     by_start.sort_by_key(|l| l.start_ms);
     let longest = labels
         .iter()
-        .map(|l| l.end_ms.saturating_sub(l.start_ms))
+        .map(|l| l.end_ms.saturating_sub(l.start_ms).max(0))
         .max()
         .unwrap_or(0)
         .saturating_add(grace_ms);
@@ -194,7 +197,9 @@ pub fn score(
         let mut true_flags = Vec::with_capacity(mine.len());
         for a in &mine {
             let lo = by_start.partition_point(|l| l.start_ms < a.time_ms.saturating_sub(longest));
-            let hi = by_start.partition_point(|l| l.start_ms <= a.time_ms);
+            let hi = by_start
+                .partition_point(|l| l.start_ms <= a.time_ms)
+                .max(lo);
             let mut hit = false;
             for l in &by_start[lo..hi] {
                 if matches(a, l, grace_ms) {
@@ -215,7 +220,9 @@ pub fn score(
                 }
                 let lo =
                     by_start.partition_point(|l| l.start_ms < a.time_ms.saturating_sub(longest));
-                let hi = by_start.partition_point(|l| l.start_ms <= a.time_ms);
+                let hi = by_start
+                    .partition_point(|l| l.start_ms <= a.time_ms)
+                    .max(lo);
                 by_start[lo..hi]
                     .iter()
                     .filter(|l| l.variant.as_deref() != Some("ordinary"))
