@@ -76,6 +76,13 @@ pub fn headless_marker<'m>(user_agent: &str, markers: &'m [String]) -> Option<&'
 impl SessionState {
     /// Folds in one event of the session at `t` on `url`.
     pub fn observe(&mut self, t: i64, url: &str, s: &Settings) {
+        if self.alerted {
+            // A convicted session keeps only its verdict and when it was last seen (for
+            // eviction); gathering evidence again would cost memory for nothing.
+            self.events = self.events.saturating_add(1);
+            self.last_seen = self.last_seen.max(t);
+            return;
+        }
         if self.events > 0 {
             let previous = self.recent.back().copied().unwrap_or(t);
             self.gaps.push_back((t - previous).max(0));

@@ -231,3 +231,16 @@ fn extreme_watermarks_do_not_overflow() {
     h.tick(i64::MAX).unwrap();
     assert_eq!(h.plugin().tracked(), (0, 0));
 }
+
+#[test]
+fn a_convicted_session_keeps_no_evidence() {
+    let s = Settings::default();
+    let mut session = crate::rules::SessionState::default();
+    session.observe(0, "/a", &s);
+    session.convict();
+    for i in 1..200 {
+        session.observe(i * 100, &format!("/p/{i}"), &s);
+    }
+    assert!(session.recent.is_empty() && session.gaps.is_empty() && session.pages.is_empty());
+    assert_eq!(session.last_seen, 19_900, "still seen, for eviction");
+}

@@ -73,7 +73,8 @@ pub struct Finding {
     pub buckets: u32,
 }
 
-/// State of one watched rate. About 120 bytes plus the entity name and a few open buckets.
+/// State of one watched rate. About 120 bytes of fields; with the map entry, the entity name
+/// and a few open buckets about 200 bytes per page (the figure in docs/detectors.md).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Series {
     /// Counts of buckets not yet closed: (bucket start, events). One or two entries, because
