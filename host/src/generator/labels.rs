@@ -195,10 +195,16 @@ mod tests {
         };
         std::fs::write(&path, [line("a-0", 1, 2), line("a-0", 3, 4)].join("\n")).unwrap();
         let error = read_labels(&path).unwrap_err().to_string();
-        assert!(error.contains("line 2") && error.contains("unique"), "{error}");
+        assert!(
+            error.contains("line 2") && error.contains("unique"),
+            "{error}"
+        );
         std::fs::write(&path, [line("a-0", 1, 2), line("a-1", 5, 4)].join("\n")).unwrap();
         let error = read_labels(&path).unwrap_err().to_string();
-        assert!(error.contains("line 2") && error.contains("before"), "{error}");
+        assert!(
+            error.contains("line 2") && error.contains("before"),
+            "{error}"
+        );
         std::fs::write(&path, [line("a-0", 1, 2), line("a-1", 5, 5)].join("\n")).unwrap();
         assert_eq!(read_labels(&path).unwrap().len(), 2);
     }
