@@ -122,11 +122,15 @@ impl Processor {
     }
 }
 
-/// Adds the counters of `statuses` into `all`, by plugin name.
+/// Adds the counters of `statuses` into `all`, by plugin name. `statuses` are the newer ones
+/// (tasks dropped later, or still live), so their version and file win: a plugin swapped after
+/// a rebalance is reported at its current version.
 pub(super) fn merge_status(all: &mut BTreeMap<String, PluginStatus>, statuses: Vec<PluginStatus>) {
     for status in statuses {
         match all.get_mut(&status.name) {
             Some(sum) => {
+                sum.version = status.version;
+                sum.path = status.path;
                 sum.stats.events += status.stats.events;
                 sum.stats.failures += status.stats.failures;
                 sum.stats.restarts += status.stats.restarts;
@@ -138,5 +142,37 @@ pub(super) fn merge_status(all: &mut BTreeMap<String, PluginStatus>, statuses: V
                 all.insert(status.name.clone(), status);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::SlotStats;
+
+    fn status(version: &str, events: u64) -> PluginStatus {
+        PluginStatus {
+            name: "counter".into(),
+            version: version.into(),
+            path: format!("{version}.wasm").into(),
+            stats: SlotStats {
+                events,
+                ..SlotStats::default()
+            },
+            quarantined: false,
+        }
+    }
+
+    #[test]
+    fn merged_counters_add_up_and_the_newer_version_wins() {
+        let mut all = BTreeMap::new();
+        merge_status(&mut all, vec![status("1.0.0", 10)]);
+        merge_status(&mut all, vec![status("2.0.0", 5)]);
+        let counter = &all["counter"];
+        assert_eq!(
+            (counter.version.as_str(), counter.stats.events),
+            ("2.0.0", 15)
+        );
+        assert_eq!(counter.path, std::path::PathBuf::from("2.0.0.wasm"));
     }
 }
