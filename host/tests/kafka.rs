@@ -6,51 +6,13 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use clickwatch::event::decode;
 use clickwatch::generator::{Generator, GeneratorSettings};
 use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
-use common::kafka::brokers;
+use common::kafka::{brokers, read_records};
 use common::{unique, wait_until, wasm};
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-
-/// Reads `expected` records of `topic` from the beginning with a separate consumer (bounded
-/// by a 60 s deadline), returning (key, value) pairs.
-async fn consume(topic: &str, expected: usize) -> Vec<(String, String)> {
-    let (brokers, topic) = (brokers(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", unique("test-reader"))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        consumer.subscribe(&[&topic]).expect("subscribe");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut out = Vec::new();
-        while out.len() < expected && Instant::now() < deadline {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                let key = m
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-                    .unwrap_or_default();
-                let value = m
-                    .payload()
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default();
-                out.push((key, value));
-            }
-        }
-        out
-    })
-    .await
-    .expect("consumer thread")
-}
 
 #[tokio::test]
 async fn generated_events_reach_the_topic_keyed_by_session() {
@@ -71,7 +33,7 @@ async fn generated_events_reach_the_topic_keyed_by_session() {
     )
     .await;
     assert_eq!((report.sent, report.errors), (5_000, 0));
-    let records = consume(&topic, 5_000).await;
+    let records = read_records(&topic, 5_000).await;
     assert_eq!(records.len(), 5_000);
     let mut ids = HashSet::new();
     for (key, value) in &records {
@@ -110,7 +72,7 @@ async fn alerts_arrive_on_the_topic_in_the_documented_schema() {
     };
     let summary = pipeline::run(config, metrics, shutdown).await.unwrap();
     assert!(summary.alerts >= 5);
-    let records = consume(&alerts, summary.alerts as usize).await;
+    let records = read_records(&alerts, summary.alerts as usize).await;
     assert_eq!(
         records.len() as u64,
         summary.alerts,

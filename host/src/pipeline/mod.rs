@@ -48,6 +48,9 @@ pub enum PipelineError {
         /// Why.
         message: String,
     },
+    /// The Kafka source could not start.
+    #[error(transparent)]
+    Kafka(#[from] crate::source::kafka::KafkaSourceError),
     /// A stage died.
     #[error("pipeline stage failed: {0}")]
     Stage(String),
@@ -317,8 +320,7 @@ pub async fn run(
                     stop_rx.clone(),
                     metrics.clone(),
                 )
-                .await
-                .map_err(|e| PipelineError::Stage(e.to_string()))?,
+                .await?,
             );
             let processor = Processor::partitioned(
                 plugins,

@@ -135,8 +135,9 @@ pub fn committed(group: &str, topic: &str, partitions: &[i32]) -> BTreeMap<i32, 
         .collect()
 }
 
-/// Reads `expected` JSON records of `topic` from the start (60 s deadline).
-pub async fn read_topic(topic: &str, expected: usize) -> Vec<serde_json::Value> {
+/// Reads `expected` records of `topic` from the start with a consumer of its own (60 s
+/// deadline), as (key, value) text.
+pub async fn read_records(topic: &str, expected: usize) -> Vec<(String, String)> {
     let (brokers, topic) = (brokers(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -149,15 +150,25 @@ pub async fn read_topic(topic: &str, expected: usize) -> Vec<serde_json::Value> 
         consumer.subscribe(&[&topic]).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut out = Vec::new();
+        let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
         while out.len() < expected && Instant::now() < deadline {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                out.push(serde_json::from_slice(m.payload().unwrap_or_default()).unwrap());
+                out.push((text(m.key()), text(m.payload())));
             }
         }
         out
     })
     .await
     .unwrap()
+}
+
+/// Reads `expected` JSON records of `topic` from the start (60 s deadline).
+pub async fn read_topic(topic: &str, expected: usize) -> Vec<serde_json::Value> {
+    read_records(topic, expected)
+        .await
+        .iter()
+        .map(|(_, value)| serde_json::from_str(value).unwrap())
+        .collect()
 }
 
 /// Waits (bounded, 60 s) until `group` has committed `expected` offsets on `topic`.

@@ -1,8 +1,7 @@
 //! The committer: turns checkpoints into durable progress, in order. For each checkpoint it
 //! waits until the sinks acknowledged everything before it, stores the partitions' states in
-//! the state store, and only then commits their offsets. State is therefore never behind the
-//! committed offset; if it is ahead (a crash between the two steps), the next owner skips the
-//! records the state already reflects.
+//! the state store, and only then commits their offsets. A new owner starts each partition at
+//! its stored state's offset, so a crash between the two steps costs nothing.
 
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;

@@ -8,7 +8,7 @@ mod commit;
 mod pending;
 mod rebalance;
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -98,7 +98,7 @@ impl KafkaSource {
             tx: Mutex::new(Some(tx)),
             store: store.clone(),
             pending: Mutex::new(Pending::default()),
-            resume: Mutex::new(HashMap::new()),
+            started: Mutex::new(BTreeSet::new()),
             stop: stop.clone(),
             metrics: metrics.clone(),
         };
@@ -173,23 +173,14 @@ fn poll_loop(
             Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
             Some(Ok(message)) => {
                 let (partition, offset) = (message.partition(), message.offset());
-                let from = lock(&ctx.resume).get(&partition).copied();
-                match from {
-                    // Already reflected in the restored state of the partition.
-                    Some(from) if offset < from => continue,
-                    Some(_) => {}
-                    // A partition whose task has not started (its state could not be read
-                    // yet): skip; the offset is not committed, so nothing is lost.
-                    None => {
-                        if !skipped_logged {
-                            tracing::warn!(
-                                partition,
-                                "record of a partition without a task skipped"
-                            );
-                            skipped_logged = true;
-                        }
-                        continue;
+                // A partition whose task has not started (its state could not be read yet):
+                // skip; the offset is not committed, so nothing is lost.
+                if !lock(&ctx.started).contains(&partition) {
+                    if !skipped_logged {
+                        tracing::warn!(partition, "record of a partition without a task skipped");
+                        skipped_logged = true;
                     }
+                    continue;
                 }
                 let bytes = message.payload().unwrap_or_default();
                 let mut pending = lock(&ctx.pending);
@@ -229,7 +220,7 @@ fn poll_loop(
         }
     }
     // Graceful stop: finish and commit what is in flight, then let the processor end.
-    let assigned: Vec<i32> = lock(&ctx.resume).keys().copied().collect();
+    let assigned: Vec<i32> = lock(&ctx.started).iter().copied().collect();
     ctx.revoke(assigned, consumer.assignment_lost());
     ctx.flush();
     tracing::info!(topic = %settings.topic, "kafka source stopped; partitions checkpointed");

@@ -5,7 +5,7 @@
 //! assign: read each partition's last checkpoint, start its task from it, and start the
 //! partition's input exactly at the checkpoint's offset.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -27,9 +27,9 @@ pub struct Rebalancer {
     pub(super) store: Arc<StateStore>,
     /// Records not yet sent, per partition.
     pub(super) pending: Mutex<Pending>,
-    /// Assigned partitions whose task was started, with the first offset to process (records
-    /// before it are already reflected in the restored state).
-    pub(super) resume: Mutex<HashMap<i32, i64>>,
+    /// Assigned partitions whose task was started. (Where their input starts needs no
+    /// tracking: each is assigned at its checkpoint's offset.)
+    pub(super) started: Mutex<BTreeSet<i32>>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) metrics: Arc<Metrics>,
 }
@@ -58,10 +58,10 @@ impl Rebalancer {
     /// (unless the partitions were `lost`) and drops their tasks; returns once that is done.
     pub(super) fn revoke(&self, partitions: Vec<i32>, lost: bool) {
         let partitions: Vec<i32> = {
-            let mut resume = lock(&self.resume);
+            let mut started = lock(&self.started);
             partitions
                 .into_iter()
-                .filter(|p| resume.remove(p).is_some())
+                .filter(|p| started.remove(p))
                 .collect()
         };
         if partitions.is_empty() {
@@ -131,7 +131,7 @@ impl Rebalancer {
                 return starts;
             }
             Metrics::add(&self.metrics.partitions_assigned, 1);
-            lock(&self.resume).insert(partition, from.unwrap_or(0));
+            lock(&self.started).insert(partition);
             starts.push((partition, from));
         }
         starts
@@ -187,7 +187,7 @@ impl ConsumerContext for Rebalancer {
                 // librdkafka drops the assignment after a failed rebalance: treat every
                 // partition as lost (no checkpoint: the group may have moved on).
                 tracing::error!(error = ?other, "consumer group rebalance failed; dropping every partition");
-                let all: Vec<i32> = lock(&self.resume).keys().copied().collect();
+                let all: Vec<i32> = lock(&self.started).iter().copied().collect();
                 self.revoke(all, true);
                 let _ = consumer.unassign();
             }
