@@ -6,6 +6,8 @@
 //! - [`alert`]: alerts as the host emits them.
 //! - [`aggregate`]: aggregate tables and rows, and how their schemas may evolve.
 //! - [`plugin`]: the wasm runtime: loading, sandboxing, supervision, hot reload.
+//! - [`keyed`]: what a plugin's state is keyed by, and which key an event has.
+//! - [`shuffle`]: re-partitioning a Kafka input by state key through internal topics.
 
 pub mod aggregate;
 pub mod alert;
@@ -13,10 +15,12 @@ pub mod config;
 pub mod event;
 pub mod generator;
 pub mod kafka;
+pub mod keyed;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod replay;
 pub mod scaffold;
+pub mod shuffle;
 pub mod sink;
 pub mod source;

@@ -274,10 +274,11 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
                         let i = &p.module.info;
                         let tables: Vec<&str> = i.tables.iter().map(|t| t.name.as_str()).collect();
                         println!(
-                            "{:<20} {:<8} {:<10} tables {:?}  {}",
+                            "{:<20} {:<8} {:<10} keyed by {:<12} tables {:?}  {}",
                             i.name,
                             i.version,
                             format!("{:?}", i.kind).to_lowercase(),
+                            i.key.to_string(),
                             tables,
                             file.display()
                         );

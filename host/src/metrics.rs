@@ -14,8 +14,14 @@ pub struct Metrics {
     pub events_invalid: AtomicU64,
     /// Events behind the watermark (dead-lettered).
     pub events_late: AtomicU64,
-    /// Events run through the plugins.
+    /// Events run through the plugins. With a Kafka source an event is counted once per key
+    /// group it went through (each group's plugins see it once).
     pub events_processed: AtomicU64,
+    /// Routed events that a key group had applied already (written again after a restart of
+    /// the task that routed them) and so dropped.
+    pub events_duplicate: AtomicU64,
+    /// Records written to the internal topics (routed events and watermark markers).
+    pub routed_records: AtomicU64,
     /// New rows in the raw store.
     pub raw_rows: AtomicU64,
     /// Aggregate rows written.

@@ -149,7 +149,8 @@ impl Plugin for {Type} {
     type Settings = Settings;
 
     fn info() -> PluginInfo {
-        PluginInfo::detector("{name}", env!("CARGO_PKG_VERSION"))
+        // The state is per session: the host sends each session's events to one instance.
+        PluginInfo::detector("{name}", env!("CARGO_PKG_VERSION")).keyed_by(StateKey::Session)
     }
 
     fn new(settings: Settings) -> Result<Self, String> {

@@ -138,7 +138,7 @@ fn a_plugin_built_against_another_contract_is_refused() {
     assert!(matches!(err, LoadError::Contract { .. }), "{err}");
     let message = err.to_string();
     assert!(
-        message.contains("clickwatch:plugin@0.2.0") && message.contains("clickwatch:plugin@0.1.0"),
+        message.contains("clickwatch:plugin@0.9.0") && message.contains("clickwatch:plugin@0.2.0"),
         "{message}"
     );
 }

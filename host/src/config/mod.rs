@@ -69,8 +69,10 @@ pub struct FileSource {
 }
 
 /// `type = "kafka"`: a topic of JSON click events, consumed in a consumer group. Hosts with the
-/// same `group_id` share the partitions; each partition has its own plugin instances, whose
-/// state is checkpointed with the partition's offset in `state_topic`.
+/// same `group_id` share the partitions. Each input partition's task routes its events by the
+/// plugins' state keys to internal topics `<group_id>.clickwatch-by-<key>`, whose partitions
+/// are tasks too, each with its own plugin instances; every task's state is checkpointed with
+/// its partition's offset in `state_topic` (docs/design/keyed-state.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaInput {
@@ -93,6 +95,10 @@ pub struct KafkaInput {
     /// much input is processed again (default 5000).
     #[serde(default = "default_checkpoint")]
     pub checkpoint_interval_ms: u64,
+    /// Partitions of each internal key-group topic the host creates (the `global` group's
+    /// has one); default: as many as the input topic has. An existing topic keeps its count.
+    #[serde(default)]
+    pub key_partitions: Option<u32>,
 }
 
 impl KafkaInput {

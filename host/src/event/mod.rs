@@ -35,6 +35,23 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The kind of a [`EventKind::code`]; unknown codes are [`EventKind::Other`].
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            0 => EventKind::PageView,
+            1 => EventKind::Click,
+            2 => EventKind::Search,
+            3 => EventKind::AddToCart,
+            4 => EventKind::RemoveFromCart,
+            5 => EventKind::Checkout,
+            6 => EventKind::Purchase,
+            7 => EventKind::Login,
+            8 => EventKind::Logout,
+            9 => EventKind::AdClick,
+            _ => EventKind::Other,
+        }
+    }
+
     /// The wire code used in plugin batches (see `wit/clickwatch.wit`).
     pub fn code(self) -> u8 {
         match self {

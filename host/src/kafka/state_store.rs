@@ -1,5 +1,5 @@
 //! The host's state store for partitioned processing: a compacted Kafka topic holding, per
-//! (group, input topic, partition), the latest checkpoint — every plugin's snapshot with the
+//! (group, topic, partition) — input and internal topics alike — the latest checkpoint — every plugin's snapshot with the
 //! offset it corresponds to — in one record, so state and position can never disagree.
 //!
 //! Why a compacted topic and not a table: it lives where the input lives (any host that can
@@ -7,6 +7,7 @@
 //! replicated like the input, and compaction keeps only the newest checkpoint per partition.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -19,7 +20,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use crate::source::PartitionState;
+use crate::shuffle::Origins;
+use crate::source::{PartitionState, TopicPartition};
 
 /// Largest checkpoint record: plugin memory is capped at 64 MiB by default, so one snapshot
 /// per plugin fits comfortably; the topic and the producer are configured to accept it.
@@ -41,12 +43,12 @@ pub enum StateStoreError {
     },
 }
 
-/// Checkpoints of one consumer group's partitions of one input topic.
+/// Checkpoints of one consumer group's partitions.
 pub struct StateStore {
     brokers: String,
     topic: String,
-    /// `group/input-topic/`: the key prefix of this pipeline's records.
-    prefix: String,
+    /// The consumer group: records are keyed `group/topic/partition`.
+    group: String,
     producer: FutureProducer,
 }
 
@@ -54,7 +56,7 @@ impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateStore")
             .field("topic", &self.topic)
-            .field("prefix", &self.prefix)
+            .field("group", &self.group)
             .finish_non_exhaustive()
     }
 }
@@ -68,16 +70,14 @@ struct Record {
     watermark: i64,
     max_event_ms: i64,
     plugins: Vec<(String, String)>,
+    /// Stage-2 tasks only; absent in records of input partitions (and older hosts').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origins: Option<Origins>,
 }
 
 impl StateStore {
     /// Opens the store in `topic`, creating it (compacted, one partition) if it is missing.
-    pub async fn open(
-        brokers: &str,
-        topic: &str,
-        group: &str,
-        input_topic: &str,
-    ) -> Result<Self, StateStoreError> {
+    pub async fn open(brokers: &str, topic: &str, group: &str) -> Result<Self, StateStoreError> {
         let fail = |message: String| StateStoreError::Kafka {
             topic: topic.to_owned(),
             message,
@@ -121,7 +121,7 @@ impl StateStore {
         Ok(StateStore {
             brokers: brokers.to_owned(),
             topic: topic.to_owned(),
-            prefix: format!("{group}/{input_topic}/"),
+            group: group.to_owned(),
             producer,
         })
     }
@@ -144,9 +144,13 @@ impl StateStore {
                         )
                     })
                     .collect(),
+                origins: state.origins.clone(),
             };
-            let value = serde_json::to_vec(&record).unwrap_or_default();
-            let key = format!("{}{}", self.prefix, state.partition);
+            let value = serde_json::to_vec(&record).map_err(|e| StateStoreError::Kafka {
+                topic: self.topic.clone(),
+                message: format!("checkpoint of {}/{}: {e}", state.topic, state.partition),
+            })?;
+            let key = self.key(&state.topic, state.partition);
             self.producer
                 .send(
                     FutureRecord::to(&self.topic).key(&key).payload(&value),
@@ -155,18 +159,27 @@ impl StateStore {
                 .await
                 .map_err(|(error, _)| StateStoreError::Kafka {
                     topic: self.topic.clone(),
-                    message: format!("checkpoint of partition {}: {error}", state.partition),
+                    message: format!("checkpoint of {}/{}: {error}", state.topic, state.partition),
                 })?;
         }
         Ok(())
+    }
+
+    /// The record key of a partition's checkpoint.
+    fn key(&self, topic: &str, partition: i32) -> String {
+        format!("{}/{topic}/{partition}", self.group)
     }
 
     /// Reads the latest checkpoint of each of `partitions` (blocking: reads the compacted topic
     /// from its start to its end).
     pub fn load(
         &self,
-        partitions: &[i32],
-    ) -> Result<HashMap<i32, PartitionState>, StateStoreError> {
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, PartitionState>, StateStoreError> {
+        let wanted: HashMap<String, &TopicPartition> = partitions
+            .iter()
+            .map(|tp| (self.key(&tp.topic, tp.partition), tp))
+            .collect();
         let fail = |message: String| StateStoreError::Kafka {
             topic: self.topic.clone(),
             message,
@@ -204,27 +217,23 @@ impl StateStore {
                 Some(Ok(m)) => m,
             };
             position = message.offset() + 1;
-            let Some(partition) = message
+            let Some(tp) = message
                 .key()
                 .and_then(|k| std::str::from_utf8(k).ok())
-                .and_then(|k| k.strip_prefix(&self.prefix))
-                .and_then(|p| p.parse::<i32>().ok())
+                .and_then(|k| wanted.get(k))
             else {
                 continue;
             };
-            if !partitions.contains(&partition) {
-                continue;
-            }
-            match message.payload().map(decode) {
+            match message.payload().map(|bytes| decode(bytes, tp)) {
                 Some(Ok(state)) => {
-                    found.insert(partition, state);
+                    found.insert((*tp).clone(), state);
                 }
                 Some(Err(error)) => {
-                    tracing::warn!(partition, offset = message.offset(), %error, "unreadable checkpoint skipped")
+                    tracing::warn!(partition = %tp, offset = message.offset(), %error, "unreadable checkpoint skipped")
                 }
                 // A tombstone: the state was deleted.
                 None => {
-                    found.remove(&partition);
+                    found.remove(*tp);
                 }
             }
         }
@@ -232,7 +241,7 @@ impl StateStore {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<PartitionState, String> {
+fn decode(bytes: &[u8], tp: &TopicPartition) -> Result<PartitionState, String> {
     let record: Record = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let mut plugins = Vec::with_capacity(record.plugins.len());
     for (name, b64) in record.plugins {
@@ -242,10 +251,12 @@ fn decode(bytes: &[u8]) -> Result<PartitionState, String> {
         plugins.push((name, bytes));
     }
     Ok(PartitionState {
+        topic: Arc::clone(&tp.topic),
         partition: record.partition,
         next_offset: record.next_offset,
         watermark: record.watermark,
         max_event_ms: record.max_event_ms,
         plugins,
+        origins: record.origins,
     })
 }

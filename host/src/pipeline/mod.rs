@@ -120,11 +120,17 @@ async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
         RawSinkConfig::Postgres(p) => Box::new(PostgresRawSink::open(&p.settings()).await?),
         RawSinkConfig::None(_) => Box::new(crate::sink::DiscardRaw),
     };
+    // A Kafka input is re-partitioned by state key through internal topics on its brokers.
+    let routed: Option<Box<dyn crate::shuffle::RoutedSink>> = match &config.source {
+        SourceConfig::Kafka(k) => Some(Box::new(crate::shuffle::KafkaRouted::new(&k.brokers)?)),
+        _ => None,
+    };
     Ok(Sinks {
         raw,
         aggregates,
         alerts,
         dead_letters,
+        routed,
     })
 }
 
@@ -311,19 +317,31 @@ pub async fn run(
                 session_timeout_ms: k.session_timeout_ms,
                 batch_size: p.batch_size,
                 linger: Duration::from_millis(p.batch_linger_ms),
+                keys: plugins.keys(),
+                key_partitions: k.key_partitions,
             };
-            kafka = Some(
-                KafkaSource::start(
-                    settings,
-                    source_tx.clone(),
-                    checkpoint_rx,
-                    stop_rx.clone(),
-                    metrics.clone(),
-                )
-                .await?,
+            let started = KafkaSource::start(
+                settings,
+                source_tx.clone(),
+                checkpoint_rx,
+                stop_rx.clone(),
+                metrics.clone(),
+            )
+            .await?;
+            let router = crate::shuffle::Router {
+                input: k.topic.as_str().into(),
+                input_partitions: started.input_partitions,
+                groups: started.groups.clone(),
+            };
+            tracing::info!(
+                input_partitions = router.input_partitions,
+                groups = ?router.groups.iter().map(|g| format!("{} ({} partitions)", g.key, g.partitions)).collect::<Vec<_>>(),
+                "input re-partitioned by state key"
             );
+            kafka = Some(started);
             let processor = Processor::partitioned(
                 plugins,
+                router,
                 event_time,
                 metrics.clone(),
                 source_id(&config),

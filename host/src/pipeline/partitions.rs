@@ -1,61 +1,83 @@
-//! The partition side of the processor: tasks started on assign (fresh plugin instances,
-//! restored from the partition's checkpoint), checkpointed periodically and on revoke, and
-//! dropped without a checkpoint when the assignment was lost.
+//! The partition side of the processor: tasks started on assign (an input partition routes;
+//! an internal partition gets fresh instances of its key group's plugins, restored from the
+//! partition's checkpoint), checkpointed periodically and on revoke, and dropped without a
+//! checkpoint when the assignment was lost.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::processor::Processor;
 use super::sink_stage::SinkWork;
-use super::task::Task;
+use super::task::{Role, Task};
 use crate::plugin::PluginStatus;
-use crate::source::{Checkpoint, PartitionState};
+use crate::shuffle::Origins;
+use crate::source::{Checkpoint, PartitionState, TopicPartition};
 
 impl Processor {
     /// Starts the task of a newly assigned partition with fresh plugin instances, restoring
     /// the state its last owner checkpointed.
-    pub(super) fn assign(&mut self, partition: i32, restored: Option<PartitionState>) {
-        let Some(template) = &self.template else {
+    pub(super) fn assign(&mut self, at: TopicPartition, restored: Option<PartitionState>) {
+        let (Some(template), Some(router)) = (&self.template, &self.router) else {
             tracing::error!(
-                partition,
+                partition = %at,
                 "a partition was assigned to an unpartitioned pipeline"
             );
             return;
         };
-        let (mut plugins, failed) = template.fork(Instant::now());
+        let now = Instant::now();
+        let (role, (plugins, failed)) = if at.topic == router.input {
+            // Routing needs no plugins: they run where the key groups are.
+            (
+                Role::Route(router.clone()),
+                (template.empty_like(), Vec::new()),
+            )
+        } else if let Some(group) = router.group_of(&at.topic) {
+            (
+                Role::Keyed {
+                    origins: Origins::default(),
+                    input: router.input.clone(),
+                },
+                template.fork_keyed(Some(&group.key), now),
+            )
+        } else {
+            tracing::error!(partition = %at, "a partition of an unknown topic was assigned");
+            return;
+        };
+        let partition = &at;
         for (plugin, error) in failed {
-            tracing::error!(partition, %plugin, %error, "plugin could not start for this partition; it misses the partition's events");
+            tracing::error!(%partition, %plugin, %error, "plugin could not start for this partition; it misses the partition's events");
         }
+        let mut plugins = plugins;
         let task = match &restored {
             Some(state) => {
                 for (plugin, bytes) in &state.plugins {
                     match plugins.restore(plugin, bytes) {
                         Ok(true) => {}
                         Ok(false) => {
-                            tracing::warn!(partition, %plugin, "saved state of a plugin that is no longer loaded is dropped")
+                            tracing::warn!(%partition, %plugin, "saved state of a plugin that is no longer loaded is dropped")
                         }
                         Err(error) => {
-                            tracing::warn!(partition, %plugin, %error, "saved state could not be restored; the plugin starts fresh on this partition")
+                            tracing::warn!(%partition, %plugin, %error, "saved state could not be restored; the plugin starts fresh on this partition")
                         }
                     }
                 }
                 tracing::info!(
-                    partition,
+                    %partition,
                     next_offset = state.next_offset,
                     plugins = state.plugins.len(),
-                    "partition assigned; plugin state restored"
+                    "partition assigned; state restored"
                 );
-                Task::resumed(plugins, state)
+                Task::resumed(plugins, role, state)
             }
             None => {
                 tracing::info!(
-                    partition,
+                    %partition,
                     "partition assigned; no saved state, plugins start fresh"
                 );
-                Task::new(plugins)
+                Task::new(plugins, role)
             }
         };
-        if let Some(old) = self.tasks.insert(partition, task) {
+        if let Some(old) = self.tasks.insert(at, task) {
             merge_status(&mut self.retired, old.plugins.status());
         }
     }
@@ -65,7 +87,7 @@ impl Processor {
     /// the states and commits the offsets once the sinks acknowledged.
     pub(super) fn checkpoint(
         &mut self,
-        partitions: &[i32],
+        partitions: &[TopicPartition],
         drop: bool,
         done: Option<std::sync::mpsc::SyncSender<()>>,
     ) -> SinkWork {
@@ -73,14 +95,14 @@ impl Processor {
         let mut states = Vec::new();
         for partition in partitions {
             let state = match self.tasks.get_mut(partition) {
-                Some(task) => task.checkpoint(*partition),
+                Some(task) => task.checkpoint(partition),
                 None => None,
             };
             states.extend(state);
             if drop && let Some(task) = self.tasks.remove(partition) {
                 merge_status(&mut self.retired, task.plugins.status());
                 tracing::info!(
-                    partition,
+                    %partition,
                     "partition revoked; its task is checkpointed and dropped"
                 );
             }
@@ -109,12 +131,12 @@ impl Processor {
     }
 
     /// Drops the tasks of partitions this member lost without checkpointing them.
-    pub(super) fn drop_lost(&mut self, partitions: &[i32]) {
+    pub(super) fn drop_lost(&mut self, partitions: &[TopicPartition]) {
         for partition in partitions {
             if let Some(task) = self.tasks.remove(partition) {
                 merge_status(&mut self.retired, task.plugins.status());
                 tracing::warn!(
-                    partition,
+                    %partition,
                     "partition lost; its task is dropped without a checkpoint (the new owner resumes from the last one)"
                 );
             }

@@ -11,11 +11,12 @@ use tokio::sync::mpsc;
 
 use super::partitions::merge_status;
 use super::sink_stage::SinkWork;
-use super::task::Task;
+use super::task::{Role, Task};
 use crate::metrics::Metrics;
 use crate::plugin::{Control, PluginSet, PluginStatus};
+use crate::shuffle::Router;
 use crate::sink::DeadLetter;
-use crate::source::{BatchOrigin, Checkpoint, SourceMsg};
+use crate::source::{BatchOrigin, Checkpoint, SourceMsg, TopicPartition};
 
 /// Event-time settings of the processor.
 #[derive(Debug, Clone, Copy)]
@@ -40,17 +41,23 @@ pub struct Processor {
     pub(crate) event_time: EventTime,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) state_dir: Option<PathBuf>,
-    /// The tasks: one (key [`SINGLE`]) for the embedded sources, one per assigned partition
-    /// for Kafka.
-    pub(super) tasks: BTreeMap<i32, Task>,
+    /// The tasks: one (key [`single`]) for the embedded sources, one per assigned partition
+    /// of the input and of the internal topics for Kafka.
+    pub(super) tasks: BTreeMap<TopicPartition, Task>,
     /// For a partitioned source: the loaded plugins, never run, from which each new
     /// partition's task gets fresh instances; it also decides swaps and refusals.
     pub(super) template: Option<PluginSet>,
+    /// For a partitioned source: how its input is re-partitioned by state key.
+    pub(super) router: Option<Arc<Router>>,
+    /// Until when the processor was blocked handing work to the sinks: time it could not
+    /// read input does not count as the input being quiet.
+    blocked_until: Instant,
     /// For a partitioned source: where checkpoints go once the sinks acknowledged them.
     pub(super) checkpoints: Option<std::sync::mpsc::Sender<Checkpoint>>,
     checkpoint_interval: Duration,
     pub(super) last_checkpoint: Instant,
-    last_input: Instant,
+    /// When idle tasks were last looked for.
+    last_idle_check: Instant,
     /// Records (valid and invalid) received from the source since its start: the position
     /// saved with plugin state, so a restart resumes instead of counting records twice.
     records: u64,
@@ -64,7 +71,15 @@ pub struct Processor {
 }
 
 /// Task key of the embedded sources' only task.
-const SINGLE: i32 = -1;
+fn single() -> TopicPartition {
+    TopicPartition {
+        topic: "".into(),
+        partition: -1,
+    }
+}
+
+/// A hand-over to the sinks that took this long means the processor was held up by them.
+const BLOCKED: Duration = Duration::from_millis(50);
 
 /// The source position saved beside plugin state.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -89,15 +104,19 @@ impl Processor {
     ) -> Self {
         let mut processor = Self::empty(event_time, metrics, state_dir, position.source);
         processor.records = position.records;
-        processor.tasks.insert(SINGLE, Task::new(plugins));
+        processor
+            .tasks
+            .insert(single(), Task::new(plugins, Role::Direct));
         processor
     }
 
-    /// A processor for a partitioned source: no task until a partition is assigned; each
-    /// gets fresh instances of the `template` plugins. Checkpoints (every
-    /// `checkpoint_interval`, and on revoke) go to `checkpoints`.
+    /// A processor for a partitioned source: no task until a partition is assigned; input
+    /// partitions route by `router`, each internal partition gets fresh instances of its key
+    /// group's `template` plugins. Checkpoints (every `checkpoint_interval`, and on revoke) go
+    /// to `checkpoints`.
     pub fn partitioned(
         template: PluginSet,
+        router: Router,
         event_time: EventTime,
         metrics: Arc<Metrics>,
         source_id: String,
@@ -106,6 +125,7 @@ impl Processor {
     ) -> Self {
         let mut processor = Self::empty(event_time, metrics, None, source_id);
         processor.template = Some(template);
+        processor.router = Some(Arc::new(router));
         processor.checkpoints = Some(checkpoints);
         processor.checkpoint_interval = checkpoint_interval;
         processor
@@ -123,10 +143,12 @@ impl Processor {
             state_dir,
             tasks: BTreeMap::new(),
             template: None,
+            router: None,
+            blocked_until: Instant::now(),
             checkpoints: None,
             checkpoint_interval: Duration::from_secs(5),
             last_checkpoint: Instant::now(),
-            last_input: Instant::now(),
+            last_idle_check: Instant::now(),
             records: 0,
             source_id,
             parked: std::collections::HashMap::new(),
@@ -178,11 +200,8 @@ impl Processor {
                 Next::Input(Some(SourceMsg::Batch { events, dead, from })) => {
                     self.process(events, dead, from)
                 }
-                Next::Input(Some(SourceMsg::Assign {
-                    partition,
-                    restored,
-                })) => {
-                    self.assign(partition, restored);
+                Next::Input(Some(SourceMsg::Assign { at, restored })) => {
+                    self.assign(at, restored);
                     SinkWork::default()
                 }
                 Next::Input(Some(SourceMsg::Revoke {
@@ -218,22 +237,26 @@ impl Processor {
                     control_open = false;
                     continue;
                 }
-                Next::Idle => self.idle_advance(),
+                Next::Idle => SinkWork::default(),
             };
+            work.merge(self.idle_advance());
             if self.checkpoints.is_some()
                 && self.last_checkpoint.elapsed() >= self.checkpoint_interval
             {
-                let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+                let partitions: Vec<TopicPartition> = self.tasks.keys().cloned().collect();
                 work.merge(self.checkpoint(&partitions, false, None));
             }
-            if let Some(work) = work.nonempty()
-                && output.blocking_send(work).is_err()
-            {
-                break Ending::Stopped;
+            if let Some(work) = work.nonempty() {
+                let sent = Instant::now();
+                if output.blocking_send(work).is_err() {
+                    break Ending::Stopped;
+                }
+                // Idle time counts from when the processor was ready for input again, not
+                // from when a task last received some (it may have waited on the sinks).
+                if sent.elapsed() >= BLOCKED {
+                    self.blocked_until = Instant::now();
+                }
             }
-            // Idle time counts from when the processor was ready for input again, not from
-            // when it last received some (it may have waited on the sinks meanwhile).
-            self.last_input = Instant::now();
         };
         self.persist_state();
         (ending, self.status())
@@ -328,16 +351,48 @@ impl Processor {
                 )),
             };
         };
+        let name = prepared.module.info.name.clone();
+        let key = prepared.module.info.key.clone();
+        if let Some(router) = &self.router {
+            // A key group's internal topic exists from the start of the run; the consumer
+            // reads only those.
+            if !router.groups.iter().any(|g| g.key == key) {
+                return Err(crate::plugin::InstallError::Unavailable(format!(
+                    "plugin {name} is keyed by {key}, and this running pipeline has no {key} key group (it re-partitions by {}): restart the host to add it",
+                    router
+                        .groups
+                        .iter()
+                        .map(|g| g.key.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if let Some(old) = template.key_of(&name)
+                && *old != key
+            {
+                return Err(crate::plugin::InstallError::Unavailable(format!(
+                    "plugin {name} changes its state key from {old} to {key}: its state would have to move between key groups; restart the host to deploy it"
+                )));
+            }
+        }
         let done = template.install(prepared, now)?;
-        for (partition, task) in &mut self.tasks {
+        for (at, task) in &mut self.tasks {
+            if task.routes()
+                || !self
+                    .router
+                    .as_ref()
+                    .is_some_and(|r| r.group_of(&at.topic).is_some_and(|g| g.key == key))
+            {
+                continue;
+            }
             match template.fresh(&done.name) {
                 Some(Ok(copy)) => {
                     if let Err(error) = task.plugins.install(copy, now) {
-                        tracing::error!(partition, plugin = %done.name, %error, "plugin not installed for this partition");
+                        tracing::error!(partition = %at, plugin = %done.name, %error, "plugin not installed for this partition");
                     }
                 }
                 Some(Err(error)) => {
-                    tracing::error!(partition, plugin = %done.name, %error, "plugin could not start for this partition")
+                    tracing::error!(partition = %at, plugin = %done.name, %error, "plugin could not start for this partition")
                 }
                 None => {}
             }
@@ -352,12 +407,12 @@ impl Processor {
         from: Option<BatchOrigin>,
     ) -> SinkWork {
         self.records += (events.len() + dead.len()) as u64;
-        let key = from.as_ref().map_or(SINGLE, |o| o.partition);
+        let key = from.as_ref().map_or_else(single, BatchOrigin::task);
         let Some(task) = self.tasks.get_mut(&key) else {
             // The source only sends batches of partitions it announced; if that is ever
             // violated, keep the records as dead letters rather than lose them.
             tracing::error!(
-                partition = key,
+                partition = %key,
                 "batch for a partition without a task; its records are dead-lettered"
             );
             let mut dead = dead;
@@ -376,18 +431,33 @@ impl Processor {
         task.process(events, dead, from.as_ref(), self.event_time, &self.metrics)
     }
 
+    /// Lets the clock of every task without input for `idle_advance` follow the wall clock
+    /// (looked at a few times per interval, whatever else arrives: one quiet partition must
+    /// not hold back the key groups while the others are busy).
     fn idle_advance(&mut self) -> SinkWork {
-        let idle_ms = self.last_input.elapsed().as_millis() as i64;
+        let idle = self.event_time.idle_advance;
         let mut work = SinkWork::default();
-        for task in self.tasks.values_mut() {
-            work.merge(task.idle_advance(idle_ms, self.event_time));
+        if self.last_idle_check.elapsed() < idle / 4 {
+            return work;
+        }
+        self.last_idle_check = Instant::now();
+        for (at, task) in &mut self.tasks {
+            let since = task.last_input.max(self.blocked_until);
+            let quiet = since.elapsed();
+            if quiet >= idle {
+                work.merge(task.idle_advance(
+                    quiet.as_millis() as i64,
+                    self.event_time,
+                    at.partition,
+                ));
+            }
         }
         work
     }
 
     fn persist_state(&mut self) {
         let Some(dir) = &self.state_dir else { return };
-        let Some(task) = self.tasks.get_mut(&SINGLE) else {
+        let Some(task) = self.tasks.get_mut(&single()) else {
             return;
         };
         if let Err(error) = std::fs::create_dir_all(dir) {

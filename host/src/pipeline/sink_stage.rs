@@ -12,6 +12,7 @@ use crate::aggregate::{AggregateRow, TableSchema};
 use crate::alert::Alert;
 use crate::event::ClickEvent;
 use crate::metrics::Metrics;
+use crate::shuffle::{Routed, RoutedSink};
 use crate::sink::{AggregateSink, AlertSink, DeadLetter, DeadLetterSink, RawSink, SinkError};
 
 /// One unit of output, in order.
@@ -30,6 +31,8 @@ pub struct SinkWork {
     pub alerts: Vec<Alert>,
     /// Dead letters.
     pub dead: Vec<DeadLetter>,
+    /// Records for the internal re-partitioning topics (stage 1 of a Kafka input).
+    pub routed: Vec<Routed>,
     /// Signalled once every sink has durably accepted the work (the source may then commit).
     /// Several when work was merged: each is signalled.
     pub acks: Vec<oneshot::Sender<()>>,
@@ -44,6 +47,7 @@ impl SinkWork {
         self.rows.extend(other.rows);
         self.alerts.extend(other.alerts);
         self.dead.extend(other.dead);
+        self.routed.extend(other.routed);
         // A merged checkpoint keeps its ack: dropping it would fail the checkpoint.
         self.acks.extend(other.acks);
     }
@@ -55,6 +59,7 @@ impl SinkWork {
             && self.rows.is_empty()
             && self.alerts.is_empty()
             && self.dead.is_empty()
+            && self.routed.is_empty()
             && self.acks.is_empty();
         (!empty).then_some(self)
     }
@@ -70,6 +75,9 @@ pub struct Sinks {
     pub alerts: Box<dyn AlertSink>,
     /// Dead letters.
     pub dead_letters: Box<dyn DeadLetterSink>,
+    /// The internal topics of a Kafka input's key groups (`None` for the embedded sources,
+    /// which do not re-partition).
+    pub routed: Option<Box<dyn RoutedSink>>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -167,6 +175,26 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
                     &error,
                     work.alerts.iter().map(|a| a.to_json().to_string()),
                 ),
+            }
+        }
+        if !work.routed.is_empty() {
+            match &mut sinks.routed {
+                Some(sink) => match retry!(metrics, "routed events", sink.write(&work.routed)) {
+                    Ok(()) => Metrics::add(&metrics.routed_records, work.routed.len() as u64),
+                    Err(error) => {
+                        // Only a broken producer fails for good; the input is not committed,
+                        // so the next owner routes these events again.
+                        tracing::error!(%error, records = work.routed.len(), "routed events could not be written; this work is not acknowledged");
+                        work.acks.clear();
+                    }
+                },
+                None => {
+                    tracing::error!(
+                        records = work.routed.len(),
+                        "routed events without internal topics; this work is not acknowledged"
+                    );
+                    work.acks.clear();
+                }
             }
         }
         if !work.dead.is_empty() {

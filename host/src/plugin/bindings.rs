@@ -8,10 +8,10 @@ wasmtime::component::bindgen!({
 
 pub use self::clickwatch::plugin::host::Level;
 pub use self::clickwatch::plugin::types::{
-    ClickBatch, ColumnType, Output, PluginInfo, PluginKind, Severity, Value,
+    ClickBatch, ColumnType, Output, PluginInfo, PluginKind, Severity, StateKey, Value,
 };
 
 /// The contract version this host implements (the `wit/` package version).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// Package name of the contract, as it appears in component export names.
 pub const CONTRACT_PACKAGE: &str = "clickwatch:plugin";

@@ -36,7 +36,7 @@ pub enum LoadError {
     },
     /// Built against a contract this host does not implement.
     #[error(
-        "built against contract {CONTRACT_PACKAGE}@{found}; this host supports {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (0.1.x)"
+        "built against contract {CONTRACT_PACKAGE}@{found}; this host supports {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (the same major.minor); rebuild it with the matching clickwatch-sdk"
     )]
     Contract {
         /// The version it was built against.
@@ -70,6 +70,16 @@ impl std::fmt::Debug for PluginModule {
     }
 }
 
+/// Whether a contract version is one this host implements: the same major.minor (patch
+/// releases only add documentation).
+fn same_series(version: &str) -> bool {
+    version
+        .split('.')
+        .take(2)
+        .eq(CONTRACT_VERSION.split('.').take(2))
+        && version.split('.').count() == 3
+}
+
 /// Finds the contract version a component was built against from its export names.
 fn contract_of(component: &Component, runtime: &Runtime) -> Result<(), LoadError> {
     let ty = component.component_type();
@@ -79,7 +89,7 @@ fn contract_of(component: &Component, runtime: &Runtime) -> Result<(), LoadError
             && let Some(rest) = name.strip_prefix(&format!("{CONTRACT_PACKAGE}/plugin"))
         {
             let found = rest.strip_prefix('@').unwrap_or("(unversioned)");
-            let compatible = found.starts_with("0.1.");
+            let compatible = same_series(found);
             return if compatible {
                 Ok(())
             } else {
@@ -130,12 +140,7 @@ impl PluginModule {
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let mut probe = Instance::new(runtime, &pre, Arc::from("(loading)"))?;
         let raw: bindings::PluginInfo = probe.info()?;
-        if raw
-            .contract_version
-            .split('.')
-            .take(2)
-            .ne(CONTRACT_VERSION.split('.').take(2))
-        {
+        if !same_series(&raw.contract_version) {
             return Err(LoadError::Contract {
                 found: raw.contract_version,
             });

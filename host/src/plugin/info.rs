@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::bindings;
 use crate::aggregate::{AggregateRow, ColumnSchema, ColumnType, TableSchema, Value};
 use crate::alert::{Alert, Severity};
+use crate::keyed::StateKey;
 
 /// What a plugin does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,6 +29,8 @@ pub struct PluginInfo {
     pub version: String,
     /// Detector, aggregator or both.
     pub kind: PluginKind,
+    /// What its state is keyed by.
+    pub key: StateKey,
     /// Tables it writes.
     pub tables: Vec<TableSchema>,
     /// Contract it was built against.
@@ -122,10 +125,21 @@ pub fn convert_info(raw: bindings::PluginInfo) -> Result<PluginInfo, String> {
         bindings::PluginKind::Aggregator => PluginKind::Aggregator,
         bindings::PluginKind::Both => PluginKind::Both,
     };
+    let key = match raw.key {
+        bindings::StateKey::Session => StateKey::Session,
+        bindings::StateKey::User => StateKey::User,
+        bindings::StateKey::Ip => StateKey::Ip,
+        bindings::StateKey::IpNetwork => StateKey::IpNetwork,
+        bindings::StateKey::Url => StateKey::Url,
+        bindings::StateKey::Property(name) => StateKey::Property(name),
+        bindings::StateKey::Global => StateKey::Global,
+    };
+    key.validate()?;
     Ok(PluginInfo {
         name: raw.name,
         version: raw.version,
         kind,
+        key,
         tables,
         contract_version: raw.contract_version,
     })

@@ -12,6 +12,7 @@ use super::instance::{CallError, Instance};
 use super::slot::{Outcome, Policy, Slot, SlotStats};
 use crate::aggregate::{AggregateRow, SchemaError, TableSchema, check_evolution};
 use crate::alert::Alert;
+use crate::keyed::StateKey;
 
 /// A plugin ready to go live: compiled, validated, initialised with its settings.
 pub struct Prepared {
@@ -127,6 +128,28 @@ impl PluginSet {
             entries: BTreeMap::new(),
             policy,
         }
+    }
+
+    /// An empty set with the same supervision policy.
+    pub fn empty_like(&self) -> PluginSet {
+        PluginSet::new(self.policy)
+    }
+
+    /// The state key of the live plugin `name`.
+    pub fn key_of(&self, name: &str) -> Option<&StateKey> {
+        self.entries.get(name).map(|e| &e.slot.module().info.key)
+    }
+
+    /// The distinct state keys of the loaded plugins.
+    pub fn keys(&self) -> Vec<StateKey> {
+        let mut keys: Vec<StateKey> = self
+            .entries
+            .values()
+            .map(|e| e.slot.module().info.key.clone())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     /// Number of loaded plugins.
@@ -273,9 +296,21 @@ impl PluginSet {
     /// A set with the same plugins, each a fresh instance with empty state. A plugin whose
     /// `init` fails is left out and named in the second value.
     pub fn fork(&self, now: Instant) -> (PluginSet, Vec<(String, CallError)>) {
+        self.fork_keyed(None, now)
+    }
+
+    /// Like [`PluginSet::fork`], with only the plugins keyed by `key` (all when `None`).
+    pub fn fork_keyed(
+        &self,
+        key: Option<&StateKey>,
+        now: Instant,
+    ) -> (PluginSet, Vec<(String, CallError)>) {
         let mut set = PluginSet::new(self.policy);
         let mut failed = Vec::new();
-        for name in self.entries.keys() {
+        for (name, entry) in &self.entries {
+            if key.is_some_and(|k| entry.slot.module().info.key != *k) {
+                continue;
+            }
             match self.fresh(name) {
                 Some(Ok(prepared)) => {
                     if let Err(error) = set.install(prepared, now) {

@@ -32,7 +32,7 @@ pub enum SourceMsg {
     /// A partitioned source was given a partition: start its task, from saved state if any.
     Assign {
         /// The partition.
-        partition: i32,
+        at: TopicPartition,
         /// State saved by whoever owned the partition last.
         restored: Option<PartitionState>,
     },
@@ -40,7 +40,7 @@ pub enum SourceMsg {
     /// after the sinks acknowledged everything before), drop them, then signal `done`.
     Revoke {
         /// The partitions.
-        partitions: Vec<i32>,
+        partitions: Vec<TopicPartition>,
         /// False when the partitions were lost (this member was thrown out of the group and
         /// someone else may already own them): drop the tasks without storing their state,
         /// so a stale state never overwrites the new owner's.
@@ -50,6 +50,31 @@ pub enum SourceMsg {
     },
     /// The input is exhausted: no event will ever follow, so every window may close.
     Exhausted,
+}
+
+/// A partition of a topic: what one task owns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// `partition` of `topic`.
+    pub fn new(topic: &Arc<str>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.clone(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
 }
 
 /// Where a batch of a partitioned source came from.
@@ -63,11 +88,26 @@ pub struct BatchOrigin {
     pub offsets: Vec<i64>,
     /// The offset after the last record of the batch (valid or not): where to resume.
     pub next_offset: i64,
+    /// For a batch of an internal (re-partitioning) topic: the input partition and offset
+    /// each event was first read at, in order; empty for input batches.
+    pub routed: Vec<(i32, i64)>,
+    /// For a batch of an internal topic: the input partitions' watermark markers it carried,
+    /// to apply after its events; empty for input batches.
+    pub markers: Vec<crate::shuffle::Marker>,
+}
+
+impl BatchOrigin {
+    /// The task the batch belongs to.
+    pub fn task(&self) -> TopicPartition {
+        TopicPartition::new(&self.topic, self.partition)
+    }
 }
 
 /// A partition's processing state at a point of its input: what a new owner restores.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PartitionState {
+    /// The topic.
+    pub topic: Arc<str>,
     /// The partition.
     pub partition: i32,
     /// The first offset not yet reflected in the state.
@@ -78,6 +118,8 @@ pub struct PartitionState {
     pub max_event_ms: i64,
     /// Snapshot of each plugin, by name.
     pub plugins: Vec<(String, Vec<u8>)>,
+    /// For a task of an internal topic: what it applied of each input partition.
+    pub origins: Option<crate::shuffle::Origins>,
 }
 
 /// A checkpoint the processor hands to a partitioned source: once `ack` fires (every sink

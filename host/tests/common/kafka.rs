@@ -89,25 +89,28 @@ pub async fn checkpointed_totals(
         &brokers(),
         &format!("{group}.clickwatch-state"),
         group,
-        topic,
     )
     .await
     .unwrap();
-    let partitions = partitions.to_vec();
+    let topic: std::sync::Arc<str> = topic.into();
+    let partitions: Vec<clickwatch::source::TopicPartition> = partitions
+        .iter()
+        .map(|&p| clickwatch::source::TopicPartition::new(&topic, p))
+        .collect();
     let states = tokio::task::spawn_blocking(move || store.load(&partitions))
         .await
         .unwrap()
         .unwrap();
     states
         .into_iter()
-        .map(|(p, state)| {
+        .map(|(at, state)| {
             let (_, bytes) = state
                 .plugins
                 .iter()
                 .find(|(name, _)| name == "counter")
                 .expect("counter state in the checkpoint");
             let json: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-            (p, json["total"].as_i64().unwrap())
+            (at.partition, json["total"].as_i64().unwrap())
         })
         .collect()
 }
@@ -188,5 +191,28 @@ pub async fn wait_committed(group: &str, topic: &str, expected: &BTreeMap<i32, i
             "offsets not committed: {now:?}, expected {expected:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The internal topic of the `global` key group (where the counter fixture's one instance
+/// lives).
+pub fn global_topic(group: &str) -> String {
+    format!("{group}.clickwatch-by-global")
+}
+
+/// Waits until the counter's last checkpoint in the `global` key group holds `expected`.
+pub async fn wait_global_total(group: &str, expected: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let topic = global_topic(group);
+    loop {
+        let totals = checkpointed_totals(group, &topic, &[0]).await;
+        if totals.get(&0) == Some(&expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the global counter's checkpoint holds {totals:?}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

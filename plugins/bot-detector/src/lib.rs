@@ -89,6 +89,8 @@ impl Plugin for BotDetector {
 
     fn info() -> PluginInfo {
         PluginInfo::detector("bot-detector", env!("CARGO_PKG_VERSION"))
+            // Sessions, and the farm rule over the sessions of one network.
+            .keyed_by(StateKey::IpNetwork)
     }
 
     fn new(settings: Settings) -> Result<Self, String> {

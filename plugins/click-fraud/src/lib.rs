@@ -218,6 +218,8 @@ impl Plugin for ClickFraud {
 
     fn info() -> PluginInfo {
         PluginInfo::detector("click-fraud", env!("CARGO_PKG_VERSION"))
+            // Referrer and device groups compare against all traffic.
+            .keyed_by(StateKey::Global)
     }
 
     fn new(settings: Settings) -> Result<Self, String> {

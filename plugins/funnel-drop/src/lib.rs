@@ -141,6 +141,8 @@ impl Plugin for FunnelDrop {
 
     fn info() -> PluginInfo {
         PluginInfo::detector("funnel-drop", env!("CARGO_PKG_VERSION"))
+            // The site-wide funnel.
+            .keyed_by(StateKey::Global)
     }
 
     fn new(settings: Settings) -> Result<Self, String> {

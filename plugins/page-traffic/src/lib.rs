@@ -46,18 +46,21 @@ impl Plugin for PageTraffic {
     type Settings = Settings;
 
     fn info() -> PluginInfo {
-        PluginInfo::aggregator("page-traffic", env!("CARGO_PKG_VERSION")).table(Table::new(
-            TABLE,
-            vec![
-                Column::new("window_start", ColumnType::Timestamp),
-                Column::new("window_end", ColumnType::Timestamp),
-                Column::new("url", ColumnType::Text),
-                Column::new("views", ColumnType::Int64),
-                Column::new("unique_sessions", ColumnType::Int64),
-                Column::new("unique_users", ColumnType::Int64),
-            ],
-            &["window_start", "url"],
-        ))
+        PluginInfo::aggregator("page-traffic", env!("CARGO_PKG_VERSION"))
+            // Every row is about one URL: its views, sessions and users all meet here.
+            .keyed_by(StateKey::Url)
+            .table(Table::new(
+                TABLE,
+                vec![
+                    Column::new("window_start", ColumnType::Timestamp),
+                    Column::new("window_end", ColumnType::Timestamp),
+                    Column::new("url", ColumnType::Text),
+                    Column::new("views", ColumnType::Int64),
+                    Column::new("unique_sessions", ColumnType::Int64),
+                    Column::new("unique_users", ColumnType::Int64),
+                ],
+                &["window_start", "url"],
+            ))
     }
 
     fn new(settings: Settings) -> Result<Self, String> {

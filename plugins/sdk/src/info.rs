@@ -1,4 +1,5 @@
-//! What a plugin declares about itself: name, version, kind and the aggregate tables it writes.
+//! What a plugin declares about itself: name, version, kind, what its state is keyed by, and
+//! the aggregate tables it writes.
 
 /// What a plugin does with the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,6 +10,32 @@ pub enum PluginKind {
     Aggregator,
     /// Emits both.
     Both,
+}
+
+/// What a plugin's state is about: the host hands every event with the same key to the same
+/// instance, whatever input partition or host it arrived on. Declare the narrowest key your
+/// state needs: a `Url` plugin's work is spread over many instances, a `Global` one has a
+/// single instance that sees every event.
+///
+/// An event without the key's value (no IP, no such property) counts as the empty value, so
+/// all such events meet in one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StateKey {
+    /// The session id.
+    Session,
+    /// The user id; anonymous visitors by their session id.
+    User,
+    /// The client IP address.
+    Ip,
+    /// The client's network: the IPv4 /24 or IPv6 /48 of its address.
+    IpNetwork,
+    /// The page URL.
+    Url,
+    /// The value of one top-level field of `properties`, as text.
+    Property(String),
+    /// One instance sees every event (the default: always exact, never the fastest).
+    #[default]
+    Global,
 }
 
 /// Type of an aggregate column.
@@ -88,6 +115,9 @@ pub struct PluginInfo {
     pub version: String,
     /// Detector, aggregator or both.
     pub kind: PluginKind,
+    /// What its state is keyed by; [`StateKey::Global`] unless set with
+    /// [`PluginInfo::keyed_by`].
+    pub key: StateKey,
     /// Aggregate tables it writes.
     pub tables: Vec<Table>,
 }
@@ -109,8 +139,18 @@ impl PluginInfo {
             name: name.to_owned(),
             version: version.to_owned(),
             kind,
+            key: StateKey::Global,
             tables: Vec::new(),
         }
+    }
+
+    /// Declares what the plugin's state is keyed by: the host then sends every event with the
+    /// same key to the same instance. Rows of a table keyed by something else than this key
+    /// (say, per-device totals of a `Session` plugin) would be written by several instances:
+    /// such a plugin must be `Global`.
+    pub fn keyed_by(mut self, key: StateKey) -> Self {
+        self.key = key;
+        self
     }
 
     /// Adds an aggregate table.
@@ -139,6 +179,13 @@ impl PluginInfo {
             return Err(format!(
                 "plugin name {:?} must be lower-case letters, digits and '-'",
                 self.name
+            ));
+        }
+        if let StateKey::Property(name) = &self.key
+            && !property_name_ok(name)
+        {
+            return Err(format!(
+                "state key property {name:?} must be 1-64 letters, digits, '_', '-' or '.'"
             ));
         }
         for table in &self.tables {
@@ -187,5 +234,38 @@ impl PluginInfo {
             }
         }
         Ok(())
+    }
+}
+
+/// The host's rule for a `Property` key's field name.
+fn property_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_are_global_unless_they_say_otherwise() {
+        let info = PluginInfo::detector("d", "1.0.0");
+        assert_eq!(info.key, StateKey::Global);
+        let info = info.keyed_by(StateKey::Url);
+        assert_eq!(info.key, StateKey::Url);
+        assert!(info.validate().is_ok());
+    }
+
+    #[test]
+    fn a_property_key_needs_a_usable_field_name() {
+        let bad = PluginInfo::detector("d", "1.0.0").keyed_by(StateKey::Property(String::new()));
+        assert!(bad.validate().unwrap_err().contains("state key property"));
+        let bad = PluginInfo::detector("d", "1.0.0").keyed_by(StateKey::Property("a b".into()));
+        assert!(bad.validate().is_err());
+        let good = PluginInfo::detector("d", "1.0.0").keyed_by(StateKey::Property("plan".into()));
+        assert!(good.validate().is_ok());
     }
 }

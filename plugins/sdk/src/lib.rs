@@ -7,7 +7,7 @@
 //! - [`export_plugin!`]: the one line that turns the type into a plugin.
 //! - [`batch`]: the zero-copy view of a batch of click events the host hands in.
 //! - [`output`]: alerts and aggregate rows the plugin hands back.
-//! - [`info`]: what a plugin declares about itself (name, kind, tables).
+//! - [`info`]: what a plugin declares about itself (name, kind, state key, tables).
 //! - [`log`]: structured logging into the host's log.
 //! - [`state`]: helpers to snapshot and restore serde-serialisable state.
 //! - [`testing`]: a native harness, so plugin logic is tested with plain `cargo test`.
@@ -56,12 +56,12 @@ pub mod __private;
 pub use plugin::Plugin;
 
 /// The contract version this SDK builds plugins against (the `wit/` package version).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
     pub use crate::Plugin;
     pub use crate::batch::{Batch, Click, EventKind};
-    pub use crate::info::{Column, ColumnType, PluginInfo, PluginKind, Table};
+    pub use crate::info::{Column, ColumnType, PluginInfo, PluginKind, StateKey, Table};
     pub use crate::output::{Alert, Output, Row, Severity, Value};
 }

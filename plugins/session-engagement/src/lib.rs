@@ -107,6 +107,8 @@ impl Plugin for SessionEngagement {
     fn info() -> PluginInfo {
         let [sessions, segments] = summary::tables();
         PluginInfo::aggregator("session-engagement", env!("CARGO_PKG_VERSION"))
+            // Segment rows sum over all sessions.
+            .keyed_by(StateKey::Global)
             .table(sessions)
             .table(segments)
     }

@@ -209,6 +209,8 @@ impl Plugin for TrafficAnomaly {
 
     fn info() -> PluginInfo {
         PluginInfo::detector("traffic-anomaly", env!("CARGO_PKG_VERSION"))
+            // Site-wide series.
+            .keyed_by(StateKey::Global)
     }
 
     fn new(settings: Settings) -> Result<Self, String> {

@@ -24,7 +24,6 @@ pub(super) fn run(
     checkpoints: Receiver<Checkpoint>,
     consumer: Arc<Group>,
     store: Arc<StateStore>,
-    topic: Arc<str>,
     handle: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
 ) {
@@ -36,7 +35,7 @@ pub(super) fn run(
         } = checkpoint;
         match handle.block_on(ack) {
             Ok(()) if partitions.is_empty() => {}
-            Ok(()) => match store_and_commit(&consumer, &store, &topic, &partitions, &handle) {
+            Ok(()) => match store_and_commit(&consumer, &store, &partitions, &handle) {
                 Ok(()) => Metrics::add(&metrics.checkpoints, 1),
                 Err(error) => {
                     Metrics::add(&metrics.checkpoint_failures, 1);
@@ -61,7 +60,6 @@ pub(super) fn run(
 fn store_and_commit(
     consumer: &Group,
     store: &StateStore,
-    topic: &str,
     partitions: &[PartitionState],
     handle: &tokio::runtime::Handle,
 ) -> Result<(), String> {
@@ -78,8 +76,12 @@ fn store_and_commit(
     })?;
     let mut tpl = TopicPartitionList::new();
     for state in partitions {
-        tpl.add_partition_offset(topic, state.partition, Offset::Offset(state.next_offset))
-            .map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(
+            &state.topic,
+            state.partition,
+            Offset::Offset(state.next_offset),
+        )
+        .map_err(|e| e.to_string())?;
     }
     retry("commit offsets", || {
         consumer
@@ -88,6 +90,7 @@ fn store_and_commit(
     })?;
     for state in partitions {
         tracing::debug!(
+            topic = %state.topic,
             partition = state.partition,
             next_offset = state.next_offset,
             "checkpoint committed"

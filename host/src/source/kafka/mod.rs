@@ -3,6 +3,8 @@
 //! sent per partition, in order, to the processor, which runs one task per partition.
 //! Progress is at-least-once: offsets are committed only by checkpoints (see `commit`), after
 //! the sinks acknowledged everything before them and the partitions' state is stored.
+//! The same consumer reads the internal topics of the key groups (docs/design/keyed-state.md):
+//! their records are shuffle records, decoded here too, and their partitions are tasks too.
 
 mod commit;
 mod pending;
@@ -11,17 +13,22 @@ mod rebalance;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use tokio::sync::{mpsc, watch};
 
-use super::{Checkpoint, SourceMsg};
+use super::{Checkpoint, SourceMsg, TopicPartition};
 use crate::event::decode;
 use crate::kafka::{StateStore, StateStoreError};
+use crate::keyed::StateKey;
 use crate::metrics::Metrics;
+use crate::shuffle::{KeyGroup, ShuffleRecord, topic_name};
 use crate::sink::DeadLetter;
 use pending::Pending;
 use rebalance::{Rebalancer, lock};
@@ -45,6 +52,11 @@ pub struct KafkaSettings {
     pub batch_size: usize,
     /// Longest a partial batch waits.
     pub linger: Duration,
+    /// The state keys of the loaded plugins: one internal topic each.
+    pub keys: Vec<StateKey>,
+    /// Partitions of a new internal topic (not of `global`'s, which has one); `None`: as
+    /// many as the input topic has.
+    pub key_partitions: Option<u32>,
 }
 
 /// The Kafka source could not start.
@@ -70,7 +82,14 @@ pub enum KafkaSourceError {
 pub struct KafkaSource {
     poll: JoinHandle<()>,
     commit: JoinHandle<()>,
+    /// The key groups, with their topics' partition counts as the broker has them.
+    pub groups: Vec<KeyGroup>,
+    /// Partitions of the input topic.
+    pub input_partitions: u32,
 }
+
+/// Longest wait for a topic's metadata at start-up.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl KafkaSource {
     /// Starts consuming. Batches and partition changes go to `tx`; the processor sends its
@@ -84,27 +103,28 @@ impl KafkaSource {
         metrics: Arc<Metrics>,
     ) -> Result<KafkaSource, KafkaSourceError> {
         let store = Arc::new(
-            StateStore::open(
-                &settings.brokers,
-                &settings.state_topic,
-                &settings.group_id,
-                &settings.topic,
-            )
-            .await?,
+            StateStore::open(&settings.brokers, &settings.state_topic, &settings.group_id).await?,
         );
-        let topic: Arc<str> = settings.topic.as_str().into();
+        let fail = |message: String| KafkaSourceError::Consumer {
+            topic: settings.topic.clone(),
+            message,
+        };
+        let input_partitions = partition_count(&settings.brokers, &settings.topic)
+            .await
+            .map_err(fail)?;
+        let groups = create_internal_topics(&settings, input_partitions)
+            .await
+            .map_err(fail)?;
+        let mut topics: Vec<Arc<str>> = vec![settings.topic.as_str().into()];
+        topics.extend(groups.iter().map(|g| g.topic.clone()));
         let context = Rebalancer {
-            topic: topic.clone(),
+            topics: topics.clone(),
             tx: Mutex::new(Some(tx)),
             store: store.clone(),
             pending: Mutex::new(Pending::default()),
             started: Mutex::new(BTreeSet::new()),
             stop: stop.clone(),
             metrics: metrics.clone(),
-        };
-        let fail = |message: String| KafkaSourceError::Consumer {
-            topic: settings.topic.clone(),
-            message,
         };
         let consumer: Group = ClientConfig::new()
             .set("bootstrap.servers", &settings.brokers)
@@ -122,24 +142,30 @@ impl KafkaSource {
             .set("queued.min.messages", "200000")
             .create_with_context(context)
             .map_err(|e| fail(e.to_string()))?;
+        let names: Vec<&str> = topics.iter().map(|t| &**t).collect();
         consumer
-            .subscribe(&[&settings.topic])
+            .subscribe(&names)
             .map_err(|e| fail(e.to_string()))?;
         let consumer = Arc::new(consumer);
         let handle = tokio::runtime::Handle::current();
         let commit = {
-            let (consumer, topic, metrics) = (consumer.clone(), topic.clone(), metrics.clone());
+            let (consumer, metrics) = (consumer.clone(), metrics.clone());
             std::thread::Builder::new()
                 .name("kafka-commit".into())
-                .spawn(move || commit::run(checkpoints, consumer, store, topic, handle, metrics))?
+                .spawn(move || commit::run(checkpoints, consumer, store, handle, metrics))?
         };
         let poll = std::thread::Builder::new()
             .name("kafka-source".into())
             .spawn(move || poll_loop(&consumer, &settings, &stop, &metrics))?;
-        Ok(KafkaSource { poll, commit })
+        Ok(KafkaSource {
+            poll,
+            commit,
+            groups,
+            input_partitions,
+        })
     }
 
-    /// Waits for the poll thread (it ends after `stop`).
+    /// Waits for the poll thread (it ends after `stop`); hands back the committer.
     pub fn join_poll(self) -> JoinHandle<()> {
         if self.poll.join().is_err() {
             tracing::error!("the kafka source thread panicked");
@@ -166,43 +192,33 @@ fn poll_loop(
         }
     }
     let _release = Release(ctx);
+    let input = &ctx.topics[0];
     let mut skipped_logged = false;
     while !*stop.borrow() {
         match consumer.poll(Duration::from_millis(50)) {
             None => {}
             Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
             Some(Ok(message)) => {
-                let (partition, offset) = (message.partition(), message.offset());
+                let Some(topic) = ctx.topic(message.topic()) else {
+                    continue;
+                };
+                let at = TopicPartition::new(topic, message.partition());
+                let offset = message.offset();
                 // A partition whose task has not started (its state could not be read yet):
                 // skip; the offset is not committed, so nothing is lost.
-                if !lock(&ctx.started).contains(&partition) {
+                if !lock(&ctx.started).contains(&at) {
                     if !skipped_logged {
-                        tracing::warn!(partition, "record of a partition without a task skipped");
+                        tracing::warn!(partition = %at, "record of a partition without a task skipped");
                         skipped_logged = true;
                     }
                     continue;
                 }
                 let bytes = message.payload().unwrap_or_default();
                 let mut pending = lock(&ctx.pending);
-                match decode(bytes) {
-                    Ok(event) => {
-                        Metrics::add(&metrics.events_in, 1);
-                        pending.event(partition, offset, bytes.len(), event);
-                    }
-                    Err(error) => {
-                        Metrics::add(&metrics.events_invalid, 1);
-                        let letter = DeadLetter {
-                            reason: error.label().to_owned(),
-                            detail: error.to_string(),
-                            origin: format!("{}/{partition}@{offset}", settings.topic),
-                            topic: Some(settings.topic.clone()),
-                            partition: Some(partition),
-                            offset: Some(offset),
-                            ..DeadLetter::default()
-                        }
-                        .with_bytes(bytes);
-                        pending.dead(partition, offset, bytes.len(), letter);
-                    }
+                if Arc::ptr_eq(topic, input) {
+                    read_input(&mut pending, &at, offset, bytes, metrics);
+                } else {
+                    read_internal(&mut pending, &at, offset, bytes, metrics);
                 }
             }
         }
@@ -220,8 +236,162 @@ fn poll_loop(
         }
     }
     // Graceful stop: finish and commit what is in flight, then let the processor end.
-    let assigned: Vec<i32> = lock(&ctx.started).iter().copied().collect();
+    let assigned: Vec<TopicPartition> = lock(&ctx.started).iter().cloned().collect();
     ctx.revoke(assigned, consumer.assignment_lost());
     ctx.flush();
     tracing::info!(topic = %settings.topic, "kafka source stopped; partitions checkpointed");
+}
+
+/// An input record: a valid event, or a dead letter with its reason and coordinates.
+fn read_input(
+    pending: &mut Pending,
+    at: &TopicPartition,
+    offset: i64,
+    bytes: &[u8],
+    metrics: &Metrics,
+) {
+    match decode(bytes) {
+        Ok(event) => {
+            Metrics::add(&metrics.events_in, 1);
+            pending.event(at, offset, bytes.len(), event);
+        }
+        Err(error) => {
+            Metrics::add(&metrics.events_invalid, 1);
+            let letter = DeadLetter {
+                reason: error.label().to_owned(),
+                detail: error.to_string(),
+                origin: format!("{at}@{offset}"),
+                topic: Some(at.topic.to_string()),
+                partition: Some(at.partition),
+                offset: Some(offset),
+                ..DeadLetter::default()
+            }
+            .with_bytes(bytes);
+            pending.dead(at, offset, bytes.len(), letter);
+        }
+    }
+}
+
+/// A record of an internal topic: a routed event or a watermark marker. Only Clickwatch
+/// hosts write there, so anything else is kept as a dead letter rather than guessed at.
+fn read_internal(
+    pending: &mut Pending,
+    at: &TopicPartition,
+    offset: i64,
+    bytes: &[u8],
+    metrics: &Metrics,
+) {
+    match ShuffleRecord::decode(bytes) {
+        Ok(ShuffleRecord::Event {
+            origin,
+            offset: origin_offset,
+            event,
+        }) => pending.routed(at, offset, bytes.len(), (origin, origin_offset), event),
+        Ok(ShuffleRecord::Marker(marker)) => pending.marker(at, offset, marker),
+        Err(error) => {
+            Metrics::add(&metrics.events_invalid, 1);
+            let letter = DeadLetter {
+                reason: "bad_internal_record".into(),
+                detail: error.to_string(),
+                origin: format!("{at}@{offset}"),
+                topic: Some(at.topic.to_string()),
+                partition: Some(at.partition),
+                offset: Some(offset),
+                ..DeadLetter::default()
+            }
+            .with_bytes(bytes);
+            pending.dead(at, offset, bytes.len(), letter);
+        }
+    }
+}
+
+/// Partitions of `topic`, from the broker's metadata (waits while the topic is being created).
+async fn partition_count(brokers: &str, topic: &str) -> Result<u32, String> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + METADATA_TIMEOUT;
+        loop {
+            let found = consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .map_err(|e| format!("cannot read the metadata of {topic}: {e}"))?
+                .topics()
+                .first()
+                .map_or(0, |t| t.partitions().len());
+            if found > 0 {
+                return Ok(found as u32);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "topic {topic} has no partitions (does it exist?) after {METADATA_TIMEOUT:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Creates the internal topic of each key group if it is missing, and reads the partition
+/// count each really has: every host must route by the same count, so an existing topic's
+/// count wins over the configured one.
+async fn create_internal_topics(
+    settings: &KafkaSettings,
+    input_partitions: u32,
+) -> Result<Vec<KeyGroup>, String> {
+    let mut keys = settings.keys.clone();
+    keys.sort();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let wanted: Vec<(String, u32)> = keys
+        .iter()
+        .map(|key| {
+            let partitions = match key {
+                StateKey::Global => 1,
+                _ => settings.key_partitions.unwrap_or(input_partitions).max(1),
+            };
+            (topic_name(&settings.group_id, key), partitions)
+        })
+        .collect();
+    // Replication -1: the broker's default, like the state topic.
+    let new: Vec<NewTopic<'_>> = wanted
+        .iter()
+        .map(|(name, partitions)| {
+            NewTopic::new(name, *partitions as i32, TopicReplication::Fixed(-1))
+        })
+        .collect();
+    let created = admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .map_err(|e| format!("cannot create the internal topics: {e}"))?;
+    for result in created {
+        match result {
+            Ok(topic) => tracing::info!(topic, "internal topic created"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(format!("cannot create {topic}: {code}")),
+        }
+    }
+    let mut groups = Vec::new();
+    for (key, (name, configured)) in keys.into_iter().zip(wanted) {
+        let partitions = partition_count(&settings.brokers, &name).await?;
+        if partitions != configured {
+            tracing::warn!(topic = %name, partitions, configured, "the internal topic exists with another partition count; routing by its own");
+        }
+        groups.push(KeyGroup {
+            key,
+            topic: name.as_str().into(),
+            partitions,
+        });
+    }
+    Ok(groups)
 }

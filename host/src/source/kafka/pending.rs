@@ -1,18 +1,20 @@
-//! Records polled but not yet sent, kept per partition so each batch belongs to one partition
-//! (its task) and keeps the partition's order.
+//! Records polled but not yet sent, kept per topic partition so each batch belongs to one
+//! task and keeps its partition's order.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::event::ClickEvent;
+use crate::shuffle::Marker;
 use crate::sink::DeadLetter;
-use crate::source::{BatchOrigin, SourceMsg};
+use crate::source::{BatchOrigin, SourceMsg, TopicPartition};
 
 #[derive(Default)]
 struct Part {
     events: Vec<ClickEvent>,
     offsets: Vec<i64>,
+    routed: Vec<(i32, i64)>,
+    markers: Vec<Marker>,
     dead: Vec<DeadLetter>,
     next_offset: i64,
 }
@@ -20,30 +22,50 @@ struct Part {
 /// Pending records of every partition.
 #[derive(Default)]
 pub struct Pending {
-    parts: BTreeMap<i32, Part>,
+    parts: BTreeMap<TopicPartition, Part>,
     records: usize,
     bytes: usize,
     since: Option<Instant>,
 }
 
 impl Pending {
-    /// Adds a valid event read at `offset` (`bytes` long on the wire).
-    pub fn event(&mut self, partition: i32, offset: i64, bytes: usize, event: ClickEvent) {
-        let part = self.part(partition, offset, bytes);
+    /// Adds a valid event of an input topic read at `offset` (`bytes` long on the wire).
+    pub fn event(&mut self, at: &TopicPartition, offset: i64, bytes: usize, event: ClickEvent) {
+        let part = self.part(at, offset, bytes);
         part.events.push(event);
         part.offsets.push(offset);
     }
 
-    /// Adds a record that was not a valid event.
-    pub fn dead(&mut self, partition: i32, offset: i64, bytes: usize, letter: DeadLetter) {
-        self.part(partition, offset, bytes).dead.push(letter);
+    /// Adds an event of an internal topic, first read at `origin` of the input.
+    pub fn routed(
+        &mut self,
+        at: &TopicPartition,
+        offset: i64,
+        bytes: usize,
+        origin: (i32, i64),
+        event: ClickEvent,
+    ) {
+        let part = self.part(at, offset, bytes);
+        part.events.push(event);
+        part.offsets.push(offset);
+        part.routed.push(origin);
     }
 
-    fn part(&mut self, partition: i32, offset: i64, bytes: usize) -> &mut Part {
+    /// Adds a watermark marker of an internal topic.
+    pub fn marker(&mut self, at: &TopicPartition, offset: i64, marker: Marker) {
+        self.part(at, offset, 0).markers.push(marker);
+    }
+
+    /// Adds a record that was not a valid event.
+    pub fn dead(&mut self, at: &TopicPartition, offset: i64, bytes: usize, letter: DeadLetter) {
+        self.part(at, offset, bytes).dead.push(letter);
+    }
+
+    fn part(&mut self, at: &TopicPartition, offset: i64, bytes: usize) -> &mut Part {
         self.records += 1;
         self.bytes += bytes;
         self.since.get_or_insert_with(Instant::now);
-        let part = self.parts.entry(partition).or_default();
+        let part = self.parts.entry(at.clone()).or_default();
         part.next_offset = offset + 1;
         part
     }
@@ -64,20 +86,22 @@ impl Pending {
     }
 
     /// Takes everything held as one batch per partition.
-    pub fn take(&mut self, topic: &Arc<str>) -> Vec<SourceMsg> {
+    pub fn take(&mut self) -> Vec<SourceMsg> {
         self.records = 0;
         self.bytes = 0;
         self.since = None;
         std::mem::take(&mut self.parts)
             .into_iter()
-            .map(|(partition, part)| SourceMsg::Batch {
+            .map(|(at, part)| SourceMsg::Batch {
                 events: part.events,
                 dead: part.dead,
                 from: Some(BatchOrigin {
-                    topic: topic.clone(),
-                    partition,
+                    topic: at.topic,
+                    partition: at.partition,
                     offsets: part.offsets,
                     next_offset: part.next_offset,
+                    routed: part.routed,
+                    markers: part.markers,
                 }),
             })
             .collect()

@@ -3,7 +3,8 @@
 //! what is pending, have the processor checkpoint the partitions' tasks and wait until their
 //! state is stored and offsets committed (a lost assignment drops the tasks unsaved). On
 //! assign: read each partition's last checkpoint, start its task from it, and start the
-//! partition's input exactly at the checkpoint's offset.
+//! partition's input exactly at the checkpoint's offset. Input and internal (re-partitioning)
+//! topics are handled alike: each partition of either is one task.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,11 +18,12 @@ use tokio::sync::{mpsc, watch};
 use super::pending::Pending;
 use crate::kafka::StateStore;
 use crate::metrics::Metrics;
-use crate::source::SourceMsg;
+use crate::source::{SourceMsg, TopicPartition};
 
 /// Shared between the source thread (through the consumer) and its callbacks.
 pub struct Rebalancer {
-    pub(super) topic: Arc<str>,
+    /// The input topic, then the internal topics of the key groups.
+    pub(super) topics: Vec<Arc<str>>,
     /// To the processor; taken out at shutdown so the channel can close.
     pub(super) tx: Mutex<Option<mpsc::Sender<SourceMsg>>>,
     pub(super) store: Arc<StateStore>,
@@ -29,7 +31,7 @@ pub struct Rebalancer {
     pub(super) pending: Mutex<Pending>,
     /// Assigned partitions whose task was started. (Where their input starts needs no
     /// tracking: each is assigned at its checkpoint's offset.)
-    pub(super) started: Mutex<BTreeSet<i32>>,
+    pub(super) started: Mutex<BTreeSet<TopicPartition>>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) metrics: Arc<Metrics>,
 }
@@ -43,7 +45,7 @@ impl Rebalancer {
     /// Sends every pending batch to the processor, in partition order. False when the
     /// processor is gone (nothing more can be processed; the source should stop).
     pub(super) fn flush(&self) -> bool {
-        let batches = lock(&self.pending).take(&self.topic);
+        let batches = lock(&self.pending).take();
         let tx = lock(&self.tx).clone();
         let Some(tx) = tx else { return false };
         for msg in batches {
@@ -56,8 +58,8 @@ impl Rebalancer {
 
     /// Hands `partitions` back: pending records go first, then the processor checkpoints
     /// (unless the partitions were `lost`) and drops their tasks; returns once that is done.
-    pub(super) fn revoke(&self, partitions: Vec<i32>, lost: bool) {
-        let partitions: Vec<i32> = {
+    pub(super) fn revoke(&self, partitions: Vec<TopicPartition>, lost: bool) {
+        let partitions: Vec<TopicPartition> = {
             let mut started = lock(&self.started);
             partitions
                 .into_iter()
@@ -74,7 +76,7 @@ impl Rebalancer {
         let Some(tx) = tx else { return };
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
         tracing::info!(
-            ?partitions,
+            partitions = ?partitions.iter().map(ToString::to_string).collect::<Vec<_>>(),
             lost,
             "partitions revoked; checkpointing their tasks"
         );
@@ -92,7 +94,7 @@ impl Rebalancer {
     /// Reads the stored checkpoints of newly assigned `partitions`, starts their tasks from
     /// them, and returns where each partition's input must resume: the checkpoint's offset
     /// (`None`: no checkpoint, start from the group's committed offset).
-    fn assign(&self, partitions: &[i32]) -> Vec<(i32, Option<i64>)> {
+    fn assign(&self, partitions: &[TopicPartition]) -> Vec<(TopicPartition, Option<i64>)> {
         if partitions.is_empty() {
             return Vec::new();
         }
@@ -116,14 +118,14 @@ impl Rebalancer {
         };
         let tx = lock(&self.tx).clone();
         let Some(tx) = tx else { return Vec::new() };
-        let mut states: BTreeMap<i32, _> = states.into_iter().collect();
+        let mut states: BTreeMap<TopicPartition, _> = states.into_iter().collect();
         let mut starts = Vec::new();
-        for &partition in partitions {
-            let restored = states.remove(&partition);
+        for at in partitions {
+            let restored = states.remove(at);
             let from = restored.as_ref().map(|s| s.next_offset);
             if tx
                 .blocking_send(SourceMsg::Assign {
-                    partition,
+                    at: at.clone(),
                     restored,
                 })
                 .is_err()
@@ -131,17 +133,24 @@ impl Rebalancer {
                 return starts;
             }
             Metrics::add(&self.metrics.partitions_assigned, 1);
-            lock(&self.started).insert(partition);
-            starts.push((partition, from));
+            lock(&self.started).insert(at.clone());
+            starts.push((at.clone(), from));
         }
         starts
     }
 
-    fn partitions_of(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+    /// The topic as the source names it (shared), if it is one of the source's.
+    pub(super) fn topic(&self, name: &str) -> Option<&Arc<str>> {
+        self.topics.iter().find(|t| &***t == name)
+    }
+
+    fn partitions_of(&self, tpl: &TopicPartitionList) -> Vec<TopicPartition> {
         tpl.elements()
             .iter()
-            .filter(|e| e.topic() == &*self.topic)
-            .map(|e| e.partition())
+            .filter_map(|e| {
+                self.topic(e.topic())
+                    .map(|t| TopicPartition::new(t, e.partition()))
+            })
             .collect()
     }
 }
@@ -163,13 +172,16 @@ impl ConsumerContext for Rebalancer {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let partitions = self.partitions_of(tpl);
-                tracing::info!(?partitions, "partitions assigned");
-                for (partition, from) in self.assign(&partitions) {
+                tracing::info!(partitions = ?partitions.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions assigned");
+                for (at, from) in self.assign(&partitions) {
                     if let Some(offset) = from
-                        && let Err(error) =
-                            tpl.set_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                        && let Err(error) = tpl.set_partition_offset(
+                            &at.topic,
+                            at.partition,
+                            Offset::Offset(offset),
+                        )
                     {
-                        tracing::error!(partition, %error, "cannot start the partition at its checkpoint");
+                        tracing::error!(partition = %at, %error, "cannot start the partition at its checkpoint");
                     }
                 }
                 if let Err(error) = consumer.assign(tpl) {
@@ -187,7 +199,7 @@ impl ConsumerContext for Rebalancer {
                 // librdkafka drops the assignment after a failed rebalance: treat every
                 // partition as lost (no checkpoint: the group may have moved on).
                 tracing::error!(error = ?other, "consumer group rebalance failed; dropping every partition");
-                let all: Vec<i32> = lock(&self.started).iter().copied().collect();
+                let all: Vec<TopicPartition> = lock(&self.started).iter().cloned().collect();
                 self.revoke(all, true);
                 let _ = consumer.unassign();
             }

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 
 use crate::Plugin;
 use crate::batch::BatchData;
-use crate::info::{ColumnType, PluginKind};
+use crate::info::{ColumnType, PluginKind, StateKey};
 use crate::log::Level;
 use crate::output::{Output, Severity, Value};
 
@@ -92,6 +92,15 @@ pub fn info<P: Plugin>() -> wit::PluginInfo {
             PluginKind::Detector => wit::PluginKind::Detector,
             PluginKind::Aggregator => wit::PluginKind::Aggregator,
             PluginKind::Both => wit::PluginKind::Both,
+        },
+        key: match info.key {
+            StateKey::Session => wit::StateKey::Session,
+            StateKey::User => wit::StateKey::User,
+            StateKey::Ip => wit::StateKey::Ip,
+            StateKey::IpNetwork => wit::StateKey::IpNetwork,
+            StateKey::Url => wit::StateKey::Url,
+            StateKey::Property(name) => wit::StateKey::Property(name),
+            StateKey::Global => wit::StateKey::Global,
         },
         tables: info
             .tables
