@@ -6,7 +6,11 @@
 //!   3. host, raw not kept: the whole host path with `sinks.raw.type = "none"`;
 //!   4. host, raw in SQLite: the same with the embedded raw store.
 //!
-//! `EVENTS=N` sets the number of events (default 1 000 000); `PLUGINS=a,b` the plugins.
+//! `EVENTS=N` sets the number of events (default 1 000 000); `PLUGINS=a,b` the plugins;
+//! `PARTITIONS=P` the input topic's partitions (default 4). The host re-partitions the input by
+//! the plugins' state keys (one internal topic per key group), so an event counts as processed
+//! once per key group; the rate below is of input events, and the bytes the re-partitioning
+//! writes per input event are printed.
 //!
 //! Run: cargo xtask plugins && cargo xtask services up kafka &&
 //!      KAFKA_BROKERS=127.0.0.1:19092 cargo bench -p clickwatch --bench kafka
@@ -46,6 +50,31 @@ fn main() {
         .split(',')
         .map(str::to_owned)
         .collect();
+    let partitions: i32 = std::env::var("PARTITIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    // Key groups of the plugins: each processes every event once.
+    let groups = {
+        let runtime = clickwatch::plugin::Runtime::new(clickwatch::plugin::Limits::default())
+            .expect("wasm runtime");
+        let mut keys: Vec<String> = plugin_names
+            .iter()
+            .filter(|n| !n.is_empty())
+            .map(|name| {
+                let bytes = std::fs::read(wasm.join(format!("{name}.wasm")))
+                    .expect("build plugins first: cargo xtask plugins");
+                clickwatch::plugin::PluginModule::load(&runtime, &bytes)
+                    .expect("plugin loads")
+                    .info
+                    .key
+                    .to_string()
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys.len().max(1) as u64
+    };
     let suffix = std::process::id();
     let topic = format!("bench-clicks-{suffix}");
 
@@ -57,7 +86,11 @@ fn main() {
             .expect("admin");
         for r in admin
             .create_topics(
-                [&NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
+                [&NewTopic::new(
+                    &topic,
+                    partitions,
+                    TopicReplication::Fixed(1),
+                )],
                 &AdminOptions::new(),
             )
             .await
@@ -165,7 +198,7 @@ fn main() {
                     if done > 0 && t.0.is_none() {
                         t.0 = Some(Instant::now());
                     }
-                    if done >= n {
+                    if done >= n * groups {
                         t.1 = Some(Instant::now());
                         break;
                     }
@@ -179,10 +212,11 @@ fn main() {
             .expect("pipeline");
         let (first, last) = *timing.lock().unwrap();
         let secs = last.unwrap().duration_since(first.unwrap()).as_secs_f64();
+        let routed = Metrics::get(&metrics.routed_bytes);
         println!(
-            "{label}: {} events in {secs:.2} s (first to last event) = {:.0} events/s; {} alerts, {} aggregate rows, {} raw rows; whole run incl. start-up and group join {:.2} s",
-            summary.events_processed,
-            summary.events_processed as f64 / secs,
+            "{label}, {partitions} partitions, {groups} key groups: {n} events in {secs:.2} s (first to last event) = {:.0} events/s; {:.0} routed bytes per event; {} alerts, {} aggregate rows, {} raw rows; whole run incl. start-up and group join {:.2} s",
+            n as f64 / secs,
+            routed as f64 / n as f64,
             summary.alerts,
             summary.aggregate_rows,
             summary.raw_rows,

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub events_duplicate: AtomicU64,
     /// Records written to the internal topics (routed events and watermark markers).
     pub routed_records: AtomicU64,
+    /// Their payload bytes (before compression): what the re-partitioning adds per event.
+    pub routed_bytes: AtomicU64,
     /// New rows in the raw store.
     pub raw_rows: AtomicU64,
     /// Aggregate rows written.

@@ -377,12 +377,12 @@ impl Processor {
         }
         let done = template.install(prepared, now)?;
         for (at, task) in &mut self.tasks {
-            if task.routes()
-                || !self
-                    .router
-                    .as_ref()
-                    .is_some_and(|r| r.group_of(&at.topic).is_some_and(|g| g.key == key))
-            {
+            // Only the tasks of the plugin's key group (route tasks belong to none).
+            let in_group = self
+                .router
+                .as_ref()
+                .is_some_and(|r| r.group_of(&at.topic).is_some_and(|g| g.key == key));
+            if !in_group {
                 continue;
             }
             match template.fresh(&done.name) {

@@ -180,7 +180,11 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
         if !work.routed.is_empty() {
             match &mut sinks.routed {
                 Some(sink) => match retry!(metrics, "routed events", sink.write(&work.routed)) {
-                    Ok(()) => Metrics::add(&metrics.routed_records, work.routed.len() as u64),
+                    Ok(()) => {
+                        Metrics::add(&metrics.routed_records, work.routed.len() as u64);
+                        let bytes = work.routed.iter().map(|r| r.bytes.len() as u64).sum();
+                        Metrics::add(&metrics.routed_bytes, bytes);
+                    }
                     Err(error) => {
                         // Only a broken producer fails for good; the input is not committed,
                         // so the next owner routes these events again.

@@ -87,11 +87,6 @@ impl Task {
         }
     }
 
-    /// Whether this task routes (stage 1).
-    pub fn routes(&self) -> bool {
-        matches!(self.role, Role::Route(_))
-    }
-
     /// Processes a batch: late events split off (dead-lettered), the rest run, routed or both
     /// stored, and the watermark advanced. `origin` gives Kafka coordinates.
     pub fn process(
