@@ -99,7 +99,8 @@ pub(crate) fn cast(rng: &mut StdRng, p: &Planned, world: &World) -> Cast {
                 _ => Visitor::random_agent(rng),
             };
             entities.push(Entity::new("ip", ip.clone()));
-            out.visitors.push(Visitor::custom(rng, ip, agent, "desktop"));
+            out.visitors
+                .push(Visitor::custom(rng, ip, agent, "desktop"));
             note = format!("{style:?} bot, {sessions} session(s)").to_lowercase();
         }
         Effect::Fraud {
@@ -165,7 +166,8 @@ pub(crate) fn cast(rng: &mut StdRng, p: &Planned, world: &World) -> Cast {
             for ip in hosts(rng, subnet, *ips) {
                 entities.push(Entity::new("ip", ip.clone()));
                 let agent = Visitor::random_agent(rng);
-                out.visitors.push(Visitor::custom(rng, ip, agent, "desktop"));
+                out.visitors
+                    .push(Visitor::custom(rng, ip, agent, "desktop"));
             }
             entities.push(Entity::new("subnet", format!("{subnet}.0/24")));
             note = format!(
@@ -191,8 +193,10 @@ pub(crate) fn cast(rng: &mut StdRng, p: &Planned, world: &World) -> Cast {
                 magnitude: *factor,
                 note: format!("site ramps {what} x{factor:.2}"),
             };
-            out.surges.push(ramp(p.start_ms, drop_start_ms - 1, "up to"));
-            out.surges.push(ramp(drop_end_ms + 1, p.end_ms, "down from"));
+            out.surges
+                .push(ramp(p.start_ms, drop_start_ms - 1, "up to"));
+            out.surges
+                .push(ramp(drop_end_ms + 1, p.end_ms, "down from"));
             let mut label = planned_label(
                 p,
                 kind,

@@ -18,7 +18,11 @@ pub(crate) fn subnet(rng: &mut StdRng) -> String {
             break a;
         }
     };
-    format!("{a}.{}.{}", rng.random_range(0..=255u8), rng.random_range(0..=255u8))
+    format!(
+        "{a}.{}.{}",
+        rng.random_range(0..=255u8),
+        rng.random_range(0..=255u8)
+    )
 }
 
 /// Places extended variant `variant` of `kind` at `start_ms`.

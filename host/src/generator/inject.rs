@@ -188,10 +188,9 @@ impl Injector {
                     p.start_ms + (p.end_ms - p.start_ms) * k / i64::from(*sessions).max(1)
                 }
             }
-            Effect::SlowFraud { .. } | Effect::Farm { .. } => stream
-                .queue
-                .peek()
-                .map_or(i64::MAX, |Reverse((t, _))| *t),
+            Effect::SlowFraud { .. } | Effect::Farm { .. } => {
+                stream.queue.peek().map_or(i64::MAX, |Reverse((t, _))| *t)
+            }
             _ if stream.rate_max <= 0.0 => i64::MAX,
             _ => loop {
                 // Thinning: candidates at the peak rate, kept with probability rate/peak.

@@ -15,9 +15,9 @@ mod cast;
 mod extended;
 mod inject;
 pub mod labels;
+mod outage;
 #[cfg(test)]
 mod scenario_tests;
-mod outage;
 mod session;
 pub mod site;
 mod spec;

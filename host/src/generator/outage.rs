@@ -9,7 +9,12 @@ use super::site::{ORIGIN as SITE, Site};
 use crate::event::{ClickEvent, EventKind};
 
 /// Applies every active filter of `plan` to `event`; false when it is lost.
-pub(crate) fn filter(plan: &[Planned], site: &Site, rng: &mut StdRng, event: &mut ClickEvent) -> bool {
+pub(crate) fn filter(
+    plan: &[Planned],
+    site: &Site,
+    rng: &mut StdRng,
+    event: &mut ClickEvent,
+) -> bool {
     let t = event.time_ms;
     for p in plan {
         if t < p.start_ms || t > p.end_ms {
@@ -27,8 +32,7 @@ pub(crate) fn filter(plan: &[Planned], site: &Site, rng: &mut StdRng, event: &mu
             // The order never goes through. Dropping the event rather than turning it into
             // an error page view keeps every other page's traffic as it was.
             Effect::Funnel { keep }
-                if event.kind == EventKind::Purchase
-                    && !rng.random_bool(keep.clamp(0.0, 1.0)) =>
+                if event.kind == EventKind::Purchase && !rng.random_bool(keep.clamp(0.0, 1.0)) =>
             {
                 return false;
             }

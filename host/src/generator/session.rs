@@ -227,14 +227,18 @@ impl Session {
             let registered = visitor.user_id.is_some();
             match world.navigation {
                 Navigation::Funnel => {
-                    funnel_steps(rng, &mut steps, landing, category, registered, options, world);
+                    funnel_steps(
+                        rng, &mut steps, landing, category, registered, options, world,
+                    );
                     Pace::Human
                 }
                 Navigation::Markov {
                     dwell_median_ms,
                     dwell_sigma,
                 } => {
-                    browse::markov_steps(rng, &mut steps, landing, category, registered, options, site);
+                    browse::markov_steps(
+                        rng, &mut steps, landing, category, registered, options, site,
+                    );
                     Pace::LogNormal {
                         median_ms: dwell_median_ms,
                         sigma: dwell_sigma,
@@ -344,7 +348,9 @@ impl Session {
             Pace::Uniform(lo, hi) => rng.random_range(lo..hi.max(lo + 1)),
             Pace::LogNormal { median_ms, sigma } => {
                 let z = standard_normal(rng);
-                (median_ms * (sigma * z).exp()).round().clamp(50.0, 3_600_000.0) as i64
+                (median_ms * (sigma * z).exp())
+                    .round()
+                    .clamp(50.0, 3_600_000.0) as i64
             }
         };
         self.next_time_ms += gap;

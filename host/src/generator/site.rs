@@ -140,7 +140,10 @@ impl Site {
         let name = self.categories[c];
         let id = FIRST_ID + c as u32 * self.per_category + n;
         match self.scheme {
-            UrlScheme::Legacy => format!("/product/{}", n * self.categories.len() as u32 + c as u32 + 1),
+            UrlScheme::Legacy => format!(
+                "/product/{}",
+                n * self.categories.len() as u32 + c as u32 + 1
+            ),
             UrlScheme::Dash => format!("/p/{name}-{}", n + 1),
             UrlScheme::Nested => format!("/category/{name}/item-{}", n + 1),
             UrlScheme::Shop => format!("/shop/{name}/item/{id}"),

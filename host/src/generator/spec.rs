@@ -143,7 +143,11 @@ fn classic_items() -> Vec<Item> {
 fn extended_items() -> Vec<Item> {
     Kind::ALL
         .iter()
-        .flat_map(|k| k.extended_variants().iter().map(|v| Item::Anomaly(*k, Some(*v))))
+        .flat_map(|k| {
+            k.extended_variants()
+                .iter()
+                .map(|v| Item::Anomaly(*k, Some(*v)))
+        })
         .collect()
 }
 
@@ -183,16 +187,13 @@ pub fn parse_anomalies(spec: &str) -> Result<Vec<Item>, SpecError> {
             None => None,
             Some(v) => {
                 let named = kind.named_variants();
-                Some(
-                    *named
-                        .iter()
-                        .find(|known| **known == v)
-                        .ok_or_else(|| SpecError::Unknown {
-                            what: "variant",
-                            name: format!("{kind_name}/{v}"),
-                            known: named.join(", "),
-                        })?,
-                )
+                Some(*named.iter().find(|known| **known == v).ok_or_else(|| {
+                    SpecError::Unknown {
+                        what: "variant",
+                        name: format!("{kind_name}/{v}"),
+                        known: named.join(", "),
+                    }
+                })?)
             }
         };
         items.extend(std::iter::repeat_n(Item::Anomaly(kind, variant), count));

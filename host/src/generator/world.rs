@@ -257,10 +257,7 @@ mod tests {
         for seed in 0..40 {
             let w = World::random(seed);
             let n = 24 * 60;
-            let mean: f64 = (0..n)
-                .map(|m| w.shape.factor(m * 60_000))
-                .sum::<f64>()
-                / n as f64;
+            let mean: f64 = (0..n).map(|m| w.shape.factor(m * 60_000)).sum::<f64>() / n as f64;
             assert!((mean - 1.0).abs() < 0.02, "{}: mean {mean}", w.describe());
             for m in 0..n {
                 let f = w.shape.factor(m * 60_000);
@@ -268,15 +265,17 @@ mod tests {
             }
         }
         let legacy = DailyShape::Legacy;
-        assert_eq!(legacy.factor(4 * 3_600_000), super::super::daily_shape(4 * 3_600_000));
+        assert_eq!(
+            legacy.factor(4 * 3_600_000),
+            super::super::daily_shape(4 * 3_600_000)
+        );
     }
 
     #[test]
     fn worlds_differ_across_seeds() {
         let worlds: Vec<World> = (1..=12).map(World::random).collect();
         assert_eq!(World::random(5), World::random(5));
-        let schemes: std::collections::HashSet<_> =
-            worlds.iter().map(|w| w.site.scheme).collect();
+        let schemes: std::collections::HashSet<_> = worlds.iter().map(|w| w.site.scheme).collect();
         assert!(schemes.len() >= 3, "{schemes:?}");
         let mobile: Vec<f64> = worlds.iter().map(|w| w.device_share("mobile")).collect();
         let (lo, hi) = mobile

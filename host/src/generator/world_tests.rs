@@ -31,7 +31,12 @@ fn settings(spec: &str, surges: &str, seed: u64, world: World) -> GeneratorSetti
 }
 
 /// Events until 10 simulated minutes after the plan, the labels, and the plan itself.
-fn run(spec: &str, surges: &str, seed: u64, world: World) -> (Vec<ClickEvent>, Vec<Label>, Vec<anomaly::Planned>) {
+fn run(
+    spec: &str,
+    surges: &str,
+    seed: u64,
+    world: World,
+) -> (Vec<ClickEvent>, Vec<Label>, Vec<anomaly::Planned>) {
     let s = settings(spec, surges, seed, world.clone());
     let planned = plan(&s.scenario, seed, s.start_ms, &world);
     let mut g = Generator::new(s);
@@ -108,21 +113,32 @@ fn urls_and_devices_follow_the_world() {
             .iter()
             .filter(|e| world.site.category_of(path(e)).is_some())
             .collect();
-        assert!(products.len() > 500, "{}: {} product events", world.describe(), products.len());
+        assert!(
+            products.len() > 500,
+            "{}: {} product events",
+            world.describe(),
+            products.len()
+        );
         // Only the world's own spelling: no legacy `/product/<n>` unless the scheme is it.
         let legacy = events
             .iter()
-            .filter(|e| path(e).starts_with("/product/") && world.site.category_of(path(e)).is_none())
+            .filter(|e| {
+                path(e).starts_with("/product/") && world.site.category_of(path(e)).is_none()
+            })
             .count();
         assert_eq!(legacy, 0, "{}", world.describe());
         let mut sessions: HashMap<&str, &str> = HashMap::new();
         for e in &events {
             sessions.insert(&e.session_id, e.device.as_deref().unwrap_or(""));
         }
-        let mobile = sessions.values().filter(|d| **d == "mobile").count() as f64
-            / sessions.len() as f64;
+        let mobile =
+            sessions.values().filter(|d| **d == "mobile").count() as f64 / sessions.len() as f64;
         let want = world.device_share("mobile");
-        assert!((mobile - want).abs() < 0.08, "{}: mobile {mobile:.2}", world.describe());
+        assert!(
+            (mobile - want).abs() < 0.08,
+            "{}: mobile {mobile:.2}",
+            world.describe()
+        );
     }
     assert!(schemes.len() >= 3, "{schemes:?}");
 }
@@ -131,18 +147,44 @@ fn urls_and_devices_follow_the_world() {
 fn a_category_outage_removes_that_categorys_product_views_in_its_window() {
     for (variant, seed) in [("category", 31), ("category-404", 32)] {
         let world = World::random(seed);
-        let (events, labels, _) = run(&format!("traffic-drop/{variant}"), "none", seed, world.clone());
+        let (events, labels, _) = run(
+            &format!("traffic-drop/{variant}"),
+            "none",
+            seed,
+            world.clone(),
+        );
         let l = label(&labels, variant);
-        let category = l.entities.iter().find(|e| e.entity_type == "category").unwrap();
-        let c = world.site.categories.iter().position(|n| *n == category.id).unwrap();
+        let category = l
+            .entities
+            .iter()
+            .find(|e| e.entity_type == "category")
+            .unwrap();
+        let c = world
+            .site
+            .categories
+            .iter()
+            .position(|n| *n == category.id)
+            .unwrap();
         let of_category = |e: &ClickEvent| world.site.category_of(path(e)) == Some(c);
         let during = count(&events, l.start_ms, l.end_ms, of_category);
         let len = l.end_ms - l.start_ms;
         let before = count(&events, l.start_ms - len, l.start_ms - 1, of_category);
-        assert_eq!(during, 0, "{variant}: {during} events of {} in its outage", category.id);
-        assert!(before > 10, "{variant}: {before} events of {} before", category.id);
+        assert_eq!(
+            during, 0,
+            "{variant}: {during} events of {} in its outage",
+            category.id
+        );
+        assert!(
+            before > 10,
+            "{variant}: {before} events of {} before",
+            category.id
+        );
         // Every product page of the category is named, and nothing else but the category.
-        let pages = l.entities.iter().filter(|e| e.entity_type == "page").count();
+        let pages = l
+            .entities
+            .iter()
+            .filter(|e| e.entity_type == "page")
+            .count();
         assert_eq!(pages, world.site.products_of(c).len());
         let not_found = |e: &ClickEvent| path(e) == "/404";
         let found = count(&events, l.start_ms, l.end_ms, not_found);
@@ -160,17 +202,31 @@ fn a_device_checkout_outage_removes_that_devices_checkouts_only() {
     let world = World::random(41);
     let (events, labels, _) = run("funnel-drop/device", "none", 41, world);
     let l = label(&labels, "device");
-    let device = &l.entities.iter().find(|e| e.entity_type == "device").unwrap().id;
+    let device = &l
+        .entities
+        .iter()
+        .find(|e| e.entity_type == "device")
+        .unwrap()
+        .id;
     let converts = |e: &ClickEvent| matches!(e.kind, EventKind::Checkout | EventKind::Purchase);
     let on = |e: &ClickEvent| converts(e) && e.device.as_deref() == Some(device.as_str());
     let off = |e: &ClickEvent| {
         e.kind == EventKind::Purchase && e.device.as_deref() != Some(device.as_str())
     };
     assert_eq!(count(&events, l.start_ms, l.end_ms, on), 0, "{device}");
-    assert!(count(&events, l.start_ms, l.end_ms, off) > 20, "other devices still buy");
-    assert!(count(&events, 0, l.start_ms - 1, on) > 5, "{device} bought before");
+    assert!(
+        count(&events, l.start_ms, l.end_ms, off) > 20,
+        "other devices still buy"
+    );
+    assert!(
+        count(&events, 0, l.start_ms - 1, on) > 5,
+        "{device} bought before"
+    );
     let views = |e: &ClickEvent| e.device.as_deref() == Some(device.as_str()) && !converts(e);
-    assert!(count(&events, l.start_ms, l.end_ms, views) > 100, "its other events stay");
+    assert!(
+        count(&events, l.start_ms, l.end_ms, views) > 100,
+        "its other events stay"
+    );
 }
 
 #[test]
@@ -187,7 +243,12 @@ fn slow_fraud_ips_share_a_slash_24_and_each_stays_under_its_cap() {
         panic!("no slow fraud planned");
     };
     assert!(cap < 5, "under the per-IP threshold of 5 per 10 min");
-    let subnet = &l.entities.iter().find(|e| e.entity_type == "subnet").unwrap().id;
+    let subnet = &l
+        .entities
+        .iter()
+        .find(|e| e.entity_type == "subnet")
+        .unwrap()
+        .id;
     let prefix = subnet.trim_end_matches("0/24");
     let fraud_ips: HashSet<&str> = l
         .entities
@@ -196,7 +257,10 @@ fn slow_fraud_ips_share_a_slash_24_and_each_stays_under_its_cap() {
         .map(|e| e.id.as_str())
         .collect();
     assert_eq!(fraud_ips.len(), ips as usize);
-    assert!(fraud_ips.iter().all(|ip| ip.starts_with(prefix)), "{fraud_ips:?} in {subnet}");
+    assert!(
+        fraud_ips.iter().all(|ip| ip.starts_with(prefix)),
+        "{fraud_ips:?} in {subnet}"
+    );
     let mut clicks: HashMap<&str, Vec<i64>> = HashMap::new();
     for e in &events {
         if e.kind == EventKind::AdClick
@@ -212,7 +276,10 @@ fn slow_fraud_ips_share_a_slash_24_and_each_stays_under_its_cap() {
     for (ip, times) in &clicks {
         for (i, t) in times.iter().enumerate() {
             let in_ten = times[i..].iter().take_while(|u| **u < t + 600_000).count();
-            assert!(in_ten <= cap as usize, "{ip}: {in_ten} clicks in 10 min > {cap}");
+            assert!(
+                in_ten <= cap as usize,
+                "{ip}: {in_ten} clicks in 10 min > {cap}"
+            );
         }
     }
 }
@@ -233,7 +300,12 @@ fn a_bot_farm_runs_one_session_per_ip_with_the_drawn_jitter() {
             panic!("no farm planned");
         };
         assert!((0.1..0.9).contains(&cv));
-        let subnet = &l.entities.iter().find(|e| e.entity_type == "subnet").unwrap().id;
+        let subnet = &l
+            .entities
+            .iter()
+            .find(|e| e.entity_type == "subnet")
+            .unwrap()
+            .id;
         let prefix = subnet.trim_end_matches("0/24");
         let sessions: HashSet<&str> = l
             .entities
@@ -246,10 +318,15 @@ fn a_bot_farm_runs_one_session_per_ip_with_the_drawn_jitter() {
         let mut spans: HashMap<&str, (String, i64, i64)> = HashMap::new();
         let mut gaps = Vec::new();
         let mut last: HashMap<&str, i64> = HashMap::new();
-        for e in events.iter().filter(|e| sessions.contains(e.session_id.as_str())) {
+        for e in events
+            .iter()
+            .filter(|e| sessions.contains(e.session_id.as_str()))
+        {
             let ip = e.ip.clone().unwrap();
             assert!(ip.starts_with(prefix), "{ip} outside {subnet}");
-            let span = spans.entry(&e.session_id).or_insert((ip, e.time_ms, e.time_ms));
+            let span = spans
+                .entry(&e.session_id)
+                .or_insert((ip, e.time_ms, e.time_ms));
             span.2 = e.time_ms;
             if let Some(prev) = last.insert(&e.session_id, e.time_ms) {
                 gaps.push((e.time_ms - prev) as f64);
@@ -262,7 +339,10 @@ fn a_bot_farm_runs_one_session_per_ip_with_the_drawn_jitter() {
         assert_eq!(by_ip.len() as u32, ips);
         for (ip, mut s) in by_ip {
             s.sort_unstable();
-            assert!(s.windows(2).all(|w| w[1].0 > w[0].1), "{ip} overlaps: {s:?}");
+            assert!(
+                s.windows(2).all(|w| w[1].0 > w[0].1),
+                "{ip} overlaps: {s:?}"
+            );
         }
         let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
         let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
@@ -310,6 +390,9 @@ fn a_slow_ramp_raises_traffic_before_the_real_drop() {
     let top = per_min(l.start_ms - ten, l.start_ms);
     let drop = per_min(l.start_ms + 60_000, l.end_ms);
     assert!(top > 1.2 * before, "ramp: {top:.0}/min vs {before:.0}/min");
-    assert!(drop < 0.6 * top, "drop: {drop:.0}/min vs {top:.0}/min at the top of the ramp");
+    assert!(
+        drop < 0.6 * top,
+        "drop: {drop:.0}/min vs {top:.0}/min at the top of the ramp"
+    );
     assert_eq!(ramp.end_ms + 1, l.start_ms, "the drop follows the ramp");
 }

@@ -509,7 +509,10 @@ mod tests {
             alert(d, "traffic-spike", "site", "*", 4 * H + 60_000),
         ];
         let r = score(&alerts, &labels, &[], 6.0, DEFAULT_GRACE_MS);
-        assert!(r.kind(d, SURGE_KIND).is_none(), "a surge gets no recall row");
+        assert!(
+            r.kind(d, SURGE_KIND).is_none(),
+            "a surge gets no recall row"
+        );
         assert_eq!(r.labels.get(SURGE_KIND), None);
         let s = r.kind(d, "traffic-spike").unwrap();
         assert_eq!((s.labels, s.detected, s.true_alerts), (1, 1, 1));
