@@ -65,10 +65,25 @@ pub struct GenerateArgs {
     /// Simulated minutes of normal traffic between injections.
     #[arg(long, default_value_t = 20)]
     pub gap_minutes: i64,
+    /// The simulated world: `legacy` (the original site, audience and daily shape) or
+    /// `random` (URL scheme, categories, device mix, daily shape, navigation and surge sizes
+    /// drawn from --world-seed; see docs/anomaly-labels.md).
+    #[arg(long, value_enum, default_value = "legacy")]
+    pub world: WorldChoice,
+    /// Seed of a `--world random` (default: --seed).
+    #[arg(long)]
+    pub world_seed: Option<u64>,
     /// Where the ground-truth labels go (JSON lines). Default with --to file:
     /// `<out>.labels.jsonl`; with --to stdout or kafka, labels are written only when given.
     #[arg(long)]
     pub labels: Option<PathBuf>,
+}
+
+/// Which world to simulate.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WorldChoice {
+    Legacy,
+    Random,
 }
 
 /// Where generated events go.
@@ -98,8 +113,18 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         surges,
         warmup_minutes,
         gap_minutes,
+        world,
+        world_seed,
         labels,
     } = args;
+    let world = match (world, world_seed) {
+        (WorldChoice::Legacy, None) => generator::World::legacy(),
+        (WorldChoice::Legacy, Some(_)) => bail!("--world-seed needs --world random"),
+        (WorldChoice::Random, s) => generator::World::random(s.unwrap_or(seed)),
+    };
+    if world != generator::World::legacy() {
+        eprintln!("{}", world.describe());
+    }
     let items = [
         generator::parse_anomalies(&anomalies).context("--anomalies")?,
         generator::parse_surges(&surges).context("--surges")?,
@@ -118,6 +143,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
             warmup_ms: warmup_minutes * 60_000,
             gap_ms: gap_minutes * 60_000,
         },
+        world,
         ..defaults
     });
     // Simulated end: as asked, else 20 minutes past the last injection.

@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use super::spec::{Item, Kind, SpecError, Surge, parse_anomalies, parse_surges};
+use super::world::World;
 
 /// What to inject, and the spacing of the schedule.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,20 +29,6 @@ impl Default for Scenario {
     }
 }
 
-/// Landing pages whose baseline rate the generator knows (share of session landings), so a
-/// page spike or newsletter can be sized against it.
-pub(crate) const LANDING_PAGES: [(&str, f64); 9] = [
-    ("/", 0.5),
-    ("/category/shoes", 0.0625),
-    ("/category/shirts", 0.0625),
-    ("/category/bags", 0.0625),
-    ("/category/watches", 0.0625),
-    ("/category/toys", 0.0625),
-    ("/category/books", 0.0625),
-    ("/category/garden", 0.0625),
-    ("/category/kitchen", 0.0625),
-];
-
 /// A bot behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BotStyle {
@@ -55,6 +42,15 @@ pub enum BotStyle {
     Headless,
 }
 
+/// What a category outage does to the category's product pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutageMode {
+    /// Their events are lost (the pages are gone from the tracker).
+    Lost,
+    /// Their page views land on `/404` instead; clicks and carts on them are lost.
+    NotFound,
+}
+
 /// The concrete effect of one planned injection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -65,13 +61,13 @@ pub enum Effect {
         factor: f64,
         /// Linear ramp up at the start and down at the end.
         ramp_ms: i64,
-        /// More carts and purchases.
-        boost: bool,
+        /// More carts and purchases (0 = as usual, 1 = the original flash sale).
+        boost: f64,
     },
     /// Extra sessions landing on `pages` so their landing rate becomes × `factor`.
     PageStream {
         /// Paths of the landing pages.
-        pages: Vec<&'static str>,
+        pages: Vec<String>,
         /// Peak factor of each page's landing rate.
         factor: f64,
         /// Linear ramp up.
@@ -84,7 +80,7 @@ pub enum Effect {
     /// Events (of one page, or all) are lost with probability 1 − `keep`.
     Suppress {
         /// Path of the page, or None for the whole site.
-        page: Option<&'static str>,
+        page: Option<String>,
         /// Share of events kept.
         keep: f64,
     },
@@ -109,6 +105,56 @@ pub enum Effect {
         /// Publisher referrer.
         referrer: String,
     },
+    /// Every product page of one category fails.
+    CategoryOutage {
+        /// Category index in the world's site.
+        category: usize,
+        /// Lost or 404.
+        mode: OutageMode,
+    },
+    /// Checkout and purchase fail for one device class only.
+    DeviceCheckout {
+        /// `desktop`, `mobile` or `tablet`.
+        device: &'static str,
+    },
+    /// Ad clicks from many IPs of one /24, each ramping up slowly and staying under
+    /// `cap` clicks in any 10 minutes.
+    SlowFraud {
+        /// The /24, `a.b.c`.
+        subnet: String,
+        /// IPs of the subnet taking part.
+        ips: u32,
+        /// Most ad clicks of one IP in any 10 minutes.
+        cap: u32,
+        /// How long each IP takes to reach its top rate.
+        ramp_ms: i64,
+        /// Publisher referrer.
+        referrer: String,
+    },
+    /// Many IPs of one /24, one session at a time each, log-normal gaps.
+    Farm {
+        /// The /24, `a.b.c`.
+        subnet: String,
+        /// IPs taking part.
+        ips: u32,
+        /// Median gap, ms.
+        median_ms: f64,
+        /// Coefficient of variation of the gaps.
+        cv: f64,
+    },
+    /// Site arrivals ramp up slowly to `factor` (slow enough to be learned), then events
+    /// are lost with probability 1 − `keep` in `[drop_start_ms, drop_end_ms]`, then the
+    /// factor ramps back to 1 by the end.
+    RampDrop {
+        /// Factor reached at the end of the ramp.
+        factor: f64,
+        /// Start of the real drop (end of the ramp).
+        drop_start_ms: i64,
+        /// End of the real drop.
+        drop_end_ms: i64,
+        /// Share of events kept during the drop.
+        keep: f64,
+    },
 }
 
 /// One injection placed in simulated time.
@@ -130,7 +176,7 @@ pub struct Planned {
 
 /// Places every item of `scenario` after the warm-up, one after another with gaps, with
 /// durations, targets and magnitudes drawn from the documented ranges by `seed`.
-pub fn plan(scenario: &Scenario, seed: u64, start_ms: i64) -> Vec<Planned> {
+pub fn plan(scenario: &Scenario, seed: u64, start_ms: i64, world: &World) -> Vec<Planned> {
     // A stream of its own, so the plan does not shift the ordinary traffic's random draws.
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_a11a_0a1e_0001);
     let mut items = scenario.items.clone();
@@ -142,25 +188,31 @@ pub fn plan(scenario: &Scenario, seed: u64, start_ms: i64) -> Vec<Planned> {
     let mut t = start_ms + scenario.warmup_ms;
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        let p = place(&mut rng, item, t);
+        let p = place(&mut rng, item, t, world);
         t = p.end_ms + scenario.gap_ms;
         out.push(p);
     }
     out
 }
 
-fn minutes(rng: &mut StdRng, lo: i64, hi: i64) -> i64 {
+pub(super) fn minutes(rng: &mut StdRng, lo: i64, hi: i64) -> i64 {
     rng.random_range(lo * 60_000..=hi * 60_000)
 }
 
-fn place(rng: &mut StdRng, item: Item, start_ms: i64) -> Planned {
+fn place(rng: &mut StdRng, item: Item, start_ms: i64, world: &World) -> Planned {
+    if let Item::Anomaly(kind, Some(v)) = item
+        && kind.extended_variants().contains(&v)
+    {
+        return super::extended::place(rng, kind, v, start_ms, world);
+    }
+    let landing = world.site.landing_pages();
     let pick = |rng: &mut StdRng, kind: Kind, v: Option<&'static str>| {
         v.unwrap_or_else(|| {
             let all = kind.variants();
             all[rng.random_range(0..all.len())]
         })
     };
-    let page = |rng: &mut StdRng| LANDING_PAGES[rng.random_range(0..LANDING_PAGES.len())].0;
+    let page = |rng: &mut StdRng| landing[rng.random_range(0..landing.len())].0.clone();
     let (duration, effect, magnitude, variant) = match item {
         Item::Anomaly(Kind::TrafficSpike, v) => {
             let variant = pick(rng, Kind::TrafficSpike, v);
@@ -170,14 +222,14 @@ fn place(rng: &mut StdRng, item: Item, start_ms: i64) -> Planned {
                 let e = Effect::SiteRate {
                     factor,
                     ramp_ms: 60_000,
-                    boost: false,
+                    boost: 0.0,
                 };
                 (e, factor)
             } else {
                 let factor = rng.random_range(4.0..8.0);
                 // A category page, not `/`: half of all visits land on `/`, so ×4–8 there
                 // would be a site-wide spike wearing a page's name.
-                let category = LANDING_PAGES[rng.random_range(1..LANDING_PAGES.len())].0;
+                let category = landing[rng.random_range(1..landing.len())].0.clone();
                 let e = Effect::PageStream {
                     pages: vec![category],
                     factor,
@@ -240,33 +292,49 @@ fn place(rng: &mut StdRng, item: Item, start_ms: i64) -> Planned {
                 "checkout",
             )
         }
-        Item::Surge(Surge::FlashSale) => (
-            minutes(rng, 40, 60),
-            Effect::SiteRate {
-                factor: 1.7,
-                ramp_ms: 10 * 60_000,
-                boost: true,
-            },
-            1.7,
-            "flash-sale",
-        ),
+        Item::Surge(Surge::FlashSale) => {
+            let duration = minutes(rng, 40, 60);
+            // A drawn world sizes each sale; the legacy one keeps the original x1.7.
+            let (factor, ramp_ms, boost) = match world.surges {
+                None => (1.7, 10 * 60_000, 1.0),
+                Some(s) => (
+                    rng.random_range(s.flash_sale.0..s.flash_sale.1),
+                    minutes(rng, 5, 15),
+                    rng.random_range(s.boost.0..s.boost.1),
+                ),
+            };
+            let effect = Effect::SiteRate {
+                factor,
+                ramp_ms,
+                boost,
+            };
+            (duration, effect, factor, "flash-sale")
+        }
         Item::Surge(Surge::Newsletter) => {
+            let (factor, count) = match world.surges {
+                None => (2.0, 3),
+                Some(s) => (
+                    rng.random_range(s.newsletter.0..s.newsletter.1),
+                    rng.random_range(1..=4usize),
+                ),
+            };
+            let count = count.min(landing.len() - 1);
             let mut pages = Vec::new();
-            while pages.len() < 3 {
+            while pages.len() < count {
                 // Categories only: "/" is half of all landings, not "a few landing pages".
-                let p = LANDING_PAGES[rng.random_range(1..LANDING_PAGES.len())].0;
+                let p = landing[rng.random_range(1..landing.len())].0.clone();
                 if !pages.contains(&p) {
                     pages.push(p);
                 }
             }
             let effect = Effect::PageStream {
                 pages,
-                factor: 2.0,
+                factor,
                 ramp_ms: 5 * 60_000,
                 decay_ms: 10 * 60_000,
                 referrer: Some("https://news.shop.example/newsletter"),
             };
-            (35 * 60_000, effect, 2.0, "newsletter")
+            (35 * 60_000, effect, factor, "newsletter")
         }
     };
     Planned {
@@ -293,9 +361,10 @@ mod tests {
             .concat(),
             ..Scenario::default()
         };
-        let a = plan(&scenario, 7, 0);
-        assert_eq!(a, plan(&scenario, 7, 0));
-        assert_ne!(a, plan(&scenario, 8, 0));
+        let w = World::legacy();
+        let a = plan(&scenario, 7, 0, &w);
+        assert_eq!(a, plan(&scenario, 7, 0, &w));
+        assert_ne!(a, plan(&scenario, 8, 0, &w));
         assert_eq!(a[0].start_ms, scenario.warmup_ms);
         for w in a.windows(2) {
             assert_eq!(w[1].start_ms, w[0].end_ms + scenario.gap_ms);

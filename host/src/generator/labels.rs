@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// One thing an alert may be about: `page`, `site`, `session`, `ip`, `referrer`, `device`.
+/// Label `kind` of legitimate traffic (flash sales, newsletters, slow ramps): not an anomaly;
+/// no alert matches it, and false alerts inside its window are counted as surge alerts.
+pub const SURGE_KIND: &str = "surge";
+
+/// One thing an alert may be about: `page`, `site`, `session`, `ip`, `referrer`, `device`,
+/// `category` (a category name), `subnet` (`a.b.c.0/24`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entity {
     /// Entity type, as in an alert's `entity_type`.
@@ -31,10 +36,12 @@ impl Entity {
 pub struct Label {
     /// Unique within a labels file.
     pub id: String,
-    /// Anomaly kind: `traffic-spike`, `traffic-drop`, `bot`, `click-fraud`, `funnel-drop`.
+    /// Anomaly kind: `traffic-spike`, `traffic-drop`, `bot`, `click-fraud`, `funnel-drop`; or
+    /// `surge` for legitimate traffic.
     pub kind: String,
     /// Which flavour of the kind was injected (`page`, `site`, `regular`, `crawler`,
-    /// `swarm`, `headless`, `ordinary`...); informative, scoring ignores it.
+    /// `swarm`, `headless`, `ordinary`, `farm`, `category`...; a surge's `flash-sale`,
+    /// `newsletter`, `slow-ramp`); scoring reports recall per variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     /// Event time of the first affected event, ms.

@@ -5,15 +5,25 @@
 //! It is a discrete-event simulation in *simulated* time: sessions arrive as a Poisson process
 //! whose rate follows the daily shape, and each session acts with human dwell times. Pacing in
 //! wall time is the caller's business (see `source::generator`), so the same generator feeds
-//! the live demo, files and benchmarks.
+//! the live demo, files and benchmarks. Everything about the shop that is not an anomaly (URL
+//! scheme, catalogue, device mix, daily shape, navigation, surge sizes) is its `World`: the
+//! original one by default, or one drawn from a seed.
 
 pub mod anomaly;
+mod browse;
+mod cast;
+mod extended;
 mod inject;
 pub mod labels;
+mod outage;
 #[cfg(test)]
 mod scenario_tests;
 mod session;
+pub mod site;
 mod spec;
+pub mod world;
+#[cfg(test)]
+mod world_tests;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -24,8 +34,11 @@ use rand::{Rng, SeedableRng};
 use crate::event::ClickEvent;
 pub use anomaly::{Scenario, SpecError, parse_anomalies, parse_surges};
 use inject::Injector;
-pub use labels::{Entity, Label, LabelsError, default_labels_path, read_labels, write_labels};
+pub use labels::{
+    Entity, Label, LabelsError, SURGE_KIND, default_labels_path, read_labels, write_labels,
+};
 use session::{Session, SessionOptions, Visitor};
+pub use world::World;
 
 /// Knobs of the simulation.
 #[derive(Debug, Clone)]
@@ -42,6 +55,8 @@ pub struct GeneratorSettings {
     pub bot_fraction: f64,
     /// Anomalies and surges to inject (none by default).
     pub scenario: Scenario,
+    /// The site, audience and traffic shape (the original model by default).
+    pub world: World,
 }
 
 impl Default for GeneratorSettings {
@@ -53,6 +68,7 @@ impl Default for GeneratorSettings {
             users: 5_000,
             bot_fraction: 0.01,
             scenario: Scenario::default(),
+            world: World::legacy(),
         }
     }
 }
@@ -60,7 +76,8 @@ impl Default for GeneratorSettings {
 /// Mean events per human session, used to turn an event rate into a session arrival rate.
 const EVENTS_PER_SESSION: f64 = 9.0;
 
-/// Traffic relative to the daily mean at `time_ms` (UTC): low at night, peaks in the evening.
+/// Traffic relative to the daily mean at `time_ms` (UTC) in the legacy world: low at night,
+/// peaks in the afternoon. Other worlds have their own shape (`World::shape`).
 pub fn daily_shape(time_ms: i64) -> f64 {
     let hour = (time_ms.rem_euclid(86_400_000)) as f64 / 3_600_000.0;
     // 0.35 at 04:00, ~1.65 at 16:00.
@@ -71,6 +88,7 @@ pub fn daily_shape(time_ms: i64) -> f64 {
 pub struct Generator {
     settings: GeneratorSettings,
     rng: StdRng,
+    world: std::sync::Arc<World>,
     /// Active sessions by the time of their next event.
     active: BinaryHeap<Reverse<(i64, u64)>>,
     sessions: std::collections::HashMap<u64, Session>,
@@ -97,16 +115,18 @@ impl Generator {
     /// A generator with `settings`.
     pub fn new(settings: GeneratorSettings) -> Self {
         let mut rng = StdRng::seed_from_u64(settings.seed);
+        let world = std::sync::Arc::new(settings.world.clone());
         let visitors = (0..settings.users.max(1))
-            .map(|i| Visitor::random(&mut rng, i))
+            .map(|i| Visitor::random(&mut rng, i, &world.devices))
             .collect();
-        let plan = anomaly::plan(&settings.scenario, settings.seed, settings.start_ms);
+        let plan = anomaly::plan(&settings.scenario, settings.seed, settings.start_ms, &world);
         let plan_end_ms = plan
             .iter()
             .map(|p| p.end_ms)
             .fold(settings.start_ms, i64::max);
         Generator {
-            injector: Injector::new(plan, settings.seed, settings.mean_rate),
+            injector: Injector::new(plan, settings.seed, settings.mean_rate, world.clone()),
+            world,
             plan_end_ms,
             last_time_ms: settings.start_ms,
             next_arrival_ms: settings.start_ms as f64,
@@ -118,6 +138,11 @@ impl Generator {
             next_event: 0,
             visitors,
         }
+    }
+
+    /// The world being simulated.
+    pub fn world(&self) -> &World {
+        &self.world
     }
 
     /// Events generated so far.
@@ -145,7 +170,7 @@ impl Generator {
     fn arrival_gap_ms(&mut self) -> f64 {
         let t = self.next_arrival_ms as i64;
         let sessions_per_sec =
-            self.settings.mean_rate * daily_shape(t) * self.injector.site_factor(t)
+            self.settings.mean_rate * self.world.shape.factor(t) * self.injector.site_factor(t)
                 / EVENTS_PER_SESSION;
         let u: f64 = self.rng.random_range(f64::EPSILON..1.0);
         -u.ln() / sessions_per_sec.max(1e-6) * 1000.0
@@ -158,7 +183,7 @@ impl Generator {
             .rng
             .random_bool(self.settings.bot_fraction.clamp(0.0, 1.0));
         let visitor = if bot || self.rng.random_bool(0.45) {
-            Visitor::anonymous(&mut self.rng, bot)
+            Visitor::anonymous(&mut self.rng, bot, &self.world.devices)
         } else {
             let i = self.rng.random_range(0..self.visitors.len());
             self.visitors[i].clone()
@@ -176,6 +201,7 @@ impl Generator {
             start,
             bot,
             &options,
+            &self.world,
         );
         if bot {
             self.injector.label_ordinary_bot(&session);
@@ -227,7 +253,7 @@ impl Generator {
                 self.injector.observe(&event);
             }
             if done {
-                self.injector.finished(&event.session_id);
+                self.injector.finished(&event.session_id, event.time_ms);
             }
             if !keep {
                 continue;

@@ -54,12 +54,14 @@ fn the_same_seed_and_spec_give_the_same_events_and_labels() {
     assert_eq!(ids.len(), a.len(), "event ids stay unique");
     let (c, _, _) = run("all", "all", 6);
     assert_ne!(a[..100], c[..100]);
-    // Every anomaly of `all` is labelled once, besides the ordinary bots; surges are not.
+    // Every anomaly of `all` is labelled once, besides the ordinary bots; surges are
+    // labelled as such.
     let injected: Vec<&Label> = la
         .iter()
-        .filter(|l| l.variant.as_deref() != Some("ordinary"))
+        .filter(|l| l.variant.as_deref() != Some("ordinary") && l.kind != SURGE_KIND)
         .collect();
     assert_eq!(injected.len(), 10, "{injected:#?}");
+    assert_eq!(la.iter().filter(|l| l.kind == SURGE_KIND).count(), 2);
     assert!(la.iter().any(|l| l.variant.as_deref() == Some("ordinary")));
 }
 

@@ -5,12 +5,11 @@ use fake::faker::internet::en::{IPv4, UserAgent};
 use rand::Rng;
 use rand::rngs::StdRng;
 
+use super::browse;
+use super::site::ORIGIN as SITE;
+use super::world::{Navigation, World};
 use crate::event::{ClickEvent, EventKind};
 
-const SITE: &str = "https://shop.example";
-const CATEGORIES: [&str; 8] = [
-    "shoes", "shirts", "bags", "watches", "toys", "books", "garden", "kitchen",
-];
 const COUNTRIES: [(&str, u32); 10] = [
     ("US", 30),
     ("DE", 12),
@@ -60,9 +59,9 @@ pub struct Visitor {
 }
 
 impl Visitor {
-    /// A returning, registered user.
-    pub fn random(rng: &mut StdRng, index: u32) -> Self {
-        let mut v = Self::anonymous(rng, false);
+    /// A returning, registered user on a device drawn from `devices`.
+    pub fn random(rng: &mut StdRng, index: u32, devices: &[(&'static str, u32)]) -> Self {
+        let mut v = Self::anonymous(rng, false, devices);
         v.user_id = Some(format!("u{index:06}"));
         v
     }
@@ -93,12 +92,12 @@ impl Visitor {
         UserAgent().fake_with_rng(rng)
     }
 
-    /// An anonymous visitor (or a bot).
-    pub fn anonymous(rng: &mut StdRng, bot: bool) -> Self {
+    /// An anonymous visitor (or a bot) on a device drawn from `devices`.
+    pub fn anonymous(rng: &mut StdRng, bot: bool, devices: &[(&'static str, u32)]) -> Self {
         let device = if bot {
             "desktop"
         } else {
-            weighted(rng, &[("desktop", 55), ("mobile", 38), ("tablet", 7)])
+            weighted(rng, devices)
         };
         let user_agent = if bot {
             BOT_AGENTS[rng.random_range(0..BOT_AGENTS.len())].to_owned()
@@ -131,17 +130,49 @@ pub enum Pace {
     },
     /// Uniform in `[lo, hi)` ms: no dwell, but not fast enough to trip a rate rule.
     Uniform(i64, i64),
+    /// Log-normal: median `median_ms`, standard deviation of ln(gap) `sigma` (Markov
+    /// browsing, and bot farms imitating it).
+    LogNormal {
+        /// Median gap, ms.
+        median_ms: f64,
+        /// Log-sd; the gaps' coefficient of variation is `sqrt(exp(sigma²) − 1)`.
+        sigma: f64,
+    },
+}
+
+/// A standard normal draw (Box–Muller).
+pub(crate) fn standard_normal(rng: &mut StdRng) -> f64 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random_range(0.0..1.0);
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 /// How a human session deviates from the usual (injected traffic and surges).
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
     /// First page (path) instead of the usual `/` or category page.
-    pub landing: Option<&'static str>,
+    pub landing: Option<String>,
     /// Referrer instead of the usual mix.
     pub referrer: Option<&'static str>,
-    /// A sale: more add-to-carts and more purchases.
-    pub boost: bool,
+    /// A sale: more add-to-carts and more purchases. 0 = none, 1 = the original flash sale.
+    pub boost: f64,
+}
+
+impl SessionOptions {
+    /// Add-to-cart and purchase probabilities of the funnel under this boost.
+    pub(crate) fn funnel_odds(&self) -> (f64, f64) {
+        if self.boost <= 0.0 {
+            (0.35, 0.65)
+        } else if self.boost == 1.0 {
+            // The original flash sale's numbers, exactly.
+            (0.55, 0.8)
+        } else {
+            (
+                (0.35 + 0.2 * self.boost).min(0.9),
+                (0.65 + 0.15 * self.boost).min(0.95),
+            )
+        }
+    }
 }
 
 /// A session in progress: a queue of upcoming steps and the time of the next one.
@@ -157,7 +188,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Plans a whole visit.
+    /// Plans a whole visit in `world`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         rng: &mut StdRng,
         seed: u64,
@@ -166,71 +198,54 @@ impl Session {
         start_ms: i64,
         bot: bool,
         options: &SessionOptions,
+        world: &World,
     ) -> Self {
         let referrer = if bot {
             None
         } else {
             options.referrer.or_else(|| weighted(rng, &REFERRERS))
         };
-        let (cart, purchase) = if options.boost {
-            (0.55, 0.8)
-        } else {
-            (0.35, 0.65)
-        };
+        let site = &world.site;
         let mut steps = Vec::new();
-        let category = CATEGORIES[rng.random_range(0..CATEGORIES.len())];
-        if bot {
+        // Drawn for every session, bots included, as the original model did.
+        let category = rng.random_range(0..site.category_count());
+        let pace = if bot {
             // Scrapers walk the catalogue breadth-first, fast and without buying anything.
             for _ in 0..rng.random_range(60..200) {
-                steps.push((
-                    EventKind::PageView,
-                    format!("/product/{}", rng.random_range(1..5_000)),
-                ));
+                steps.push((EventKind::PageView, site.any_product(rng)));
             }
+            Pace::FastBot
         } else {
             if referrer == Some("https://ads.example.net/click") {
-                steps.push((EventKind::AdClick, format!("/category/{category}")));
+                steps.push((EventKind::AdClick, site.category_page(category)));
             }
-            let landing = match options.landing {
-                Some(page) => page.to_owned(),
+            let landing = match &options.landing {
+                Some(page) => page.clone(),
                 None if rng.random_bool(0.5) => "/".to_owned(),
-                None => format!("/category/{category}"),
+                None => site.category_page(category),
             };
-            steps.push((EventKind::PageView, landing));
-            if visitor.user_id.is_some() && rng.random_bool(0.3) {
-                steps.push((EventKind::Login, "/login".to_owned()));
-            }
-            if rng.random_bool(0.2) {
-                steps.push((EventKind::Search, format!("/search?q={category}")));
-            }
-            let products = rng.random_range(0..6);
-            let mut last_product = None;
-            for _ in 0..products {
-                let product = format!("/product/{}", rng.random_range(1..500));
-                steps.push((EventKind::PageView, product.clone()));
-                if rng.random_bool(0.5) {
-                    steps.push((EventKind::Click, product.clone()));
+            let registered = visitor.user_id.is_some();
+            match world.navigation {
+                Navigation::Funnel => {
+                    funnel_steps(
+                        rng, &mut steps, landing, category, registered, options, world,
+                    );
+                    Pace::Human
                 }
-                last_product = Some(product);
-            }
-            if let Some(product) = last_product
-                && rng.random_bool(cart)
-            {
-                steps.push((EventKind::AddToCart, product));
-                if rng.random_bool(0.1) {
-                    steps.push((EventKind::RemoveFromCart, "/cart".to_owned()));
-                } else if rng.random_bool(0.55) {
-                    steps.push((EventKind::PageView, "/cart".to_owned()));
-                    steps.push((EventKind::Checkout, "/checkout".to_owned()));
-                    if rng.random_bool(purchase) {
-                        steps.push((EventKind::Purchase, "/order/confirmed".to_owned()));
+                Navigation::Markov {
+                    dwell_median_ms,
+                    dwell_sigma,
+                } => {
+                    browse::markov_steps(
+                        rng, &mut steps, landing, category, registered, options, site,
+                    );
+                    Pace::LogNormal {
+                        median_ms: dwell_median_ms,
+                        sigma: dwell_sigma,
                     }
                 }
             }
-            if visitor.user_id.is_some() && rng.random_bool(0.1) {
-                steps.push((EventKind::Logout, "/logout".to_owned()));
-            }
-        }
+        };
         Self::scripted(
             seed,
             id,
@@ -238,7 +253,7 @@ impl Session {
             referrer.map(str::to_owned),
             steps,
             start_ms,
-            if bot { Pace::FastBot } else { Pace::Human },
+            pace,
         )
     }
 
@@ -331,9 +346,65 @@ impl Session {
                 ((period_ms as f64) * (1.0 + j)).round().max(1.0) as i64
             }
             Pace::Uniform(lo, hi) => rng.random_range(lo..hi.max(lo + 1)),
+            Pace::LogNormal { median_ms, sigma } => {
+                let z = standard_normal(rng);
+                (median_ms * (sigma * z).exp())
+                    .round()
+                    .clamp(50.0, 3_600_000.0) as i64
+            }
         };
         self.next_time_ms += gap;
         // The referrer only applies to the landing page (taken above).
         event
+    }
+}
+
+/// The original scripted funnel: landing, maybe login and search, 0–5 products, maybe cart,
+/// checkout and purchase (draws in the original order, so the legacy world is unchanged).
+fn funnel_steps(
+    rng: &mut StdRng,
+    steps: &mut Vec<(EventKind, String)>,
+    landing: String,
+    category: usize,
+    registered: bool,
+    options: &SessionOptions,
+    world: &World,
+) {
+    let site = &world.site;
+    let name = site.categories[category];
+    let (cart, purchase) = options.funnel_odds();
+    steps.push((EventKind::PageView, landing));
+    if registered && rng.random_bool(0.3) {
+        steps.push((EventKind::Login, "/login".to_owned()));
+    }
+    if rng.random_bool(0.2) {
+        steps.push((EventKind::Search, format!("/search?q={name}")));
+    }
+    let products = rng.random_range(0..6);
+    let mut last_product = None;
+    for _ in 0..products {
+        let product = site.human_product(rng, category);
+        steps.push((EventKind::PageView, product.clone()));
+        if rng.random_bool(0.5) {
+            steps.push((EventKind::Click, product.clone()));
+        }
+        last_product = Some(product);
+    }
+    if let Some(product) = last_product
+        && rng.random_bool(cart)
+    {
+        steps.push((EventKind::AddToCart, product));
+        if rng.random_bool(0.1) {
+            steps.push((EventKind::RemoveFromCart, "/cart".to_owned()));
+        } else if rng.random_bool(0.55) {
+            steps.push((EventKind::PageView, "/cart".to_owned()));
+            steps.push((EventKind::Checkout, "/checkout".to_owned()));
+            if rng.random_bool(purchase) {
+                steps.push((EventKind::Purchase, "/order/confirmed".to_owned()));
+            }
+        }
+    }
+    if registered && rng.random_bool(0.1) {
+        steps.push((EventKind::Logout, "/logout".to_owned()));
     }
 }

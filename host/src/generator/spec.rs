@@ -2,10 +2,13 @@
 //! line (the plan in `anomaly.rs` turns it into windows in simulated time).
 //!
 //! Grammar (documented in `docs/anomaly-labels.md`):
-//! `SPEC := ITEM ("," ITEM)* | "all" | "none"`, `ITEM := KIND ["/" VARIANT] [":" COUNT]`.
-//! Kinds and variants: `traffic-spike/page|site`, `traffic-drop/page|site`,
-//! `bot/regular|crawler|swarm|headless`, `click-fraud`, `funnel-drop`. Surges (unlabelled):
-//! `flash-sale`, `newsletter`, same `[":" COUNT]` suffix.
+//! `SPEC := ITEM ("," ITEM)* | "none"`, `ITEM := (KIND ["/" VARIANT] | "all" | "extended")
+//! [":" COUNT]`. Kinds and variants: `traffic-spike/page|site`,
+//! `traffic-drop/page|site|category|category-404|after-ramp`,
+//! `bot/regular|crawler|swarm|headless|farm`, `click-fraud[/ads|slow-subnet]`,
+//! `funnel-drop[/checkout|device]`. `all` is the ten classic items (unchanged since issue #6),
+//! `extended` the six added for issue #11; a kind without a variant gets a classic one.
+//! Surges (labelled `surge`, not anomalies): `flash-sale`, `newsletter`, same suffix.
 
 /// An anomaly kind, as it appears in labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,12 +37,36 @@ impl Kind {
         }
     }
 
+    /// The classic variants: what `all` expands to, and what the seed picks from when a spec
+    /// names no variant (empty: the kind has one classic form).
     pub(super) fn variants(self) -> &'static [&'static str] {
         match self {
             Kind::TrafficSpike | Kind::TrafficDrop => &["page", "site"],
             Kind::Bot => &["regular", "crawler", "swarm", "headless"],
             Kind::ClickFraud | Kind::FunnelDrop => &[],
         }
+    }
+
+    /// The variants added for issue #11 (what `extended` expands to); only used when named.
+    pub(super) fn extended_variants(self) -> &'static [&'static str] {
+        match self {
+            Kind::TrafficSpike => &[],
+            Kind::TrafficDrop => &["category", "category-404", "after-ramp"],
+            Kind::Bot => &["farm"],
+            Kind::ClickFraud => &["slow-subnet"],
+            Kind::FunnelDrop => &["device"],
+        }
+    }
+
+    /// Every variant a spec may name: classic, the label name of a kind's one classic form,
+    /// and extended.
+    fn named_variants(self) -> Vec<&'static str> {
+        let single: &[&str] = match self {
+            Kind::ClickFraud => &["ads"],
+            Kind::FunnelDrop => &["checkout"],
+            _ => &[],
+        };
+        [self.variants(), single, self.extended_variants()].concat()
     }
 
     const ALL: [Kind; 5] = [
@@ -97,29 +124,53 @@ fn split_count(item: &str) -> Result<(&str, usize), SpecError> {
     }
 }
 
+/// Every classic kind in every classic variant (`all`), in a fixed order.
+fn classic_items() -> Vec<Item> {
+    Kind::ALL
+        .iter()
+        .flat_map(|k| {
+            let v = k.variants();
+            if v.is_empty() {
+                vec![Item::Anomaly(*k, None)]
+            } else {
+                v.iter().map(|v| Item::Anomaly(*k, Some(*v))).collect()
+            }
+        })
+        .collect()
+}
+
+/// Every extended variant once (`extended`), in a fixed order.
+fn extended_items() -> Vec<Item> {
+    Kind::ALL
+        .iter()
+        .flat_map(|k| {
+            k.extended_variants()
+                .iter()
+                .map(|v| Item::Anomaly(*k, Some(*v)))
+        })
+        .collect()
+}
+
 /// Parses an `--anomalies` spec.
 pub fn parse_anomalies(spec: &str) -> Result<Vec<Item>, SpecError> {
     let spec = spec.trim();
     if spec.is_empty() || spec == "none" {
         return Ok(Vec::new());
     }
-    if spec == "all" {
-        // Every kind in every variant, so one run exercises the whole contract.
-        return Ok(Kind::ALL
-            .iter()
-            .flat_map(|k| {
-                let v = k.variants();
-                if v.is_empty() {
-                    vec![Item::Anomaly(*k, None)]
-                } else {
-                    v.iter().map(|v| Item::Anomaly(*k, Some(*v))).collect()
-                }
-            })
-            .collect());
-    }
     let mut items = Vec::new();
     for raw in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, count) = split_count(raw)?;
+        let group = match name {
+            "all" => Some(classic_items()),
+            "extended" => Some(extended_items()),
+            _ => None,
+        };
+        if let Some(group) = group {
+            for _ in 0..count {
+                items.extend(group.iter().cloned());
+            }
+            continue;
+        }
         let (kind_name, variant) = match name.split_once('/') {
             Some((k, v)) => (k, Some(v)),
             None => (name, None),
@@ -134,17 +185,16 @@ pub fn parse_anomalies(spec: &str) -> Result<Vec<Item>, SpecError> {
             })?;
         let variant = match variant {
             None => None,
-            Some(v) => Some(
-                *kind
-                    .variants()
-                    .iter()
-                    .find(|known| **known == v)
-                    .ok_or_else(|| SpecError::Unknown {
+            Some(v) => {
+                let named = kind.named_variants();
+                Some(*named.iter().find(|known| **known == v).ok_or_else(|| {
+                    SpecError::Unknown {
                         what: "variant",
                         name: format!("{kind_name}/{v}"),
-                        known: kind.variants().join(", "),
-                    })?,
-            ),
+                        known: named.join(", "),
+                    }
+                })?)
+            }
         };
         items.extend(std::iter::repeat_n(Item::Anomaly(kind, variant), count));
     }
@@ -198,6 +248,17 @@ mod tests {
             ]
         );
         assert_eq!(parse_anomalies("all").unwrap().len(), 10);
+        let extended = parse_anomalies("extended").unwrap();
+        assert_eq!(extended.len(), 6);
+        assert!(extended.contains(&Item::Anomaly(Kind::Bot, Some("farm"))));
+        assert_eq!(parse_anomalies("all,extended:2").unwrap().len(), 22);
+        assert_eq!(
+            parse_anomalies("click-fraud/ads,funnel-drop/device").unwrap(),
+            vec![
+                Item::Anomaly(Kind::ClickFraud, Some("ads")),
+                Item::Anomaly(Kind::FunnelDrop, Some("device")),
+            ]
+        );
         assert!(parse_anomalies("none").unwrap().is_empty());
         let e = parse_anomalies("bot/robot").unwrap_err().to_string();
         assert!(e.contains("bot/robot") && e.contains("swarm"), "{e}");

@@ -1,13 +1,14 @@
 //! Scoring alerts against labels, per detector and anomaly kind, by the rules in
 //! `docs/anomaly-labels.md`: kind prefix match, entity match, time within the label's window
-//! plus a grace period.
+//! plus a grace period. `surge` labels are not anomalies: nothing matches them, and false
+//! alerts inside one (plus grace) are counted as surge alerts.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::alert::Alert;
-use crate::generator::labels::{Entity, Label};
+use crate::alert::{Alert, Severity};
+use crate::generator::labels::{Entity, Label, SURGE_KIND};
 
 /// Default grace after a label's end within which an alert still counts: 10 simulated minutes.
 pub const DEFAULT_GRACE_MS: i64 = 10 * 60_000;
@@ -45,8 +46,11 @@ pub struct KindScore {
     pub variants: BTreeMap<String, (usize, usize)>,
     /// Where the false alerts fell: `kind/variant` of an injected label whose window (plus
     /// grace) contains the alert, or `normal`. Ordinary bot sessions are ignored here: they
-    /// overlap everything.
+    /// overlap everything. A false alert in a surge's window (plus grace) and no anomaly's
+    /// shows as `surge/<variant>`.
     pub false_during: BTreeMap<String, usize>,
+    /// False alerts of severity warning or higher inside a surge's window (plus grace).
+    pub surge_warnings: usize,
 }
 
 /// One detector over all kinds.
@@ -171,15 +175,17 @@ pub fn score(
     // A negative grace or a label ending before it starts would make the search window
     // below negative; neither means anything.
     let grace_ms = grace_ms.max(0);
+    let (surges, labels): (Vec<&Label>, Vec<&Label>) =
+        labels.iter().partition(|l| l.kind == SURGE_KIND);
     let mut names: BTreeSet<String> = detectors.iter().cloned().collect();
     names.extend(alerts.iter().map(|a| a.detector.clone()));
     let mut label_kinds: BTreeMap<String, usize> = BTreeMap::new();
-    for l in labels {
+    for l in &labels {
         *label_kinds.entry(l.kind.clone()).or_default() += 1;
     }
     let per_hour = |n: usize| if hours > 0.0 { n as f64 / hours } else { 0.0 };
     // Labels sorted by start so each alert only looks at labels that may contain it.
-    let mut by_start: Vec<&Label> = labels.iter().collect();
+    let mut by_start: Vec<&Label> = labels.clone();
     by_start.sort_by_key(|l| l.start_ms);
     let longest = labels
         .iter()
@@ -223,10 +229,14 @@ pub fn score(
                 let hi = by_start
                     .partition_point(|l| l.start_ms <= a.time_ms)
                     .max(lo);
+                let within = |l: &&&Label| {
+                    a.time_ms >= l.start_ms && a.time_ms <= l.end_ms.saturating_add(grace_ms)
+                };
                 by_start[lo..hi]
                     .iter()
                     .filter(|l| l.variant.as_deref() != Some("ordinary"))
                     .find(|l| a.time_ms <= l.end_ms.saturating_add(grace_ms))
+                    .or_else(|| surges.iter().find(within))
                     .map_or_else(
                         || "normal".to_owned(),
                         |l| match &l.variant {
@@ -254,20 +264,26 @@ pub fn score(
         }
         for kind in kinds {
             let mut false_during: BTreeMap<String, usize> = BTreeMap::new();
+            let mut surge_warnings = 0;
             let in_kind: Vec<bool> = mine
                 .iter()
                 .zip(&true_flags)
                 .zip(&context)
                 .filter(|((a, _), _)| kind_matches(&a.kind, &kind))
-                .map(|((_, t), c)| {
+                .map(|((a, t), c)| {
                     if !*t {
                         *false_during.entry(c.clone()).or_default() += 1;
+                        if c.starts_with("surge/")
+                            && matches!(a.severity, Severity::Warning | Severity::Critical)
+                        {
+                            surge_warnings += 1;
+                        }
                     }
                     *t
                 })
                 .collect();
             let kind_true = in_kind.iter().filter(|t| **t).count();
-            let of_kind: Vec<&Label> = labels.iter().filter(|l| l.kind == kind).collect();
+            let of_kind: Vec<&Label> = labels.iter().copied().filter(|l| l.kind == kind).collect();
             let mut delays: Vec<i64> = Vec::new();
             let mut variants: BTreeMap<String, (usize, usize)> = BTreeMap::new();
             for l in &of_kind {
@@ -305,6 +321,7 @@ pub fn score(
                 false_per_hour: per_hour(in_kind.len() - kind_true),
                 variants,
                 false_during,
+                surge_warnings,
             });
         }
     }
@@ -470,6 +487,42 @@ mod tests {
         let table = r.to_string();
         assert!(table.contains("no alerts from: quiet"), "{table}");
         assert!(table.contains("2/4"), "{table}");
+    }
+
+    #[test]
+    fn surges_are_not_anomalies_but_alerts_on_them_are_counted_apart() {
+        let mut sale = label("s-0", SURGE_KIND, H, 2 * H, &[("site", "*")]);
+        sale.variant = Some("flash-sale".into());
+        let labels = vec![
+            sale,
+            label("a-0", "traffic-spike", 4 * H, 5 * H, &[("site", "*")]),
+        ];
+        let d = "traffic-anomaly";
+        let mut info = alert(d, "traffic-spike", "site", "*", H + 120_000);
+        info.severity = Severity::Info;
+        let alerts = vec![
+            alert(d, "traffic-spike", "site", "*", H + 60_000),
+            info,
+            // Within the grace after the sale.
+            alert(d, "traffic-spike", "site", "*", 2 * H + 300_000),
+            alert(d, "traffic-spike", "site", "*", 3 * H),
+            alert(d, "traffic-spike", "site", "*", 4 * H + 60_000),
+        ];
+        let r = score(&alerts, &labels, &[], 6.0, DEFAULT_GRACE_MS);
+        assert!(
+            r.kind(d, SURGE_KIND).is_none(),
+            "a surge gets no recall row"
+        );
+        assert_eq!(r.labels.get(SURGE_KIND), None);
+        let s = r.kind(d, "traffic-spike").unwrap();
+        assert_eq!((s.labels, s.detected, s.true_alerts), (1, 1, 1));
+        let during: Vec<(&str, usize)> = s
+            .false_during
+            .iter()
+            .map(|(k, n)| (k.as_str(), *n))
+            .collect();
+        assert_eq!(during, vec![("normal", 1), ("surge/flash-sale", 3)]);
+        assert_eq!(s.surge_warnings, 2, "the info-level alert is not a warning");
     }
 
     #[test]
