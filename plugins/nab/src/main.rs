@@ -1,12 +1,13 @@
 //! `clickwatch-nab [corpus dir]`: scores the SDK's detector core on NAB at its default
 //! threshold and with thresholds optimised per profile, and checks the scorer by reproducing
 //! the published Windowed Gaussian scores. The corpus defaults to `$CLICKWATCH_NAB_DIR` or
-//! `<repo>/../shared/nab`. An optional second argument is a JSON `DetectorConfig` override.
+//! `<repo>/../shared/nab`. An optional second argument is a JSON `DetectorConfig` override;
+//! `CLICKWATCH_NAB_PER_SERIES=1` adds the standard profile's per-series breakdown.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clickwatch_nab::{Corpus, corpus, detector, published, report};
+use clickwatch_nab::{Corpus, corpus, detector, published, report, scorer};
 use clickwatch_sdk::detect::{DetectorConfig, tail::surprise};
 
 fn main() -> ExitCode {
@@ -53,9 +54,29 @@ fn run() -> Result<(), String> {
         ),
         &report::fixed(&corpus, &scores, surprise(config.alert_tail)),
     );
+    let optimised = report::optimised(&corpus, &scores);
     report::print(
         "clickwatch_sdk::detect::Detector, thresholds optimised per profile",
-        &report::optimised(&corpus, &scores),
+        &optimised,
     );
+    if std::env::var_os("CLICKWATCH_NAB_PER_SERIES").is_some() {
+        // Where the standard profile's points are won and lost, series by series.
+        if let (Some(line), Some(profile)) = (optimised.first(), corpus.profiles.first()) {
+            println!(
+                "\n| series | windows | detected | false positives | raw |\n|---|---|---|---|---|"
+            );
+            for (series, s) in corpus.series.iter().zip(&scores) {
+                let t = scorer::score_series(series, s, line.threshold, profile, None);
+                println!(
+                    "| {} | {} | {} | {} | {:.2} |",
+                    series.name,
+                    series.windows.len(),
+                    t.tp,
+                    t.fp,
+                    t.raw
+                );
+            }
+        }
+    }
     Ok(())
 }
