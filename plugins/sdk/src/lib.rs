@@ -10,6 +10,7 @@
 //! - [`info`]: what a plugin declares about itself (name, kind, state key, tables).
 //! - [`log`]: structured logging into the host's log.
 //! - [`state`]: helpers to snapshot and restore serde-serialisable state.
+//! - [`detect`]: the statistical core detectors share (baselines, tail-probability tests).
 //! - [`testing`]: a native harness, so plugin logic is tested with plain `cargo test`.
 //!
 //! The wasm glue (generated from `wit/clickwatch.wit`) stays hidden in a private module: authors
@@ -42,6 +43,7 @@
 extern crate self as clickwatch_sdk;
 
 pub mod batch;
+pub mod detect;
 pub mod info;
 pub mod log;
 pub mod output;
