@@ -363,10 +363,12 @@ impl Injector {
                     }
                     BotStyle::Crawler => {
                         let n = (duration / 550).max(20);
-                        let first = rng.random_range(1..world.site.catalogue_len());
+                        // Drawn as i64, as the original model did: the same draw keeps the
+                        // legacy world's events as they were.
+                        let first = rng.random_range(1..i64::from(world.site.catalogue_len()));
                         let steps = (0..n)
                             .map(|k| {
-                                let i = first + k as u32;
+                                let i = u32::try_from(first + k).unwrap_or(0);
                                 (EventKind::PageView, world.site.catalogue_product(i))
                             })
                             .collect();
