@@ -224,7 +224,7 @@ impl FunnelDrop {
                 let n = site_sums[k].saturating_sub(seg_sums[i][k]) as f64;
                 let x = site_sums[k + 1].saturating_sub(seg_sums[i][k + 1]) as f64;
                 let (den, num) = (site_t.den - t.den, site_t.num - t.num);
-                if n < f64::from(s.min_window_volume) || den <= 0.0 || num <= 0.0 {
+                if n < f64::from(s.min_segment_volume) || den <= 0.0 || num <= 0.0 {
                     return 0.0;
                 }
                 (x / n) / (num / den)
@@ -234,6 +234,29 @@ impl FunnelDrop {
                 .map(|(i, f)| (*i, f, remainder(*i)))
                 .max_by(|a, b| a.2.total_cmp(&b.2));
             let site_dropping = st.site.transitions[k].episode.is_some();
+            // A segment already drop-like but not yet confirmed that explains the site's drop
+            // (smaller, so slower to prove): wait for it rather than alert the site.
+            let pending = site_finding.is_some()
+                && best.is_none_or(|b| b.2 < s.remainder_ratio)
+                && st.site.transitions[k]
+                    .episode
+                    .as_ref()
+                    .is_some_and(|e| e.buckets <= s.confirm_buckets + s.window_buckets)
+                && (0..st.segments.len()).any(|i| {
+                    let t = &st.segments[i].series.transitions[k];
+                    let low = t.baseline().is_some_and(|p0| {
+                        let (n, x) = (seg_sums[i][k], seg_sums[i][k + 1]);
+                        n > 0 && (x as f64 / n as f64) <= s.drop_ratio * p0
+                    });
+                    low && t.episode.as_ref().is_none_or(|e| !e.alerted)
+                        && remainder(i) >= s.remainder_ratio
+                });
+            if pending {
+                if let Some(e) = st.site.transitions[k].episode.as_mut() {
+                    e.alerted = false;
+                }
+                continue;
+            }
             let alert = match (best, &site_finding) {
                 (Some((i, f, rem)), _) if !site_dropping || rem >= s.remainder_ratio => {
                     let g = &st.segments[i];

@@ -277,6 +277,8 @@ fn one_device_outage(broken: &'static str, mobile_share: f64, seed: u64) {
 fn a_mobile_only_checkout_outage_is_named_mobile() {
     one_device_outage("mobile", 0.5, 11);
     one_device_outage("mobile", 0.4, 12);
+    // Most of the traffic: the site as a whole falls below half too, yet mobile is named.
+    one_device_outage("mobile", 0.65, 19);
 }
 
 #[test]
