@@ -14,12 +14,23 @@
 //!   Conversion is a ratio, so the daily traffic shape cancels out of it.
 //! - **minimum volume**: judged only with at least `min_window_volume` (30) entries in the
 //!   window, so night-time traffic does not alert.
-//! - **drop-like**: `p ≤ drop_ratio · p0` (0.5) and the binomial
-//!   `z = (x − n·p0) / sqrt(n·p0·(1 − p0)) ≤ −z_threshold` (3).
-//! - **confirmation**: `confirm_buckets` (2) drop-like buckets in a row raise one alert,
-//!   `funnel-drop/<step>` (`cart`, `checkout` or `purchase`) about entity `site` `*`, at the
-//!   end of the confirming bucket. The baseline does not learn during an episode; after one,
-//!   the step is quiet for `cooldown_buckets` (60); an episode longer than
+//! - **segments**: the same is judged for each segment a session belongs to, taken from its
+//!   first event: `device`, `country`, `browser` (chrome/firefox/safari/edge/other from the
+//!   user agent) and `referrer_class` (none/search/social/ads/other from the referrer host).
+//!   At most `max_segment_values` (12) values per dimension; unknown and overflow values are
+//!   `other`.
+//! - **drop-like**: `n ≥ min_window_volume` (30; `min_segment_volume`, 8, for a segment),
+//!   `p ≤ drop_ratio · p0` (0.5) and the one-sided likelihood-ratio tail
+//!   (`detect::proportion::drop_tail`, baseline counted as ~1/alpha buckets of evidence),
+//!   times the number of series judged in the bucket (Bonferroni), at most the normal tail
+//!   at `z_threshold` (4).
+//! - **confirmation**: `confirm_buckets` (2) drop-like buckets in a row; one alert per
+//!   incident and transition, `funnel-drop/<step>`: about the segment that best explains it
+//!   (entity type = the dimension, entity = the value, e.g. `device` `mobile`) when the rest
+//!   of the site converts at ≥ `remainder_ratio` (0.75) of its baseline without it, else
+//!   about `site` `*` with the most affected segments in details. Series still in an episode
+//!   when the alert goes out belong to it. The baseline does not learn during an episode;
+//!   after one, the step is quiet for `cooldown_buckets` (60); an episode longer than
 //!   `max_episode_buckets` (240) becomes the new baseline.
 //! - **traffic guard**: while the window's product-step entries are below
 //!   `min_traffic_ratio` (0.5) of their baseline, nothing is judged: an outage cuts sessions
@@ -27,13 +38,16 @@
 //! - **warm-up**: `warmup_buckets` (30) buckets are learned before anything may alert.
 //!
 //! # State
-//! About 80 bytes plus the session id per tracked session (a step bitmask and a time);
+//! About 90 bytes plus the session id per tracked session (a step bitmask, a time, 4 segment
+//! slots); at most `4 × max_segment_values` segments of about 1 kB each. A 0.1 snapshot
+//! (no segments) restores: its sessions count for the site only.
 //! sessions idle for `idle_timeout_secs` are evicted on `tick`, at most `max_sessions` are
 //! tracked. The bucket ring and baselines are a few hundred bytes.
 //!
 //! # Layout
 //! - [`settings`]: the documented settings.
-//! - [`funnel`]: per-transition baseline and episode logic.
+//! - [`funnel`]: per-transition baseline and episode logic, the alerts.
+//! - [`segment`]: segment classes and their bounded slots.
 //! - this file: the plugin (session steps, buckets, alerts, eviction, snapshots).
 
 pub mod funnel;
