@@ -136,3 +136,50 @@ pub fn slot(segments: &mut Vec<Segment>, dim: u8, value: &str, cap: usize) -> u1
     });
     (segments.len() - 1) as u16
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_bounded_and_sensible() {
+        let chrome = "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+        let edge =
+            "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/120.0 Safari/537.36 Edg/120.0";
+        let iphone =
+            "Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 Version/17.0 Mobile/15E148 Safari/604.1";
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+        assert_eq!(
+            [chrome, edge, iphone, firefox, "python-requests/2.31"].map(|u| browser(Some(u))),
+            ["chrome", "edge", "safari", "firefox", "other"]
+        );
+        assert_eq!(browser(None), "other");
+        assert_eq!(
+            [
+                None,
+                Some("https://www.google.com/"),
+                Some("https://www.facebook.com/x"),
+                Some("https://ads.example.net/click?pub=1"),
+                Some("https://news.shop.example/newsletter"),
+                Some("https://mail.example/"),
+            ]
+            .map(referrer),
+            ["none", "search", "social", "ads", "other", "other"]
+        );
+        assert_eq!(device(Some(" Mobile ")), "mobile");
+        assert_eq!(
+            device(Some("a very long device name that is not a class")),
+            "other"
+        );
+        assert_eq!(
+            (country(Some("de")), country(Some("Q1"))),
+            ("DE".into(), "other".into())
+        );
+        let mut segments = Vec::new();
+        for i in 0..100 {
+            slot(&mut segments, 1, &format!("C{i}"), 4);
+        }
+        assert_eq!(segments.len(), 4);
+        assert_eq!(segments.last().map(|s| s.value.as_str()), Some("other"));
+    }
+}
