@@ -39,6 +39,9 @@ pub struct DetectorConfig {
     /// Tail probability of the drift test at or below which the slow reference stops
     /// learning (ramp protection; the fast baseline keeps learning until `freeze_tail`).
     pub drift_gate_tail: f64,
+    /// The slow reference stops only once the drift is also this many residual sigmas (a
+    /// drift within the noise is the fast level's ordinary wandering, not a ramp).
+    pub drift_gate_sigma: f64,
     /// Quiet observations that end an episode.
     pub calm: u32,
     /// Longest episode: after this many observations the present is accepted as the new normal.
@@ -60,14 +63,15 @@ impl Default for DetectorConfig {
             model_error_alpha: 0.01,
             slow_alpha: 0.005,
             scale_window: 256,
-            scale_floor_rel: 1e-3,
+            scale_floor_rel: 1e-2,
             z_cap: 10.0,
             short_window: 10,
             long_alpha: 0.002,
             learn_clip_z: 3.0,
             freeze_tail: 1e-10,
             drift_gate_tail: 1e-3,
-            calm: 20,
+            drift_gate_sigma: 1.0,
+            calm: 30,
             max_episode: 100,
             alert_tail: 1e-5,
             cooldown: 200,
@@ -95,6 +99,9 @@ impl DetectorConfig {
         unit("drift_gate_tail", self.drift_gate_tail)?;
         if !(self.scale_floor_rel.is_finite() && self.scale_floor_rel >= 0.0) {
             return Err("scale_floor_rel must be >= 0".into());
+        }
+        if !(self.drift_gate_sigma.is_finite() && self.drift_gate_sigma >= 0.0) {
+            return Err("drift_gate_sigma must be >= 0".into());
         }
         for (name, v) in [("z_cap", self.z_cap), ("learn_clip_z", self.learn_clip_z)] {
             if !(v.is_finite() && v > 0.0) {

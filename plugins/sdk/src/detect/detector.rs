@@ -188,9 +188,12 @@ impl Detector {
                 self.likelihood.learn(average, c.long_alpha);
             }
             // The slow reference stops as soon as the drift is suspicious (`drift_gate_tail`,
-            // far earlier than the fast baseline freezes): a ramp then pulls the fast level
-            // away from a reference that stays put, instead of dragging both along.
-            if p_drift > c.drift_gate_tail {
+            // far earlier than the fast baseline freezes) and the fast level is at least
+            // `drift_gate_sigma` residual sigmas away: a ramp then pulls the fast level away
+            // from a reference that stays put, instead of dragging both along, while the
+            // fast level's ordinary wandering within the noise (or within a seasonal shape it
+            // partly follows) keeps the reference learning.
+            if p_drift > c.drift_gate_tail || drift.abs() < c.drift_gate_sigma * sigma {
                 self.slow += c.slow_alpha * (self.baseline.level() - self.slow);
                 let d = (self.baseline.level() - self.slow).abs();
                 let a = c.slow_alpha.max(1.0 / self.seen as f64);
