@@ -18,7 +18,7 @@ use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
 use common::kafka::{
     brokers, checkpointed_totals, committed, create_topic, global_topic, produce, read_topic,
-    stored_ids, wait_committed, wait_global_total,
+    spawn_host, stored_ids, wait_committed, wait_global_total,
 };
 use common::{unique, wait_until, wasm};
 
@@ -275,19 +275,6 @@ async fn plugin_state_follows_partitions_through_a_rebalance() {
     // its task may have moved: the state moved with it (snapshot → store → restore).
     let totals = checkpointed_totals(&group, &global_topic(&group), &[0]).await;
     assert_eq!(totals, BTreeMap::from([(0, landed.len() as i64)]));
-}
-
-/// A host process running `config`, its log in `log`.
-fn spawn_host(config: &Path, log: &Path) -> std::process::Child {
-    let log = std::fs::File::create(log).unwrap();
-    std::process::Command::new(env!("CARGO_BIN_EXE_clickwatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start a host")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

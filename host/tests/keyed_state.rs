@@ -16,7 +16,7 @@ use clickwatch::event::{ClickEvent, EventKind, encode};
 use clickwatch::generator::{Generator, GeneratorSettings};
 use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
-use common::kafka::{brokers, create_topic, produce};
+use common::kafka::{brokers, create_topic, produce, spawn_host};
 use common::{unique, wait_until, wasm};
 
 const SHIPPED: [&str; 6] = [
@@ -329,19 +329,6 @@ async fn two_hosts_and_a_rebalance_give_the_results_of_one_task() {
         (&traffic, &alert_set),
         (&reference.0, &reference.1),
     );
-}
-
-/// A host process running `config`, its log in `log`.
-fn spawn_host(config: &Path, log: &Path) -> std::process::Child {
-    let log = std::fs::File::create(log).unwrap();
-    std::process::Command::new(env!("CARGO_BIN_EXE_clickwatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start a host")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

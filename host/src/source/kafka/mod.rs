@@ -256,17 +256,7 @@ fn read_input(
             pending.event(at, offset, bytes.len(), event);
         }
         Err(error) => {
-            Metrics::add(&metrics.events_invalid, 1);
-            let letter = DeadLetter {
-                reason: error.label().to_owned(),
-                detail: error.to_string(),
-                origin: format!("{at}@{offset}"),
-                topic: Some(at.topic.to_string()),
-                partition: Some(at.partition),
-                offset: Some(offset),
-                ..DeadLetter::default()
-            }
-            .with_bytes(bytes);
+            let letter = refused(at, offset, bytes, error.label(), error.to_string(), metrics);
             pending.dead(at, offset, bytes.len(), letter);
         }
     }
@@ -289,20 +279,39 @@ fn read_internal(
         }) => pending.routed(at, offset, bytes.len(), (origin, origin_offset), event),
         Ok(ShuffleRecord::Marker(marker)) => pending.marker(at, offset, marker),
         Err(error) => {
-            Metrics::add(&metrics.events_invalid, 1);
-            let letter = DeadLetter {
-                reason: "bad_internal_record".into(),
-                detail: error.to_string(),
-                origin: format!("{at}@{offset}"),
-                topic: Some(at.topic.to_string()),
-                partition: Some(at.partition),
-                offset: Some(offset),
-                ..DeadLetter::default()
-            }
-            .with_bytes(bytes);
+            let letter = refused(
+                at,
+                offset,
+                bytes,
+                "bad_internal_record",
+                error.to_string(),
+                metrics,
+            );
             pending.dead(at, offset, bytes.len(), letter);
         }
     }
+}
+
+/// The dead letter of a record that could not be read, with its coordinates and bytes.
+fn refused(
+    at: &TopicPartition,
+    offset: i64,
+    bytes: &[u8],
+    reason: &str,
+    detail: String,
+    metrics: &Metrics,
+) -> DeadLetter {
+    Metrics::add(&metrics.events_invalid, 1);
+    DeadLetter {
+        reason: reason.to_owned(),
+        detail,
+        origin: format!("{at}@{offset}"),
+        topic: Some(at.topic.to_string()),
+        partition: Some(at.partition),
+        offset: Some(offset),
+        ..DeadLetter::default()
+    }
+    .with_bytes(bytes)
 }
 
 /// Partitions of `topic`, from the broker's metadata (waits while the topic is being created).
