@@ -2,15 +2,18 @@
 //! bounded channels so a slow sink slows the source instead of growing memory or dropping data.
 //! The plugin folder watcher feeds swaps to the processor, which applies them between batches.
 
+mod clock;
 mod partitions;
 mod processor;
 mod sink_stage;
 mod status;
 mod task;
 
-pub use processor::{Ending, EventTime, Processor, SourcePosition};
+pub use clock::EventTime;
+pub use processor::{Ending, Processor, SourcePosition};
 pub use sink_stage::{SinkWork, Sinks, run_sinks};
 pub use status::{Summary, status_line};
+pub use task::{Role, Task};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -296,10 +299,7 @@ pub async fn run(
     }
     let sink_task = tokio::spawn(run_sinks(sinks, sink_rx, metrics.clone()));
 
-    let event_time = EventTime {
-        allowed_lateness_ms: p.allowed_lateness_ms,
-        idle_advance: Duration::from_millis(p.idle_advance_ms),
-    };
+    let event_time = EventTime::of(p);
     let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::channel();
     let mut kafka = None;
     let (processor, skip) = match &config.source {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::clock::EventTime;
 use super::partitions::merge_status;
 use super::sink_stage::SinkWork;
 use super::task::{Role, Task};
@@ -17,15 +18,6 @@ use crate::plugin::{Control, PluginSet, PluginStatus};
 use crate::shuffle::Router;
 use crate::sink::DeadLetter;
 use crate::source::{BatchOrigin, Checkpoint, SourceMsg, TopicPartition};
-
-/// Event-time settings of the processor.
-#[derive(Debug, Clone, Copy)]
-pub struct EventTime {
-    /// Watermark lag behind the newest event.
-    pub allowed_lateness_ms: i64,
-    /// Wall time without input after which the watermark follows the wall clock.
-    pub idle_advance: Duration,
-}
 
 /// How the processor ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
