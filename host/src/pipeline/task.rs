@@ -70,8 +70,22 @@ impl Task {
         }
     }
 
-    /// A task resuming from a saved partition state (plugin state restored by the caller).
-    pub fn resumed(plugins: PluginSet, mut role: Role, state: &PartitionState) -> Self {
+    /// A task resuming from a saved partition state: each plugin's snapshot restored into
+    /// `plugins` (a plugin that cannot take it starts fresh, logged), the clock and the
+    /// position as saved.
+    pub fn resumed(mut plugins: PluginSet, mut role: Role, state: &PartitionState) -> Self {
+        let partition = format!("{}/{}", state.topic, state.partition);
+        for (plugin, bytes) in &state.plugins {
+            match plugins.restore(plugin, bytes) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(%partition, %plugin, "saved state of a plugin that is no longer loaded is dropped")
+                }
+                Err(error) => {
+                    tracing::warn!(%partition, %plugin, %error, "saved state could not be restored; the plugin starts fresh")
+                }
+            }
+        }
         if let (Role::Keyed { origins, .. }, Some(saved)) = (&mut role, &state.origins) {
             *origins = saved.clone();
         }
