@@ -9,12 +9,13 @@ mod processor;
 mod sink_stage;
 mod status;
 mod task;
+mod tasks;
 
 pub use checkpoint::{Barrier, CHECKPOINT_FILE, CheckpointError, Checkpointer, LocalCheckpoints};
 pub use clock::EventTime;
 pub use processor::{Ending, Processor};
 pub use sink_stage::{SinkWork, Sinks, run_sinks};
-pub use status::{Summary, status_line};
+pub use status::{Outputs, Summary, outputs, status_line};
 pub use task::{Role, Task};
 
 use std::collections::HashMap;
@@ -59,46 +60,6 @@ pub enum PipelineError {
     /// A stage died.
     #[error("pipeline stage failed: {0}")]
     Stage(String),
-}
-
-/// Where a run wrote its outputs.
-#[derive(Debug, Clone, Default)]
-pub struct Outputs {
-    /// Raw events store (a file, or a database URL without password).
-    pub raw: Option<String>,
-    /// Aggregates database.
-    pub aggregates: Option<String>,
-    /// Alerts file or topic.
-    pub alerts: Option<String>,
-    /// Dead-letter file or topic.
-    pub dead_letters: Option<String>,
-}
-
-/// Where the outputs of `config` go.
-pub fn outputs(config: &Config) -> Outputs {
-    let alerts = match &config.sinks.alerts {
-        AlertSinkConfig::File(f) => f.path.display().to_string(),
-        AlertSinkConfig::Kafka(k) => format!("kafka://{}/{}", k.brokers, k.topic),
-    };
-    let dead = match &config.sinks.dead_letters {
-        DeadLetterConfig::File(f) => f.path.display().to_string(),
-        DeadLetterConfig::Kafka(k) => format!("kafka://{}/{}", k.brokers, k.topic),
-    };
-    let aggregates = match &config.sinks.aggregates {
-        AggregateSinkConfig::Sqlite(s) => s.path.display().to_string(),
-        AggregateSinkConfig::Bigquery(b) => format!("bigquery://{}/{}", b.project, b.dataset),
-    };
-    let raw = match &config.sinks.raw {
-        RawSinkConfig::Sqlite(s) => s.path.display().to_string(),
-        RawSinkConfig::Postgres(p) => p.url.clone(),
-        RawSinkConfig::None(_) => "(not kept)".to_owned(),
-    };
-    Outputs {
-        raw: Some(raw),
-        aggregates: Some(aggregates),
-        alerts: Some(alerts),
-        dead_letters: Some(dead),
-    }
 }
 
 async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
