@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::{AlertSink, DeadLetter, DeadLetterSink, SinkError};
@@ -45,15 +46,33 @@ impl KafkaTopicSink {
                 crate::kafka::QUEUE_TIMEOUT,
             )
         });
+        let mut failed = None;
         for result in join_all(sends).await {
             if let Err((error, _)) = result {
-                return Err(SinkError::transient(
-                    "kafka",
-                    format!("delivery to {} failed: {error}", self.topic),
-                ));
+                let message = format!("delivery to {} failed: {error}", self.topic);
+                // A record the broker will never take must not be retried forever (that
+                // wedges the pipeline); anything else may pass on a retry.
+                let permanent = matches!(
+                    error.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::MessageSizeTooLarge
+                            | RDKafkaErrorCode::InvalidMessageSize
+                            | RDKafkaErrorCode::InvalidMessage
+                            | RDKafkaErrorCode::InvalidRecord
+                            | RDKafkaErrorCode::TopicAuthorizationFailed
+                    )
+                );
+                failed = Some(if permanent {
+                    SinkError::permanent("kafka", message)
+                } else {
+                    SinkError::transient("kafka", message)
+                });
+                if !permanent {
+                    break;
+                }
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 
