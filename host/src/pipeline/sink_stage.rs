@@ -26,6 +26,9 @@ pub struct SinkWork {
     /// (partition, offset) of each event when the source has them; otherwise empty. A store
     /// ignores it unless it has exactly one entry per event.
     pub sources: Vec<(i32, i64)>,
+    /// The input topic `sources` are offsets of (a Kafka input), so a record the raw store
+    /// refuses is dead-lettered with its coordinates.
+    pub input: Option<Arc<str>>,
     /// Aggregate rows.
     pub rows: Vec<AggregateRow>,
     /// Alerts.
@@ -48,6 +51,9 @@ impl SinkWork {
         self.tables.extend(other.tables);
         self.events.extend(other.events);
         self.sources.extend(other.sources);
+        if other.input.is_some() {
+            self.input = other.input;
+        }
         self.rows.extend(other.rows);
         self.alerts.extend(other.alerts);
         self.dead.extend(other.dead);
@@ -142,9 +148,22 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
             ) {
                 Ok(written) => {
                     Metrics::add(&metrics.raw_rows, written.stored);
-                    dead_letter_rejected(&mut work.dead, "raw store", written.rejected, |i| {
-                        work.events.get(i).map(crate::event::encode)
-                    });
+                    let located = work.sources.len() == work.events.len();
+                    let (sources, input) = (&work.sources, work.input.as_deref());
+                    let at = |i: usize| {
+                        located
+                            .then(|| sources.get(i).copied())
+                            .flatten()
+                            .zip(input)
+                    };
+                    for letter in rejected_letters(
+                        "raw store",
+                        written.rejected,
+                        |i| work.events.get(i).map(crate::event::encode),
+                        at,
+                    ) {
+                        work.dead.push(letter);
+                    }
                 }
                 Err(error) => dead_letter_all(
                     &mut work.dead,
@@ -164,11 +183,17 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
                         &metrics.aggregate_rows,
                         (work.rows.len() - rejected.len()) as u64,
                     );
-                    dead_letter_rejected(&mut work.dead, "aggregate store", rejected, |i| {
-                        work.rows
-                            .get(i)
-                            .map(|r| serde_json::to_string(r).unwrap_or_default())
-                    });
+                    let letters = rejected_letters(
+                        "aggregate store",
+                        rejected,
+                        |i| {
+                            work.rows
+                                .get(i)
+                                .map(|r| serde_json::to_string(r).unwrap_or_default())
+                        },
+                        |_| None,
+                    );
+                    work.dead.extend(letters);
                 }
                 Err(error) => dead_letter_all(
                     &mut work.dead,
@@ -271,23 +296,33 @@ async fn store_checkpoint(
     }
 }
 
-/// Dead-letters the records a store refused one by one (`rejected`: index, reason).
-fn dead_letter_rejected(
-    dead: &mut Vec<DeadLetter>,
+/// Dead letters of the records a store refused one by one (`rejected`: index, reason), with
+/// the input coordinates (`at`: (partition, offset) and topic) where the record has them.
+fn rejected_letters<'a>(
     store: &str,
     rejected: Vec<(usize, String)>,
     payload: impl Fn(usize) -> Option<String>,
-) {
+    at: impl Fn(usize) -> Option<((i32, i64), &'a str)>,
+) -> Vec<DeadLetter> {
+    let mut dead = Vec::with_capacity(rejected.len());
     for (index, reason) in rejected {
         tracing::warn!(store, %reason, "the store refused a record; it goes to the dead letters");
+        let at = at(index);
         dead.push(DeadLetter {
             reason: "sink_rejected".into(),
             detail: reason,
-            origin: store.into(),
+            origin: match at {
+                Some(((p, off), topic)) => format!("{topic}/{p}@{off} ({store})"),
+                None => store.into(),
+            },
             payload: payload(index).unwrap_or_default(),
+            topic: at.map(|(_, t)| t.to_owned()),
+            partition: at.map(|((p, _), _)| p),
+            offset: at.map(|((_, off), _)| off),
             ..DeadLetter::default()
         });
     }
+    dead
 }
 
 fn dead_letter_all(
@@ -303,4 +338,162 @@ fn dead_letter_all(
         payload,
         ..DeadLetter::default()
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::sink::RawWrite;
+    use crate::source::PartitionState;
+
+    /// What the fake sinks saw, shared with the test.
+    #[derive(Default)]
+    struct Seen {
+        dead: Vec<DeadLetter>,
+        checkpoints: Vec<i64>,
+    }
+
+    /// Refuses the event at index 1 of every write.
+    struct PickyRaw;
+    #[async_trait]
+    impl RawSink for PickyRaw {
+        async fn write(&mut self, events: &[ClickEvent]) -> Result<RawWrite, SinkError> {
+            Ok(RawWrite {
+                stored: events.len() as u64 - 1,
+                rejected: vec![(1, "NUL in properties".into())],
+            })
+        }
+    }
+    struct NoRows;
+    #[async_trait]
+    impl AggregateSink for NoRows {
+        async fn ensure_table(&mut self, _: &TableSchema) -> Result<(), SinkError> {
+            Ok(())
+        }
+        async fn write(&mut self, _: &[AggregateRow]) -> Result<Vec<(usize, String)>, SinkError> {
+            Ok(Vec::new())
+        }
+    }
+    struct NoAlerts;
+    #[async_trait]
+    impl AlertSink for NoAlerts {
+        async fn write(&mut self, _: &[Alert]) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+    /// Keeps dead letters; refuses for good once `broken` is set.
+    struct Letters(Arc<Mutex<Seen>>, Arc<std::sync::atomic::AtomicBool>);
+    #[async_trait]
+    impl DeadLetterSink for Letters {
+        async fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+            if self.1.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(SinkError::permanent("test", "broken"));
+            }
+            self.0.lock().unwrap().dead.extend_from_slice(letters);
+            Ok(())
+        }
+    }
+    struct Store(Arc<Mutex<Seen>>);
+    #[async_trait]
+    impl Checkpointer for Store {
+        async fn store(
+            &mut self,
+            barrier: &Barrier,
+        ) -> Result<(), super::super::checkpoint::CheckpointError> {
+            let mut seen = self.0.lock().unwrap();
+            seen.checkpoints
+                .extend(barrier.states.iter().map(|s| s.next_offset));
+            Ok(())
+        }
+    }
+
+    fn barrier(next_offset: i64) -> Option<Barrier> {
+        Some(Barrier {
+            source: "test".into(),
+            states: vec![PartitionState {
+                topic: "embedded".into(),
+                partition: 0,
+                next_offset,
+                watermark: 0,
+                max_event_ms: 0,
+                plugins: Vec::new(),
+                origins: None,
+            }],
+        })
+    }
+
+    #[tokio::test]
+    async fn refused_rows_keep_their_coordinates_and_checkpoints_follow_written_work_only() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sinks = Sinks {
+            raw: Box::new(PickyRaw),
+            aggregates: Box::new(NoRows),
+            alerts: Box::new(NoAlerts),
+            dead_letters: Box::new(Letters(seen.clone(), broken.clone())),
+            routed: None,
+            checkpoints: Some(Box::new(Store(seen.clone()))),
+        };
+        let (tx, rx) = mpsc::channel(1);
+        let metrics = Arc::new(Metrics::default());
+        let stage = tokio::spawn(run_sinks(sinks, rx, metrics.clone()));
+        let events: Vec<ClickEvent> = (0..3)
+            .map(|i| crate::event::decode(format!(r#"{{"event_id":"e{i}","session_id":"s","event_type":"page_view","url":"/","event_time":"2026-01-01T00:00:0{i}Z"}}"#).as_bytes()).expect("event"))
+            .collect();
+        tx.send(SinkWork {
+            events,
+            sources: vec![(2, 10), (2, 11), (2, 12)],
+            input: Some("clicks".into()),
+            barrier: barrier(13),
+            ..SinkWork::default()
+        })
+        .await
+        .unwrap();
+        // Once a write is lost, no later checkpoint may be stored.
+        tx.send(SinkWork::default()).await.unwrap();
+        let lost = DeadLetter {
+            reason: "late".into(),
+            ..DeadLetter::default()
+        };
+        let (tx2, work) = (
+            tx.clone(),
+            SinkWork {
+                dead: vec![lost],
+                ..SinkWork::default()
+            },
+        );
+        // Flip to broken only after the first work was handled.
+        while Metrics::get(&metrics.checkpoints) < 1 {
+            tokio::task::yield_now().await;
+        }
+        broken.store(true, std::sync::atomic::Ordering::Relaxed);
+        tx2.send(work).await.unwrap();
+        tx.send(SinkWork {
+            barrier: barrier(20),
+            ..SinkWork::default()
+        })
+        .await
+        .unwrap();
+        drop((tx, tx2));
+        stage.await.unwrap();
+
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.checkpoints,
+            vec![13],
+            "only the checkpoint after written work"
+        );
+        assert_eq!(Metrics::get(&metrics.checkpoint_failures), 1);
+        let refused = &seen.dead[0];
+        assert_eq!(refused.reason, "sink_rejected");
+        assert_eq!(
+            (refused.topic.as_deref(), refused.partition, refused.offset),
+            (Some("clicks"), Some(2), Some(11))
+        );
+        assert!(refused.payload.contains("\"e1\""), "{}", refused.payload);
+    }
 }

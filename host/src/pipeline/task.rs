@@ -162,6 +162,10 @@ impl Task {
         metrics: &Metrics,
     ) {
         let topic = origin_topic(origin);
+        if router.is_some() {
+            // Stored raw events carry their input coordinates.
+            work.input = origin.map(|o| o.topic.clone());
+        }
         let partition = origin.map_or(-1, |o| o.partition);
         let offsets = origin
             .map(|o| o.offsets.as_slice())
