@@ -177,16 +177,23 @@ pub fn source_id(config: &Config) -> String {
     }
 }
 
-/// Runs the pipeline of `config` until the source is exhausted or `shutdown` resolves. The
-/// value `shutdown` resolves to says how to end: [`Ending::Exhausted`] treats it as the end of
-/// the input (every window closes); [`Ending::Stopped`] keeps open windows in plugin state.
-pub async fn run(
-    config: Config,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = Ending>,
-) -> Result<Summary, PipelineError> {
-    let started = Instant::now();
-    let p = &config.pipeline;
+/// The parts of a pipeline that are built from its config before it starts: tests and
+/// embedders may replace any of them (e.g. a fault-injecting sink) before
+/// [`run_with`].
+pub struct Parts {
+    /// The sinks the sink stage writes to.
+    pub sinks: Sinks,
+    /// The plugins loaded from the folder.
+    pub plugins: PluginSet,
+    /// The wasm runtime the plugins were compiled with (the watcher compiles with it too).
+    pub runtime: Runtime,
+    /// Content hashes of the plugin files loaded, so the watcher does not reload them.
+    pub known: HashMap<PathBuf, u64>,
+}
+
+/// Builds the parts of `config`'s pipeline: the runtime under the sandbox limits, the sinks
+/// (opened), the plugins (loaded; a bad file is logged and skipped).
+pub async fn parts(config: &Config, metrics: &Metrics) -> Result<Parts, PipelineError> {
     let limits = Limits {
         deadline: Duration::from_millis(config.plugins.deadline_ms),
         memory_bytes: config.plugins.memory_mb as usize * (1 << 20),
@@ -198,8 +205,44 @@ pub async fn run(
         ..Policy::default()
     };
     let runtime = Runtime::new(limits)?;
-    let sinks = open_sinks(&config).await?;
-    let (plugins, known) = load_plugins(&config, &runtime, policy, &metrics).await?;
+    let sinks = open_sinks(config).await?;
+    let (plugins, known) = load_plugins(config, &runtime, policy, metrics).await?;
+    Ok(Parts {
+        sinks,
+        plugins,
+        runtime,
+        known,
+    })
+}
+
+/// Runs the pipeline of `config` until the source is exhausted or `shutdown` resolves. The
+/// value `shutdown` resolves to says how to end: [`Ending::Exhausted`] treats it as the end of
+/// the input (every window closes); [`Ending::Stopped`] keeps open windows in plugin state.
+pub async fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = Ending>,
+) -> Result<Summary, PipelineError> {
+    let parts = parts(&config, &metrics).await?;
+    run_with(config, parts, metrics, shutdown).await
+}
+
+/// [`run`] with parts built (and perhaps replaced) by the caller; the source comes from
+/// `config`.
+pub async fn run_with(
+    config: Config,
+    parts: Parts,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = Ending>,
+) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
+    let p = &config.pipeline;
+    let Parts {
+        sinks,
+        plugins,
+        runtime,
+        known,
+    } = parts;
 
     let (source_tx, source_rx) = mpsc::channel::<SourceMsg>(p.queue_batches);
     let (sink_tx, sink_rx) = mpsc::channel::<SinkWork>(p.queue_batches);
