@@ -207,13 +207,7 @@ async fn an_aggregate_store_outage_is_waited_out_and_no_row_is_lost() {
         Metrics::get(&metrics.sink_retries) >= 4,
         "the outage was retried"
     );
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/db.sqlite", dir.path().display()))
-        .await
-        .unwrap();
-    let views: i64 = sqlx::query_scalar("SELECT SUM(views) FROM page_traffic")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let views = common::sqlite_scalar(dir.path(), "SELECT SUM(views) FROM page_traffic").await;
     assert_eq!(
         views, page_views,
         "every page view counted once after the outage"

@@ -73,22 +73,15 @@ fn contained(mode: &str, expect: fn(&CallError) -> bool) {
         let out = set.process(&encode_batch(&events(round * 50, 50)), Instant::now());
         // Ticks succeed in between, as in the pipeline; they must not hide the failures.
         let ticked = set.tick(round as i64 * 1_000, Instant::now());
-        counted += ticked
-            .rows
-            .iter()
-            .map(|r| match r.values[1] {
-                clickwatch::aggregate::Value::Int64(n) => n,
-                _ => 0,
-            })
-            .sum::<i64>();
-        counted += out
-            .rows
-            .iter()
-            .map(|r| match r.values[1] {
-                clickwatch::aggregate::Value::Int64(n) => n,
-                _ => 0,
-            })
-            .sum::<i64>();
+        let count = |rows: &[clickwatch::aggregate::AggregateRow]| {
+            rows.iter()
+                .map(|r| match r.values[1] {
+                    clickwatch::aggregate::Value::Int64(n) => n,
+                    _ => 0,
+                })
+                .sum::<i64>()
+        };
+        counted += count(&ticked.rows) + count(&out.rows);
     }
     assert_eq!(
         counted, 300,

@@ -205,3 +205,14 @@ pub fn spawn_host(config: &std::path::Path, log: &std::path::Path) -> std::proce
         .spawn()
         .expect("start a host")
 }
+
+/// One integer from the SQLite store the test configs write (`<out>/db.sqlite`).
+pub async fn sqlite_scalar(out: &std::path::Path, sql: &str) -> i64 {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/db.sqlite", out.display()))
+        .await
+        .expect("open the test store");
+    sqlx::query_scalar(sql)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
