@@ -32,10 +32,11 @@ pub struct DeadLetter {
     pub payload_truncated_from: Option<usize>,
 }
 
-/// Most bytes of a record a dead letter keeps: the event size limit, so every record that
-/// could have been valid is kept whole, and a dead letter always fits a broker's default
-/// 1 MB message limit (even escaped, and with base64 beside it).
-pub const MAX_PAYLOAD_BYTES: usize = crate::event::MAX_EVENT_BYTES;
+/// Most bytes of a record a dead letter keeps: twice the event size limit, so every record
+/// near the limit is kept whole, while a dead letter always fits a broker's default 1 MB
+/// message limit (worst case: control characters escaped six-fold, or invalid UTF-8 as
+/// replacement characters plus base64).
+pub const MAX_PAYLOAD_BYTES: usize = 2 * crate::event::MAX_EVENT_BYTES;
 
 impl DeadLetter {
     /// Keeps `bytes` as the payload: as text, plus base64 when they are not valid UTF-8; only
