@@ -9,7 +9,6 @@
 //! acks of the sink work.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -53,7 +52,7 @@ pub trait Checkpointer: Send {
 }
 
 /// The file in the state folder holding the embedded sources' checkpoint.
-pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+pub const CHECKPOINT_FILE: &str = "checkpoint.jsonl";
 
 /// Checkpoints of an embedded source in a local folder (`plugins.state_dir`): one file, written
 /// to a temporary name, synced and renamed, so a crash leaves the previous checkpoint or the
@@ -61,13 +60,6 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 #[derive(Debug, Clone)]
 pub struct LocalCheckpoints {
     dir: PathBuf,
-}
-
-/// The file's form: the source, then the task's state in the stored form of every store.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct File {
-    source: String,
-    state: serde_json::Value,
 }
 
 impl LocalCheckpoints {
@@ -107,12 +99,17 @@ impl LocalCheckpoints {
     }
 }
 
+/// The file's form, two JSON lines: the source (a string), then the task's state in the
+/// stored form every store uses (which has no line break), taken as is.
 fn decode(bytes: &[u8]) -> Result<(String, PartitionState), String> {
-    let file: File = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let topic: Arc<str> = "embedded".into();
-    let state = serde_json::to_vec(&file.state).map_err(|e| e.to_string())?;
-    let state = PartitionState::decode(&state, &topic)?;
-    Ok((file.source, state))
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("no line break after the source")?;
+    let (source, state) = (&bytes[..line_end], &bytes[line_end + 1..]);
+    let source: String = serde_json::from_slice(source).map_err(|e| e.to_string())?;
+    let state = PartitionState::decode(state.trim_ascii_end(), &"embedded".into())?;
+    Ok((source, state))
 }
 
 #[async_trait]
@@ -126,14 +123,11 @@ impl Checkpointer for LocalCheckpoints {
             source_id: barrier.source.clone(),
             message,
         };
-        let state = state.encode().map_err(encode_error)?;
-        let state: serde_json::Value =
-            serde_json::from_slice(&state).map_err(|e| encode_error(e.to_string()))?;
-        let bytes = serde_json::to_vec(&File {
-            source: barrier.source.clone(),
-            state,
-        })
-        .map_err(|e| encode_error(e.to_string()))?;
+        let mut bytes =
+            serde_json::to_vec(&barrier.source).map_err(|e| encode_error(e.to_string()))?;
+        bytes.push(b'\n');
+        bytes.extend(state.encode().map_err(encode_error)?);
+        bytes.push(b'\n');
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || write_atomically(&dir, &bytes))
             .await

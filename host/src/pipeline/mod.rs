@@ -91,13 +91,7 @@ async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
         SourceConfig::Kafka(k) => Some(Box::new(crate::shuffle::KafkaRouted::new(&k.brokers)?)),
         _ => None,
     };
-    // An embedded source with a state folder checkpoints there (a Kafka input's checkpoints
-    // go to its state topic instead).
-    let checkpoints: Option<Box<dyn Checkpointer>> =
-        match (&config.source, &config.plugins.state_dir) {
-            (SourceConfig::Kafka(_), _) | (_, None) => None,
-            (_, Some(dir)) => Some(Box::new(LocalCheckpoints::new(dir))),
-        };
+    let checkpoints = local_checkpoints(config).map(|c| Box::new(c) as Box<dyn Checkpointer>);
     Ok(Sinks {
         raw,
         aggregates,
@@ -106,6 +100,15 @@ async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
         routed,
         checkpoints,
     })
+}
+
+/// Where an embedded source with a state folder checkpoints (a Kafka input's checkpoints go
+/// to its state topic instead).
+fn local_checkpoints(config: &Config) -> Option<LocalCheckpoints> {
+    match (&config.source, &config.plugins.state_dir) {
+        (SourceConfig::Kafka(_), _) | (_, None) => None,
+        (_, Some(dir)) => Some(LocalCheckpoints::new(dir)),
+    }
 }
 
 /// Loads every plugin in the folder (a bad file is logged and skipped) and restores saved state.
@@ -306,7 +309,6 @@ pub async fn run_with(
                 router,
                 event_time,
                 metrics.clone(),
-                source_id(&config),
                 checkpoint_tx,
                 Duration::from_millis(k.checkpoint_interval_ms),
             );
@@ -316,7 +318,7 @@ pub async fn run_with(
             drop((checkpoint_tx, checkpoint_rx));
             // Resume after what the last run of the same source checkpointed.
             let id = source_id(&config);
-            let local = config.plugins.state_dir.as_ref().map(LocalCheckpoints::new);
+            let local = local_checkpoints(&config);
             let restored = local.as_ref().and_then(|c| c.load(&id));
             let skip = restored.as_ref().map_or(0, |s| s.next_offset.max(0) as u64);
             let every = Duration::from_millis(p.checkpoint_interval_ms);

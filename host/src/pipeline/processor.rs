@@ -32,9 +32,10 @@ pub enum Ending {
 pub struct Processor {
     pub(crate) event_time: EventTime,
     pub(crate) metrics: Arc<Metrics>,
-    /// An embedded source whose state is kept (`plugins.state_dir`): checkpoint its task
-    /// every `checkpoint_interval` and at the end, through barriers in the sink queue.
-    keeps_state: bool,
+    /// For an embedded source whose state is kept (`plugins.state_dir`): the source's
+    /// identity. Its task is checkpointed every `checkpoint_interval` and at the end,
+    /// through barriers in the sink queue.
+    checkpointed_source: Option<String>,
     /// The tasks: one (key [`single`]) for the embedded sources, one per assigned partition
     /// of the input and of the internal topics for Kafka.
     tasks: Tasks,
@@ -47,12 +48,6 @@ pub struct Processor {
     last_checkpoint: Instant,
     /// When idle tasks were last looked for.
     last_idle_check: Instant,
-    /// Records (valid and invalid) received from an embedded source since its start: its
-    /// task's position, checkpointed with the plugin state, so a restart resumes instead of
-    /// counting records twice.
-    records: u64,
-    /// Identifies the source the position belongs to.
-    source_id: String,
     /// Plugins refused only because another file still provides their name, by name: they go
     /// live when that file is removed (a deploy that adds the new file, then deletes the old).
     parked: std::collections::HashMap<String, crate::plugin::Prepared>,
@@ -80,17 +75,15 @@ impl Processor {
         checkpoints: Option<(String, Duration)>,
         restored: Option<&PartitionState>,
     ) -> Self {
-        let (source_id, interval) = checkpoints
-            .clone()
-            .unwrap_or_else(|| (String::new(), Duration::from_secs(5)));
-        let mut processor = Self::empty(event_time, metrics, source_id);
-        processor.keeps_state = checkpoints.is_some();
-        processor.checkpoint_interval = interval;
+        let mut processor = Self::empty(event_time, metrics);
+        if let Some((source, interval)) = checkpoints {
+            processor.checkpointed_source = Some(source);
+            processor.checkpoint_interval = interval;
+        }
         let task = match restored {
             Some(state) => {
-                processor.records = state.next_offset.max(0) as u64;
                 tracing::info!(
-                    records = processor.records,
+                    records = state.next_offset,
                     plugins = state.plugins.len(),
                     "resuming after the records the last run checkpointed"
                 );
@@ -115,11 +108,10 @@ impl Processor {
         router: Router,
         event_time: EventTime,
         metrics: Arc<Metrics>,
-        source_id: String,
         checkpoints: std::sync::mpsc::Sender<Checkpoint>,
         checkpoint_interval: Duration,
     ) -> Self {
-        let mut processor = Self::empty(event_time, metrics, source_id);
+        let mut processor = Self::empty(event_time, metrics);
         processor.partitioned = Some(Partitioned {
             template,
             router: Arc::new(router),
@@ -129,19 +121,17 @@ impl Processor {
         processor
     }
 
-    fn empty(event_time: EventTime, metrics: Arc<Metrics>, source_id: String) -> Self {
+    fn empty(event_time: EventTime, metrics: Arc<Metrics>) -> Self {
         Processor {
             event_time,
             metrics,
-            keeps_state: false,
+            checkpointed_source: None,
             tasks: Tasks::default(),
             partitioned: None,
             blocked_until: Instant::now(),
             checkpoint_interval: Duration::from_secs(5),
             last_checkpoint: Instant::now(),
             last_idle_check: Instant::now(),
-            records: 0,
-            source_id,
             parked: std::collections::HashMap::new(),
         }
     }
@@ -239,7 +229,7 @@ impl Processor {
                 if self.partitioned.is_some() {
                     let partitions: Vec<TopicPartition> = self.tasks.map.keys().cloned().collect();
                     work.merge(self.checkpoint(&partitions, false, None));
-                } else if self.keeps_state {
+                } else if self.checkpointed_source.is_some() {
                     work.barrier = self.barrier();
                 }
             }
@@ -288,14 +278,12 @@ impl Processor {
 
     /// A checkpoint of the embedded task, if state is kept and it moved since the last one.
     fn barrier(&mut self) -> Option<Barrier> {
-        if !self.keeps_state {
-            return None;
-        }
+        let source = self.checkpointed_source.clone()?;
         self.last_checkpoint = Instant::now();
         let at = single();
         let state = self.tasks.map.get_mut(&at)?.checkpoint(&at)?;
         Some(Barrier {
-            source: self.source_id.clone(),
+            source,
             states: vec![state],
         })
     }
@@ -400,7 +388,7 @@ impl Processor {
         dead: Vec<DeadLetter>,
         from: Option<BatchOrigin>,
     ) -> SinkWork {
-        self.records += (events.len() + dead.len()) as u64;
+        let records = (events.len() + dead.len()) as i64;
         let key = from.as_ref().map_or_else(single, BatchOrigin::task);
         let Some(task) = self.tasks.map.get_mut(&key) else {
             // The source only sends batches of partitions it announced; if that is ever
@@ -425,7 +413,7 @@ impl Processor {
         let work = task.process(events, dead, from.as_ref(), self.event_time, &self.metrics);
         if from.is_none() {
             // The embedded input's position is the records received from it.
-            task.next_offset = Some(self.records as i64);
+            task.next_offset = Some(task.next_offset.unwrap_or(0) + records);
         }
         work
     }
