@@ -307,19 +307,20 @@ fn rejected_letters<'a>(
     let mut dead = Vec::with_capacity(rejected.len());
     for (index, reason) in rejected {
         tracing::warn!(store, %reason, "the store refused a record; it goes to the dead letters");
-        let at = at(index);
-        dead.push(DeadLetter {
+        let letter = DeadLetter {
             reason: "sink_rejected".into(),
             detail: reason,
-            origin: match at {
-                Some(((p, off), topic)) => format!("{topic}/{p}@{off} ({store})"),
-                None => store.into(),
-            },
+            origin: store.into(),
             payload: payload(index).unwrap_or_default(),
-            topic: at.map(|(_, t)| t.to_owned()),
-            partition: at.map(|((p, _), _)| p),
-            offset: at.map(|((_, off), _)| off),
             ..DeadLetter::default()
+        };
+        dead.push(match at(index) {
+            Some(((partition, offset), topic)) => {
+                let letter = letter.at(topic, partition, offset);
+                let origin = format!("{} ({store})", letter.origin);
+                DeadLetter { origin, ..letter }
+            }
+            None => letter,
         });
     }
     dead

@@ -39,6 +39,16 @@ pub struct DeadLetter {
 pub const MAX_PAYLOAD_BYTES: usize = 2 * crate::event::MAX_EVENT_BYTES;
 
 impl DeadLetter {
+    /// Names the input record's place: `origin` `topic/partition@offset`, and the three
+    /// fields, so the record can be found (and read again) at its source.
+    pub fn at(mut self, topic: &str, partition: i32, offset: i64) -> Self {
+        self.origin = format!("{topic}/{partition}@{offset}");
+        self.topic = Some(topic.to_owned());
+        self.partition = Some(partition);
+        self.offset = Some(offset);
+        self
+    }
+
     /// Keeps `bytes` as the payload: as text, plus base64 when they are not valid UTF-8; only
     /// the first [`MAX_PAYLOAD_BYTES`] of a longer record (noting its size).
     pub fn with_bytes(mut self, bytes: &[u8]) -> Self {

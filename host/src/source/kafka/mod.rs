@@ -305,12 +305,9 @@ fn refused(
     DeadLetter {
         reason: reason.to_owned(),
         detail,
-        origin: format!("{at}@{offset}"),
-        topic: Some(at.topic.to_string()),
-        partition: Some(at.partition),
-        offset: Some(offset),
         ..DeadLetter::default()
     }
+    .at(&at.topic, at.partition, offset)
     .with_bytes(bytes)
 }
 
