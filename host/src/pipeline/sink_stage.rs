@@ -454,32 +454,28 @@ mod tests {
         })
         .await
         .unwrap();
-        // Once a write is lost, no later checkpoint may be stored.
-        tx.send(SinkWork::default()).await.unwrap();
-        let lost = DeadLetter {
-            reason: "late".into(),
-            ..DeadLetter::default()
-        };
-        let (tx2, work) = (
-            tx.clone(),
-            SinkWork {
-                dead: vec![lost],
-                ..SinkWork::default()
-            },
-        );
-        // Flip to broken only after the first work was handled.
+        // Once a write is lost (the dead letters of the next work), no later checkpoint may
+        // be stored. The sink is broken only after the first work was handled.
         while Metrics::get(&metrics.checkpoints) < 1 {
             tokio::task::yield_now().await;
         }
         broken.store(true, std::sync::atomic::Ordering::Relaxed);
-        tx2.send(work).await.unwrap();
+        tx.send(SinkWork {
+            dead: vec![DeadLetter {
+                reason: "late".into(),
+                ..DeadLetter::default()
+            }],
+            ..SinkWork::default()
+        })
+        .await
+        .unwrap();
         tx.send(SinkWork {
             barrier: barrier(20),
             ..SinkWork::default()
         })
         .await
         .unwrap();
-        drop((tx, tx2));
+        drop(tx);
         stage.await.unwrap();
 
         let seen = seen.lock().unwrap();

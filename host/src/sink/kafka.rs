@@ -46,33 +46,36 @@ impl KafkaTopicSink {
                 crate::kafka::QUEUE_TIMEOUT,
             )
         });
-        let mut failed = None;
-        for result in join_all(sends).await {
-            if let Err((error, _)) = result {
-                let message = format!("delivery to {} failed: {error}", self.topic);
-                // A record the broker will never take must not be retried forever (that
-                // wedges the pipeline); anything else may pass on a retry.
-                let permanent = matches!(
-                    error.rdkafka_error_code(),
-                    Some(
-                        RDKafkaErrorCode::MessageSizeTooLarge
-                            | RDKafkaErrorCode::InvalidMessageSize
-                            | RDKafkaErrorCode::InvalidMessage
-                            | RDKafkaErrorCode::InvalidRecord
-                            | RDKafkaErrorCode::TopicAuthorizationFailed
-                    )
-                );
-                failed = Some(if permanent {
-                    SinkError::permanent("kafka", message)
-                } else {
-                    SinkError::transient("kafka", message)
-                });
-                if !permanent {
-                    break;
-                }
-            }
+        let failures: Vec<SinkError> = join_all(sends)
+            .await
+            .into_iter()
+            .filter_map(|result| result.err())
+            .map(|(error, _)| self.delivery_error(&error))
+            .collect();
+        // One retryable failure makes the write worth retrying as a whole.
+        let failure = failures.iter().find(|e| e.retryable).or(failures.first());
+        failure.map_or(Ok(()), |e| Err(e.clone()))
+    }
+
+    /// A failed delivery as a sink error: a record the broker will never take must not be
+    /// retried forever (that wedges the pipeline); anything else may pass on a retry.
+    fn delivery_error(&self, error: &rdkafka::error::KafkaError) -> SinkError {
+        let message = format!("delivery to {} failed: {error}", self.topic);
+        let never = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::MessageSizeTooLarge
+                    | RDKafkaErrorCode::InvalidMessageSize
+                    | RDKafkaErrorCode::InvalidMessage
+                    | RDKafkaErrorCode::InvalidRecord
+                    | RDKafkaErrorCode::TopicAuthorizationFailed
+            )
+        );
+        if never {
+            SinkError::permanent("kafka", message)
+        } else {
+            SinkError::transient("kafka", message)
         }
-        failed.map_or(Ok(()), Err)
     }
 }
 

@@ -109,7 +109,18 @@ pub fn config_with_raw(
     out: &std::path::Path,
     raw: &str,
 ) -> clickwatch::config::Config {
-    let text = format!(
+    let text = config_text(source, plugins_dir, out, raw);
+    clickwatch::config::parse(std::path::Path::new("test.toml"), &text, []).expect("test config")
+}
+
+/// The TOML of [`config_with_raw`], for a test that edits it or hands it to a host process.
+pub fn config_text(
+    source: &str,
+    plugins_dir: &std::path::Path,
+    out: &std::path::Path,
+    raw: &str,
+) -> String {
+    format!(
         r#"
 [source]
 {source}
@@ -140,8 +151,7 @@ path = "{out}/dead.jsonl"
 "#,
         plugins = plugins_dir.display(),
         out = out.display()
-    );
-    clickwatch::config::parse(std::path::Path::new("test.toml"), &text, []).expect("test config")
+    )
 }
 
 /// Waits (polling, bounded) until `cond` holds; panics with `what` after 60 s.
