@@ -5,8 +5,8 @@
 //! with the same keys (rows upserted, raw events by id, alerts by `alert_id`).
 //!
 //! The embedded sources checkpoint into a local folder ([`LocalCheckpoints`]); a Kafka input
-//! stores its partitions' states in its state topic (`kafka/state_store.rs`), confirmed by the
-//! acks of the sink work.
+//! stores its partitions' states in its state topic and then commits their offsets
+//! (`source/kafka/checkpoints.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,43 @@ pub struct Barrier {
     pub source: String,
     /// One state per task.
     pub states: Vec<PartitionState>,
+    /// Signalled once the checkpoint is stored or given up (a revoke waits for it before the
+    /// partitions move to another member).
+    pub done: Vec<std::sync::mpsc::SyncSender<()>>,
+}
+
+impl Barrier {
+    /// A barrier of `states` with no one waiting for it.
+    pub fn new(source: impl Into<String>, states: Vec<PartitionState>) -> Self {
+        Barrier {
+            source: source.into(),
+            states,
+            done: Vec::new(),
+        }
+    }
+
+    /// Folds in a `later` barrier: its states replace this one's for the same tasks, the
+    /// other tasks keep theirs (a revoke's barrier covers only the revoked partitions), and
+    /// everyone waiting on either is told.
+    pub fn merge(&mut self, later: Barrier) {
+        for state in later.states {
+            let same =
+                |s: &PartitionState| s.topic == state.topic && s.partition == state.partition;
+            match self.states.iter_mut().find(|s| same(s)) {
+                Some(old) => *old = state,
+                None => self.states.push(state),
+            }
+        }
+        self.done.extend(later.done);
+        self.source = later.source;
+    }
+
+    /// Tells whoever waits on this barrier that it is settled.
+    pub fn settle(self) {
+        for done in self.done {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// A checkpoint could not be stored or read.
@@ -183,10 +220,7 @@ mod tests {
         assert!(store.load("file a").is_none(), "nothing stored yet");
         for offset in [10, 20] {
             store
-                .store(&Barrier {
-                    source: "file a".into(),
-                    states: vec![state(offset)],
-                })
+                .store(&Barrier::new("file a", vec![state(offset)]))
                 .await
                 .unwrap();
         }
@@ -194,5 +228,21 @@ mod tests {
         assert_eq!(store.load("file b"), None, "another source's checkpoint");
         std::fs::write(store.path(), b"{torn").unwrap();
         assert_eq!(store.load("file a"), None, "an unreadable checkpoint");
+    }
+
+    #[test]
+    fn a_merged_barrier_keeps_every_task_and_the_latest_state_of_each() {
+        let at = |partition: i32, next_offset: i64| PartitionState {
+            partition,
+            ..state(next_offset)
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let mut first = Barrier::new("kafka", vec![at(0, 10), at(1, 10)]);
+        let mut revoke = Barrier::new("kafka", vec![at(1, 15), at(2, 3)]);
+        revoke.done.push(tx);
+        first.merge(revoke);
+        assert_eq!(first.states, vec![at(0, 10), at(1, 15), at(2, 3)]);
+        first.settle();
+        assert_eq!(rx.try_recv(), Ok(()), "the revoke's waiter is told");
     }
 }

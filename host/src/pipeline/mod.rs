@@ -241,7 +241,7 @@ pub async fn run_with(
     let started = Instant::now();
     let p = &config.pipeline;
     let Parts {
-        sinks,
+        mut sinks,
         plugins,
         runtime,
         known,
@@ -262,10 +262,8 @@ pub async fn run_with(
             })
             .await;
     }
-    let sink_task = tokio::spawn(run_sinks(sinks, sink_rx, metrics.clone()));
 
     let event_time = EventTime::of(p);
-    let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::channel();
     let mut kafka = None;
     let (processor, skip) = match &config.source {
         SourceConfig::Kafka(k) => {
@@ -288,11 +286,12 @@ pub async fn run_with(
             let started = KafkaSource::start(
                 settings,
                 source_tx.clone(),
-                checkpoint_rx,
                 stop_rx.clone(),
                 metrics.clone(),
             )
             .await?;
+            // The partitions' checkpoints are barriers the sink stage stores.
+            sinks.checkpoints = Some(Box::new(started.checkpointer()));
             let router = crate::shuffle::Router {
                 input: k.topic.as_str().into(),
                 input_partitions: started.input_partitions,
@@ -309,13 +308,11 @@ pub async fn run_with(
                 router,
                 event_time,
                 metrics.clone(),
-                checkpoint_tx,
                 Duration::from_millis(k.checkpoint_interval_ms),
             );
             (processor, 0)
         }
         _ => {
-            drop((checkpoint_tx, checkpoint_rx));
             // Resume after what the last run of the same source checkpointed.
             let id = source_id(&config);
             let local = local_checkpoints(&config);
@@ -332,6 +329,7 @@ pub async fn run_with(
             (processor, skip)
         }
     };
+    let sink_task = tokio::spawn(run_sinks(sinks, sink_rx, metrics.clone()));
     let processor_thread = std::thread::Builder::new()
         .name("processor".into())
         .spawn(move || processor.run(source_rx, control_rx, sink_tx))
@@ -367,12 +365,9 @@ pub async fn run_with(
         tokio::spawn(async move {
             match source {
                 SourceConfig::Kafka(_) => {
-                    // Ends after `stop`, once every partition is checkpointed; hands back the
-                    // committer, which ends after the processor.
+                    // Ends after `stop`, once every partition's last checkpoint is settled.
                     if let Some(kafka) = kafka {
-                        return tokio::task::spawn_blocking(move || kafka.join_poll())
-                            .await
-                            .ok();
+                        let _ = tokio::task::spawn_blocking(move || kafka.join()).await;
                     }
                 }
                 SourceConfig::Generator(g) => {
@@ -400,22 +395,17 @@ pub async fn run_with(
                     }
                 }
             }
-            None
         })
     };
 
     let mut source = source;
-    let mut committer = None;
     let ending = tokio::select! {
-        c = &mut source => {
-            committer = c.ok().flatten();
-            None
-        }
+        _ = &mut source => None,
         ending = shutdown => Some(ending),
     };
     let _ = stop_tx.send(true);
     if let Some(ending) = ending {
-        committer = (&mut source).await.ok().flatten();
+        let _ = (&mut source).await;
         if ending == Ending::Exhausted {
             let _ = source_tx.send(SourceMsg::Exhausted).await;
         }
@@ -425,14 +415,12 @@ pub async fn run_with(
         .await
         .map_err(|e| PipelineError::Stage(e.to_string()))?
         .map_err(|_| PipelineError::Stage("the processor thread panicked".into()))?;
-    sink_task
+    let sinks = sink_task
         .await
         .map_err(|e| PipelineError::Stage(e.to_string()))?;
-    if let Some(committer) = committer {
-        // The committer ends once the processor is gone; it also closes the consumer, which
-        // leaves the group so other hosts take the partitions over at once.
-        let _ = tokio::task::spawn_blocking(move || committer.join()).await;
-    }
+    // Closing the sinks may block: a Kafka input's checkpointer holds the consumer, which
+    // leaves the group then, so other hosts take the partitions over at once.
+    let _ = tokio::task::spawn_blocking(move || drop(sinks)).await;
     if let Some(watcher) = watcher {
         match watcher.await {
             Ok(Err(error)) => tracing::warn!(%error, "plugin watcher stopped"),

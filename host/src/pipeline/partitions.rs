@@ -6,22 +6,21 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::checkpoint::Barrier;
 use super::sink_stage::SinkWork;
 use super::task::{Role, Task};
 use super::tasks::Tasks;
 use crate::plugin::{InstallError, Installed, PluginSet, Prepared};
 use crate::shuffle::{Origins, Router};
-use crate::source::{Checkpoint, PartitionState, TopicPartition};
+use crate::source::{PartitionState, TopicPartition};
 
-/// What a partitioned source's tasks are made from, and where their checkpoints go.
+/// What a partitioned source's tasks are made from.
 pub struct Partitioned {
     /// The loaded plugins, never run, from which each new partition's task gets fresh
     /// instances; it also decides swaps and refusals.
     pub template: PluginSet,
     /// How the input is re-partitioned by state key.
     pub router: Arc<Router>,
-    /// Where checkpoints go once the sinks acknowledged them.
-    pub checkpoints: std::sync::mpsc::Sender<Checkpoint>,
 }
 
 impl Partitioned {
@@ -74,8 +73,8 @@ impl Partitioned {
     }
 
     /// Checkpoints the tasks of `partitions` (dropping them when `drop` is set, on revoke):
-    /// the returned work carries an ack, and the checkpoint goes to the source, which stores
-    /// the states and commits the offsets once the sinks acknowledged.
+    /// the returned work is a barrier, stored (states, then offsets) once the sinks hold
+    /// everything before it; `done` is told when it is settled.
     pub fn checkpoint(
         &self,
         tasks: &mut Tasks,
@@ -97,20 +96,10 @@ impl Partitioned {
                 );
             }
         }
-        let checkpoints = &self.checkpoints;
-        let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
-        let checkpoint = Checkpoint {
-            ack: ack_rx,
-            partitions: states,
-            done,
-        };
-        if let Err(std::sync::mpsc::SendError(checkpoint)) = checkpoints.send(checkpoint)
-            && let Some(done) = checkpoint.done
-        {
-            let _ = done.send(());
-        }
+        let mut barrier = Barrier::new(self.router.input.to_string(), states);
+        barrier.done.extend(done);
         SinkWork {
-            acks: vec![ack_tx],
+            barrier: Some(barrier),
             ..SinkWork::default()
         }
     }

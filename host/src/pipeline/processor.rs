@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::plugin::{Control, PluginSet, PluginStatus};
 use crate::shuffle::Router;
 use crate::sink::DeadLetter;
-use crate::source::{BatchOrigin, Checkpoint, PartitionState, SourceMsg, TopicPartition};
+use crate::source::{BatchOrigin, PartitionState, SourceMsg, TopicPartition};
 
 /// How the processor ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,21 +101,19 @@ impl Processor {
 
     /// A processor for a partitioned source: no task until a partition is assigned; input
     /// partitions route by `router`, each internal partition gets fresh instances of its key
-    /// group's `template` plugins. Checkpoints (every `checkpoint_interval`, and on revoke) go
-    /// to `checkpoints`.
+    /// group's `template` plugins. Checkpoints (every `checkpoint_interval`, and on revoke) are
+    /// barriers in the sink queue.
     pub fn partitioned(
         template: PluginSet,
         router: Router,
         event_time: EventTime,
         metrics: Arc<Metrics>,
-        checkpoints: std::sync::mpsc::Sender<Checkpoint>,
         checkpoint_interval: Duration,
     ) -> Self {
         let mut processor = Self::empty(event_time, metrics);
         processor.partitioned = Some(Partitioned {
             template,
             router: Arc::new(router),
-            checkpoints,
         });
         processor.checkpoint_interval = checkpoint_interval;
         processor
@@ -282,10 +280,7 @@ impl Processor {
         self.last_checkpoint = Instant::now();
         let at = single();
         let state = self.tasks.map.get_mut(&at)?.checkpoint(&at)?;
-        Some(Barrier {
-            source,
-            states: vec![state],
-        })
+        Some(Barrier::new(source, vec![state]))
     }
 
     /// Counters of every plugin, summed over the tasks (including dropped ones).

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::checkpoint::{Barrier, Checkpointer};
 use crate::aggregate::{AggregateRow, TableSchema};
@@ -37,9 +37,6 @@ pub struct SinkWork {
     pub dead: Vec<DeadLetter>,
     /// Records for the internal re-partitioning topics (stage 1 of a Kafka input).
     pub routed: Vec<Routed>,
-    /// Signalled once every sink has durably accepted the work (the source may then commit).
-    /// Several when work was merged: each is signalled.
-    pub acks: Vec<oneshot::Sender<()>>,
     /// A checkpoint as of this work: stored once every sink accepted the work (and all
     /// before it).
     pub barrier: Option<Barrier>,
@@ -58,11 +55,10 @@ impl SinkWork {
         self.alerts.extend(other.alerts);
         self.dead.extend(other.dead);
         self.routed.extend(other.routed);
-        // A merged checkpoint keeps its ack: dropping it would fail the checkpoint.
-        self.acks.extend(other.acks);
-        // The later checkpoint covers everything the earlier one did.
-        if other.barrier.is_some() {
-            self.barrier = other.barrier;
+        match (&mut self.barrier, other.barrier) {
+            (Some(mine), Some(later)) => mine.merge(later),
+            (mine, later @ Some(_)) => *mine = later,
+            (_, None) => {}
         }
     }
 
@@ -74,7 +70,6 @@ impl SinkWork {
             && self.alerts.is_empty()
             && self.dead.is_empty()
             && self.routed.is_empty()
-            && self.acks.is_empty()
             && self.barrier.is_none();
         (!empty).then_some(self)
     }
@@ -93,8 +88,8 @@ pub struct Sinks {
     /// The internal topics of a Kafka input's key groups (`None` for the embedded sources,
     /// which do not re-partition).
     pub routed: Option<Box<dyn RoutedSink>>,
-    /// Where barriers' checkpoints go (`None`: the pipeline keeps no state, or a Kafka input,
-    /// whose checkpoints are confirmed by acks).
+    /// Where barriers' checkpoints go: the state topic of a Kafka input, the state folder of
+    /// an embedded one (`None`: the pipeline keeps no state).
     pub checkpoints: Option<Box<dyn Checkpointer>>,
 }
 
@@ -125,8 +120,13 @@ macro_rules! retry {
     }};
 }
 
-/// Writes work until the channel closes.
-pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metrics: Arc<Metrics>) {
+/// Writes work until the channel closes; hands the sinks back (closing some blocks, e.g. a
+/// consumer leaving its group, so the caller drops them off the async workers).
+pub async fn run_sinks(
+    mut sinks: Sinks,
+    mut rx: mpsc::Receiver<SinkWork>,
+    metrics: Arc<Metrics>,
+) -> Sinks {
     // False once some output could not be written: no later checkpoint may be stored (it
     // would skip the lost output's input on a restart), so the input is read again instead.
     let mut confirmed = true;
@@ -228,17 +228,15 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
                     Err(error) => {
                         // Only a broken producer fails for good; the input is not committed,
                         // so the next owner routes these events again.
-                        tracing::error!(%error, records = work.routed.len(), "routed events could not be written; this work is not acknowledged");
-                        work.acks.clear();
+                        tracing::error!(%error, records = work.routed.len(), "routed events could not be written; no later checkpoint is stored");
                         confirmed = false;
                     }
                 },
                 None => {
                     tracing::error!(
                         records = work.routed.len(),
-                        "routed events without internal topics; this work is not acknowledged"
+                        "routed events without internal topics; no later checkpoint is stored"
                     );
-                    work.acks.clear();
                     confirmed = false;
                 }
             }
@@ -251,21 +249,17 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
             ) {
                 Ok(()) => Metrics::add(&metrics.dead_letters, work.dead.len() as u64),
                 Err(error) => {
-                    tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; this work is not acknowledged, so its input is not committed");
-                    // Without the ack a Kafka checkpoint is not committed: the records are
-                    // read again by the next owner instead of being lost.
-                    work.acks.clear();
+                    tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; no later checkpoint is stored, so their input is read again");
                     confirmed = false;
                 }
             }
         }
-        for ack in work.acks.drain(..) {
-            let _ = ack.send(());
-        }
         if let Some(barrier) = work.barrier.take() {
             store_checkpoint(&mut sinks, &barrier, confirmed, &metrics).await;
+            barrier.settle();
         }
     }
+    sinks
 }
 
 /// Stores a barrier's checkpoint once its work is confirmed. A failure is logged and counted:
@@ -413,9 +407,9 @@ mod tests {
     }
 
     fn barrier(next_offset: i64) -> Option<Barrier> {
-        Some(Barrier {
-            source: "test".into(),
-            states: vec![PartitionState {
+        Some(Barrier::new(
+            "test",
+            vec![PartitionState {
                 topic: "embedded".into(),
                 partition: 0,
                 next_offset,
@@ -424,7 +418,7 @@ mod tests {
                 plugins: Vec::new(),
                 origins: None,
             }],
-        })
+        ))
     }
 
     #[tokio::test]
