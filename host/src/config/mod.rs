@@ -156,6 +156,18 @@ pub struct PipelineConfig {
     /// position, ms (default 5000): a crash re-reads at most this much input. A Kafka input
     /// uses `source.checkpoint_interval_ms`.
     pub checkpoint_interval_ms: u64,
+    /// Threads running the tasks of a Kafka input (default: the number of cores). Each
+    /// partition's task runs on one of them; an embedded source has one task, so one thread.
+    pub workers: Option<usize>,
+}
+
+impl PipelineConfig {
+    /// The worker threads to run: `workers`, or the number of cores.
+    pub fn worker_threads(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
 }
 
 impl Default for PipelineConfig {
@@ -168,6 +180,7 @@ impl Default for PipelineConfig {
             idle_advance_ms: 2_000,
             tick_interval_ms: 1_000,
             checkpoint_interval_ms: 5_000,
+            workers: None,
         }
     }
 }
