@@ -157,6 +157,9 @@ pub fn validate_pipeline(p: &super::PipelineConfig) -> Result<(), (&'static str,
     if p.idle_advance_ms == 0 {
         return Err(("pipeline.idle_advance_ms", positive));
     }
+    if p.shutdown_grace_ms == 0 {
+        return Err(("pipeline.shutdown_grace_ms", positive));
+    }
     if p.checkpoint_interval_ms == 0 {
         return Err(("pipeline.checkpoint_interval_ms", positive));
     }

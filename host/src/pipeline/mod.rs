@@ -15,7 +15,7 @@ mod workers;
 pub use checkpoint::{Barrier, CHECKPOINT_FILE, CheckpointError, Checkpointer, LocalCheckpoints};
 pub use clock::EventTime;
 pub use processor::{Ending, Processor};
-pub use sink_stage::{SinkWork, Sinks, run_sinks};
+pub use sink_stage::{GiveUp, SinkWork, Sinks, run_sinks};
 pub use status::{Outputs, Summary, outputs, status_line};
 pub use task::{Role, Task};
 pub use workers::Workers;
@@ -348,7 +348,10 @@ pub async fn run_with(
             (vec![processor], skip)
         }
     };
-    let sink_task = tokio::spawn(run_sinks(sinks, sink_rx, metrics.clone()));
+    // A stop the user asked for waits this long for outputs that keep failing.
+    let (give_up_tx, give_up_rx) = watch::channel(false);
+    let give_up = GiveUp::after(give_up_rx, Duration::from_millis(p.shutdown_grace_ms));
+    let sink_task = tokio::spawn(run_sinks(sinks, sink_rx, metrics.clone(), give_up));
     let workers = Workers::start(
         processors,
         source_rx,
@@ -428,6 +431,9 @@ pub async fn run_with(
         ending = shutdown => Some(ending),
     };
     let _ = stop_tx.send(true);
+    if ending == Some(Ending::Stopped) {
+        let _ = give_up_tx.send(true);
+    }
     if let Some(ending) = ending {
         let _ = (&mut source).await;
         if ending == Ending::Exhausted {
