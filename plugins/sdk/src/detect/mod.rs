@@ -6,6 +6,7 @@
 //!   incidents and a cooldown after an alert.
 //! - [`Cusum`]: a one-sided sequential test on counts (slow ramps that no single bucket proves).
 //! - [`proportion`]: two-proportion tests (a conversion rate falling, volume accounted for).
+//! - [`EventRate`]: an exponentially weighted event rate in continuous time.
 //! - [`tail`]: normal tail probabilities and the surprise scale `−log10 p`.
 //! - Building blocks: [`Ring`], [`RobustScale`], [`Baseline`], [`Likelihood`].
 //!
@@ -18,6 +19,7 @@ mod cusum;
 mod detector;
 mod likelihood;
 pub mod proportion;
+mod rate;
 mod ring;
 mod scale;
 mod seasonal;
@@ -27,6 +29,7 @@ pub use config::DetectorConfig;
 pub use cusum::{Cusum, CusumStep};
 pub use detector::{Detector, Verdict};
 pub use likelihood::Likelihood;
+pub use rate::EventRate;
 pub use ring::Ring;
 pub use scale::RobustScale;
 pub use seasonal::{Baseline, DAY_MS, WEEK_MS};
