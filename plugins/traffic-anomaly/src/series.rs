@@ -100,7 +100,19 @@ pub struct Series {
     /// across series to tell whether one page drives a site-wide move.
     #[serde(skip)]
     pub last_ratio: f64,
+    /// Count and expected count of the bucket closed last (for naming the most affected
+    /// children of a level).
+    #[serde(skip)]
+    pub last_count: f64,
+    #[serde(skip)]
+    pub last_expected: f64,
+    /// The common factor of this bucket (see [`Series::close`]).
+    #[serde(skip)]
+    factor_now: Option<f64>,
 }
+
+/// A drop bucket at least this many sigmas below its baseline confirms the drop alone.
+pub const SINGLE_BUCKET_Z: f64 = 6.0;
 
 /// Open buckets kept per series at most: more means the stream is far out of order, and the
 /// oldest counts are dropped rather than growing state without bound.
@@ -146,6 +158,25 @@ impl Series {
 
     /// The count expected for the next bucket.
     pub fn expected(&self) -> f64 {
+        self.holt() * self.factor_now.unwrap_or(1.0)
+    }
+
+    /// The count of the open bucket starting at `bucket_ms`, left in place.
+    pub fn peek(&self, bucket_ms: i64) -> u32 {
+        self.open
+            .iter()
+            .filter(|(b, _)| *b == bucket_ms)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// Whether the series has learned its warm-up.
+    pub fn warm(&self, r: &Rules) -> bool {
+        self.learned >= r.warmup
+    }
+
+    /// The Holt (level + trend) prediction of the count, before any common factor.
+    pub fn holt(&self) -> f64 {
         (self.level + self.trend).max(0.0)
     }
 
@@ -161,25 +192,39 @@ impl Series {
     /// With `freeze`, a normal-looking bucket is not learned either: pages do not learn while
     /// the whole site is in an episode, or they would take the site's incident as their normal
     /// and "drop" when it ends.
+    ///
+    /// With `factor`, the bucket's common factor (how the site's pages as a whole moved
+    /// against their own baselines, see `lib.rs`), the series expects its baseline times that
+    /// factor: a sale or an outage that moves every page alike is no page's anomaly, and what
+    /// stands out is a page (or level) moving unlike the rest.
     pub fn close(
         &mut self,
         bucket_ms: i64,
         count: u32,
         r: &Rules,
         freeze: bool,
+        factor: Option<f64>,
     ) -> Option<Finding> {
+        self.factor_now = factor;
         let c = f64::from(count);
         self.last_ratio = 1.0;
+        self.last_count = c;
+        self.last_expected = self.expected();
         if self.learned < r.warmup {
             self.learn(c, r, f64::INFINITY);
             return None;
         }
-        let expected = self.expected();
-        self.last_ratio = (c + 1.0) / (expected + 1.0);
+        // The common factor only ever makes a drop less anomalous: it must be a drop against
+        // the baseline and against the baseline times the factor (the end of a sale, or an
+        // outage, moves every page down alike). Spikes are judged against the baseline (and
+        // the slow reference) alone.
+        let f = self.factor_now.unwrap_or(1.0);
+        self.last_ratio = (c + 1.0) / (self.expected() + 1.0);
+        let expected = self.holt() * f.min(1.0);
         let sigma = self.sigma(expected);
         let z = (c - expected) / sigma;
         let ratio = c / expected.max(0.5);
-        let reference = expected.max(self.slow);
+        let reference = self.holt().max(self.slow);
         let z_up = (c - reference) / self.sigma(reference);
         let spike_like =
             c >= r.min_spike_count && c / reference.max(0.5) >= r.spike_ratio && z_up >= r.z;
@@ -242,7 +287,11 @@ impl Series {
         // The episode as a whole must also clear the ratio, so a run of weak buckets (a surge
         // ending, traffic settling at 0.6x) cannot add up to a "drop".
         let cumulative_ratio = (episode.sum_ref + episode.sum_dev) / episode.sum_ref.max(0.5);
-        let proven = episode.strong >= r.confirm
+        // One drop bucket so far off that its own tail probability is below any per-bucket
+        // false-alarm budget (z ≤ −SINGLE_BUCKET_Z, ~1e-9) proves the drop alone.
+        let decisive = dir == Direction::Drop && strong && z <= -SINGLE_BUCKET_Z;
+        let proven = decisive
+            || episode.strong >= r.confirm
             || (episode.buckets > r.confirm
                 && match dir {
                     // With a margin on the ratio: the sum is more certain about a modest
@@ -290,9 +339,12 @@ impl Series {
             self.learned = 1;
             return;
         }
+        // Clipped around what was expected (the baseline times the common factor); the
+        // baseline itself learns from its own prediction.
         let expected = self.expected();
         let x = c.clamp(expected - clip, expected + clip);
         self.dev += r.alpha * ((x - expected).abs() - self.dev);
+        let expected = self.holt();
         self.slow += r.slow_alpha * (x - self.slow);
         let previous = self.level;
         self.level = (r.alpha * x + (1.0 - r.alpha) * expected).max(0.0);

@@ -70,6 +70,16 @@ pub struct Settings {
     pub pages_skip_conversions: bool,
     /// Watch the whole site's rate (default true).
     pub site: bool,
+    /// Watch the levels between the site and its pages, learned from the url paths seen
+    /// (prefixes such as `/p/` and `/category/books/`, stems such as `/p/books-*`; default
+    /// true), so an outage spread over many small pages is found where it is significant.
+    pub levels: bool,
+    /// At most this many levels are tracked; further new ones are ignored (default 5000).
+    pub max_levels: u32,
+    /// A site-wide spike is a demand surge (`traffic-surge`, severity info) unless its
+    /// conversion share fell below its baseline with at most this tail probability (default
+    /// 1e-3).
+    pub surge_tail: f64,
     /// A page without events for this long (event time) is forgotten (default 3600).
     pub idle_timeout_secs: u32,
     /// At most this many pages are tracked; further new pages are ignored (default 10000).
@@ -105,6 +115,9 @@ impl Default for Settings {
             pages: true,
             pages_skip_conversions: true,
             site: true,
+            levels: true,
+            max_levels: 5_000,
+            surge_tail: 1e-3,
             idle_timeout_secs: 3_600,
             max_pages: 10_000,
             max_catchup_buckets: 240,
@@ -173,6 +186,12 @@ impl Settings {
             if v == 0 {
                 return Err(format!("{name} must be at least 1"));
             }
+        }
+        if !(self.surge_tail.is_finite() && self.surge_tail > 0.0 && self.surge_tail < 1.0) {
+            return Err(format!(
+                "surge_tail must be in (0, 1), got {}",
+                self.surge_tail
+            ));
         }
         if !self.pages && !self.site {
             return Err("at least one of `pages` and `site` must be true".into());
