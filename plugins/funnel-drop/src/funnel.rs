@@ -10,6 +10,33 @@ use crate::Settings;
 /// after the step it fails to reach (`funnel-drop/purchase`).
 pub const STEPS: [&str; 4] = ["product", "cart", "checkout", "purchase"];
 
+/// One funnel as judged for the site or a segment: its judging window and transitions.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Series {
+    /// Closed buckets inside the judging window, oldest first.
+    pub window: std::collections::VecDeque<[u32; 4]>,
+    pub transitions: [Transition; 3],
+    pub learned: u32,
+}
+
+impl Series {
+    /// Pushes a closed bucket and returns the window sums.
+    pub fn push(&mut self, counts: [u32; 4], window_buckets: u32) -> [u64; 4] {
+        self.window.push_back(counts);
+        while self.window.len() > window_buckets as usize {
+            self.window.pop_front();
+        }
+        let mut sums = [0u64; 4];
+        for b in &self.window {
+            for (sum, n) in sums.iter_mut().zip(b) {
+                *sum += u64::from(*n);
+            }
+        }
+        sums
+    }
+}
+
 /// A run of drop-like buckets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Episode {
@@ -49,6 +76,8 @@ impl Transition {
 
     /// Judges the window ending with the bucket starting at `bucket_ms`: `entered` sessions
     /// reached this step, `converted` reached the next one.
+    // The counts and the judging context of one bucket; a struct for them would only rename.
+    #[allow(clippy::too_many_arguments)]
     pub fn judge(
         &mut self,
         bucket_ms: i64,
@@ -56,17 +85,29 @@ impl Transition {
         warm: bool,
         entered: u64,
         converted: u64,
+        tests: usize,
+        learned: u32,
+        min_volume: u32,
         s: &Settings,
     ) -> Option<Finding> {
         let p0 = self.baseline().filter(|_| warm)?;
         let n = entered as f64;
         let x = converted as f64;
-        let spread = (n * p0 * (1.0 - p0)).sqrt().max(0.5);
-        let z = (x - n * p0) / spread;
-        let drop_like = entered >= u64::from(s.min_window_volume)
+        // The baseline counts as the evidence of the buckets it remembers (~1/alpha).
+        let memory = f64::from(learned).min(1.0 / s.baseline_alpha).max(1.0);
+        let tail = clickwatch_sdk::detect::proportion::drop_tail(
+            x,
+            n,
+            self.num * memory,
+            self.den * memory,
+        );
+        // Bonferroni across the series judged this bucket.
+        let tail = (tail * tests.max(1) as f64).min(1.0);
+        let z = -clickwatch_sdk::detect::tail::surprise(tail);
+        let drop_like = entered >= u64::from(min_volume)
             && p0 > 0.0
             && x / n.max(1.0) <= s.drop_ratio * p0
-            && z <= -s.z_threshold;
+            && tail <= clickwatch_sdk::detect::tail::normal_sf(s.z_threshold);
         if !drop_like {
             if self.episode.take().is_some_and(|e| e.alerted) {
                 self.quiet_until_ms =
@@ -123,30 +164,80 @@ impl Transition {
     }
 }
 
-/// The alert for transition `k`.
-pub fn alert(k: usize, f: &Finding, window_buckets: u32) -> Alert {
+fn details(k: usize, f: &Finding) -> serde_json::Value {
     let (from, to) = (STEPS[k], STEPS[(k + 1).min(STEPS.len() - 1)]);
     let p = f.converted as f64 / (f.entered as f64).max(1.0);
+    let (lo, hi) =
+        clickwatch_sdk::detect::proportion::wilson(f.converted as f64, f.entered as f64, 1.96);
+    serde_json::json!({
+        "from": from,
+        "to": to,
+        "entered": f.entered,
+        "converted": f.converted,
+        "conversion": p,
+        "conversion_95": [lo, hi],
+        "baseline": f.baseline,
+        "surprise": f.z.abs(),
+        "buckets": f.buckets,
+    })
+}
+
+fn message(k: usize, f: &Finding, window_buckets: u32, whom: &str) -> String {
+    let (from, to) = (STEPS[k], STEPS[(k + 1).min(STEPS.len() - 1)]);
+    let p = f.converted as f64 / (f.entered as f64).max(1.0);
+    format!(
+        "{from} → {to} conversion{whom} {:.1}% against a baseline of {:.1}% \
+         ({} of {} sessions over the last {window_buckets} buckets)",
+        p * 100.0,
+        f.baseline * 100.0,
+        f.converted,
+        f.entered
+    )
+}
+
+/// The site-wide alert for transition `k`, naming the most affected segments.
+pub fn alert(
+    k: usize,
+    f: &Finding,
+    window_buckets: u32,
+    segments: Vec<serde_json::Value>,
+) -> Alert {
+    let to = STEPS[(k + 1).min(STEPS.len() - 1)];
+    let mut d = details(k, f);
+    d["segments"] = serde_json::Value::Array(segments);
     Alert::new(&format!("funnel-drop/{to}"), "site", "*")
         .severity(Severity::Critical)
         .window(f.start_ms, f.time_ms)
         .score(f.z.abs())
-        .message(format!(
-            "{from} → {to} conversion {:.1}% against a baseline of {:.1}% \
-             ({} of {} sessions over the last {window_buckets} buckets)",
-            p * 100.0,
-            f.baseline * 100.0,
-            f.converted,
-            f.entered
+        .message(message(k, f, window_buckets, ""))
+        .details(d)
+}
+
+/// The alert for one segment's drop on transition `k`; `remainder` is the rest of the
+/// site's conversion relative to its baseline.
+pub fn segment_alert(
+    k: usize,
+    f: &Finding,
+    window_buckets: u32,
+    dimension: &str,
+    value: &str,
+    remainder: f64,
+) -> Alert {
+    let to = STEPS[(k + 1).min(STEPS.len() - 1)];
+    let mut d = details(k, f);
+    d["dimension"] = dimension.into();
+    d["segment"] = value.into();
+    d["step"] = format!("{to}:{value}").into();
+    d["rest_of_site_ratio"] = remainder.into();
+    Alert::new(&format!("funnel-drop/{to}"), dimension, value)
+        .severity(Severity::Critical)
+        .window(f.start_ms, f.time_ms)
+        .score(f.z.abs())
+        .message(message(
+            k,
+            f,
+            window_buckets,
+            &format!(" for {dimension} {value}"),
         ))
-        .details(serde_json::json!({
-            "from": from,
-            "to": to,
-            "entered": f.entered,
-            "converted": f.converted,
-            "conversion": p,
-            "baseline": f.baseline,
-            "z": f.z,
-            "buckets": f.buckets,
-        }))
+        .details(d)
 }
