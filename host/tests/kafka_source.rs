@@ -18,9 +18,9 @@ use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
 use common::kafka::{
     brokers, checkpointed_totals, committed, create_topic, global_topic, produce, read_topic,
-    spawn_host, stored_ids, wait_committed, wait_global_total,
+    stored_ids, wait_committed, wait_global_total,
 };
-use common::{unique, wait_until, wasm};
+use common::{spawn_host, unique, wait_until, wasm};
 
 fn generated(seed: u64, n: usize) -> Vec<ClickEvent> {
     let mut g = Generator::new(GeneratorSettings {

@@ -16,7 +16,8 @@ use clickwatch::event::{ClickEvent, EventKind, encode};
 use clickwatch::generator::{Generator, GeneratorSettings};
 use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
-use common::kafka::{brokers, create_topic, produce, spawn_host};
+use common::kafka::{brokers, create_topic, produce};
+use common::spawn_host;
 use common::{unique, wait_until, wasm};
 
 const SHIPPED: [&str; 6] = [

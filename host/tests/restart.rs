@@ -1,5 +1,5 @@
-//! Stop and start again with a state folder: plugin state and the source position are saved
-//! together, so the second run resumes where the first stopped and nothing is counted twice.
+//! Stop and start again with a state folder: plugin state and the source position are
+//! checkpointed together, so the second run resumes where the first stopped and nothing is counted twice.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use clickwatch::event::EventKind;
 use clickwatch::generator::{Generator, GeneratorSettings};
 use clickwatch::metrics::Metrics;
-use clickwatch::pipeline::{self, Ending, SourcePosition};
+use clickwatch::pipeline::{self, Ending, LocalCheckpoints};
 use common::{config, wait_until, wasm};
 
 async fn run_until(
@@ -46,13 +46,22 @@ async fn a_stopped_run_resumes_without_counting_twice() {
     };
     // Stopped: windows stay open in the saved plugin state.
     let first = run_until(make(), 4_000, Ending::Stopped).await;
-    assert!(state.join("page-traffic.state").exists());
+    let checkpoints = LocalCheckpoints::new(&state);
+    let saved = checkpoints
+        .load(&pipeline::source_id(&make()))
+        .expect("the first run checkpointed");
+    assert!(
+        saved.plugins.iter().any(|(name, _)| name == "page-traffic"),
+        "page-traffic's state is in the checkpoint"
+    );
     // Resumed and then ended: every window closes.
     let second = run_until(make(), 4_000, Ending::Exhausted).await;
-    let position: SourcePosition =
-        serde_json::from_slice(&std::fs::read(state.join("source.position")).unwrap()).unwrap();
+    let records = checkpoints
+        .load(&pipeline::source_id(&make()))
+        .expect("the second run checkpointed")
+        .next_offset as u64;
     assert_eq!(
-        position.records,
+        records,
         first.events_in + second.events_in,
         "the second run continued the first"
     );
@@ -63,7 +72,7 @@ async fn a_stopped_run_resumes_without_counting_twice() {
         bot_fraction: 0.01,
         ..GeneratorSettings::default()
     })
-    .take(position.records as usize);
+    .take(records as usize);
     let page_views = generated
         .iter()
         .filter(|e| e.kind == EventKind::PageView)
@@ -83,5 +92,5 @@ async fn a_stopped_run_resumes_without_counting_twice() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(raw as u64, position.records);
+    assert_eq!(raw as u64, records);
 }

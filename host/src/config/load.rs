@@ -169,6 +169,21 @@ fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
             "expected a positive number of milliseconds".into(),
         ));
     }
+    if p.checkpoint_interval_ms == 0 {
+        return Err(bad(
+            "pipeline.checkpoint_interval_ms",
+            "expected a positive number of milliseconds".into(),
+        ));
+    }
+    if p.tick_interval_ms == 0 || p.tick_interval_ms > 3_600_000 {
+        return Err(bad(
+            "pipeline.tick_interval_ms",
+            format!(
+                "expected 1..=3600000 milliseconds, got {}",
+                p.tick_interval_ms
+            ),
+        ));
+    }
     if config.plugins.deadline_ms == 0 {
         return Err(bad(
             "plugins.deadline_ms",

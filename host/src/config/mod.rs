@@ -149,6 +149,13 @@ pub struct PipelineConfig {
     /// With no input for this long, the watermark advances with the wall clock so windows still
     /// close (default 2000).
     pub idle_advance_ms: u64,
+    /// The watermark moves in steps of this much event time, and the plugins are ticked at
+    /// each step (default 1000): judged event by event, so results do not depend on batching.
+    pub tick_interval_ms: u64,
+    /// How often an embedded source with `plugins.state_dir` checkpoints its plugin state and
+    /// position, ms (default 5000): a crash re-reads at most this much input. A Kafka input
+    /// uses `source.checkpoint_interval_ms`.
+    pub checkpoint_interval_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -159,6 +166,8 @@ impl Default for PipelineConfig {
             queue_batches: 4,
             allowed_lateness_ms: 5_000,
             idle_advance_ms: 2_000,
+            tick_interval_ms: 1_000,
+            checkpoint_interval_ms: 5_000,
         }
     }
 }

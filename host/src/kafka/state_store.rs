@@ -7,10 +7,9 @@
 //! replicated like the input, and compaction keeps only the newest checkpoint per partition.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use crate::source::{PartitionState, TopicPartition};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -18,10 +17,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
-
-use crate::shuffle::Origins;
-use crate::source::{PartitionState, TopicPartition};
 
 /// Largest checkpoint record: plugin memory is capped at 64 MiB by default, so one snapshot
 /// per plugin fits comfortably; the topic and the producer are configured to accept it.
@@ -59,20 +54,6 @@ impl std::fmt::Debug for StateStore {
             .field("group", &self.group)
             .finish_non_exhaustive()
     }
-}
-
-/// The stored form of a checkpoint: snapshots in base64 (JSON arrays of numbers would be 3x
-/// larger).
-#[derive(Serialize, Deserialize)]
-struct Record {
-    partition: i32,
-    next_offset: i64,
-    watermark: i64,
-    max_event_ms: i64,
-    plugins: Vec<(String, String)>,
-    /// Stage-2 tasks only; absent in records of input partitions (and older hosts').
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    origins: Option<Origins>,
 }
 
 impl StateStore {
@@ -129,24 +110,7 @@ impl StateStore {
     /// Stores the checkpoints; returns once the broker acknowledged all of them.
     pub async fn save(&self, states: &[PartitionState]) -> Result<(), StateStoreError> {
         for state in states {
-            let record = Record {
-                partition: state.partition,
-                next_offset: state.next_offset,
-                watermark: state.watermark,
-                max_event_ms: state.max_event_ms,
-                plugins: state
-                    .plugins
-                    .iter()
-                    .map(|(name, bytes)| {
-                        (
-                            name.clone(),
-                            base64::engine::general_purpose::STANDARD.encode(bytes),
-                        )
-                    })
-                    .collect(),
-                origins: state.origins.clone(),
-            };
-            let value = serde_json::to_vec(&record).map_err(|e| StateStoreError::Kafka {
+            let value = state.encode().map_err(|e| StateStoreError::Kafka {
                 topic: self.topic.clone(),
                 message: format!("checkpoint of {}/{}: {e}", state.topic, state.partition),
             })?;
@@ -224,7 +188,10 @@ impl StateStore {
             else {
                 continue;
             };
-            match message.payload().map(|bytes| decode(bytes, tp)) {
+            match message
+                .payload()
+                .map(|bytes| PartitionState::decode(bytes, &tp.topic))
+            {
                 Some(Ok(state)) => {
                     found.insert((*tp).clone(), state);
                 }
@@ -239,24 +206,4 @@ impl StateStore {
         }
         Ok(found)
     }
-}
-
-fn decode(bytes: &[u8], tp: &TopicPartition) -> Result<PartitionState, String> {
-    let record: Record = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let mut plugins = Vec::with_capacity(record.plugins.len());
-    for (name, b64) in record.plugins {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| format!("plugin {name}: {e}"))?;
-        plugins.push((name, bytes));
-    }
-    Ok(PartitionState {
-        topic: Arc::clone(&tp.topic),
-        partition: record.partition,
-        next_offset: record.next_offset,
-        watermark: record.watermark,
-        max_event_ms: record.max_event_ms,
-        plugins,
-        origins: record.origins,
-    })
 }

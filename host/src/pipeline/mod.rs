@@ -2,15 +2,20 @@
 //! bounded channels so a slow sink slows the source instead of growing memory or dropping data.
 //! The plugin folder watcher feeds swaps to the processor, which applies them between batches.
 
+mod checkpoint;
+mod clock;
 mod partitions;
 mod processor;
 mod sink_stage;
 mod status;
 mod task;
 
-pub use processor::{Ending, EventTime, Processor, SourcePosition};
+pub use checkpoint::{Barrier, CHECKPOINT_FILE, CheckpointError, Checkpointer, LocalCheckpoints};
+pub use clock::EventTime;
+pub use processor::{Ending, Processor};
 pub use sink_stage::{SinkWork, Sinks, run_sinks};
 pub use status::{Summary, status_line};
+pub use task::{Role, Task};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -125,12 +130,20 @@ async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
         SourceConfig::Kafka(k) => Some(Box::new(crate::shuffle::KafkaRouted::new(&k.brokers)?)),
         _ => None,
     };
+    // An embedded source with a state folder checkpoints there (a Kafka input's checkpoints
+    // go to its state topic instead).
+    let checkpoints: Option<Box<dyn Checkpointer>> =
+        match (&config.source, &config.plugins.state_dir) {
+            (SourceConfig::Kafka(_), _) | (_, None) => None,
+            (_, Some(dir)) => Some(Box::new(LocalCheckpoints::new(dir))),
+        };
     Ok(Sinks {
         raw,
         aggregates,
         alerts,
         dead_letters,
         routed,
+        checkpoints,
     })
 }
 
@@ -150,40 +163,14 @@ async fn load_plugins(
     let mut known = HashMap::new();
     for path in files {
         let (rt, p, plugins) = (runtime.clone(), path.clone(), config.plugins.clone());
-        // A partitioned source keeps plugin state per partition in its state store instead.
-        let state_dir = match config.source {
-            SourceConfig::Kafka(_) => None,
-            _ => config.plugins.state_dir.clone(),
-        };
-        // Compile, init and restore saved state on a blocking thread: wasm never runs on a
-        // tokio worker.
+        // Compile and init on a blocking thread: wasm never runs on a tokio worker. Saved
+        // state is restored by the task that runs the plugin.
         let loaded = tokio::task::spawn_blocking(move || {
-            let mut prepared = plugin::prepare(&rt, &p, &|name| plugins.settings_json(name))?;
-            let name = prepared.module.info.name.clone();
-            let state = state_dir.and_then(|d| std::fs::read(d.join(format!("{name}.state"))).ok());
-            let restored = match state {
-                Some(state) => match prepared.instance.restore(&state) {
-                    Ok(()) => {
-                        tracing::info!(plugin = %name, bytes = state.len(), "plugin state restored from the last run");
-                        Some(state)
-                    }
-                    Err(error) => {
-                        tracing::warn!(plugin = %name, %error, "saved state could not be restored; starting fresh");
-                        if error.is_trap() {
-                            prepared.instance = prepared.module.instantiate(&prepared.settings).map_err(|e| {
-                                plugin::PrepareError { path: p.clone(), reason: plugin::LoadError::Init(e).into() }
-                            })?;
-                        }
-                        None
-                    }
-                },
-                None => None,
-            };
-            Ok::<_, plugin::PrepareError>((prepared, restored))
+            plugin::prepare(&rt, &p, &|name| plugins.settings_json(name))
         })
         .await
         .map_err(|e| PipelineError::Stage(e.to_string()))?;
-        let (prepared, restored) = match loaded {
+        let prepared = match loaded {
             Ok(p) => p,
             Err(error) => {
                 Metrics::add(&metrics.plugin_rejections, 1);
@@ -202,9 +189,6 @@ async fn load_plugins(
             Ok(_) => {
                 Metrics::add(&metrics.plugin_loads, 1);
                 tracing::info!(plugin = %name, version = %version, file = %path.display(), "plugin loaded");
-                if let Some(state) = restored {
-                    set.remember_snapshot(&name, state);
-                }
             }
             Err(error) => {
                 Metrics::add(&metrics.plugin_rejections, 1);
@@ -218,8 +202,8 @@ async fn load_plugins(
     Ok((set, known))
 }
 
-/// Identifies the configured source, so a saved position is only applied to the same one.
-fn source_id(config: &Config) -> String {
+/// Identifies the configured source, so a checkpoint is only applied to the same one.
+pub fn source_id(config: &Config) -> String {
     match &config.source {
         SourceConfig::Generator(g) => {
             format!(
@@ -229,29 +213,6 @@ fn source_id(config: &Config) -> String {
         }
         SourceConfig::File(f) => format!("file {}", f.path.display()),
         SourceConfig::Kafka(k) => format!("kafka {} {} group={}", k.brokers, k.topic, k.group_id),
-    }
-}
-
-/// Where to resume: the position saved with the plugin state by the last run of the same
-/// source, so restored plugin state and the input agree (nothing counted twice).
-fn resume_position(config: &Config) -> SourcePosition {
-    let source = source_id(config);
-    let saved = config
-        .plugins
-        .state_dir
-        .as_ref()
-        .and_then(|d| std::fs::read(d.join(processor::POSITION_FILE)).ok())
-        .and_then(|b| serde_json::from_slice::<SourcePosition>(&b).ok());
-    match saved {
-        Some(p) if p.source == source => {
-            tracing::info!(source = %source, records = p.records, "resuming the source after the records the last run processed");
-            p
-        }
-        Some(p) => {
-            tracing::warn!(saved = %p.source, now = %source, "saved state belongs to another source; its position is ignored");
-            SourcePosition { source, records: 0 }
-        }
-        None => SourcePosition { source, records: 0 },
     }
 }
 
@@ -296,10 +257,7 @@ pub async fn run(
     }
     let sink_task = tokio::spawn(run_sinks(sinks, sink_rx, metrics.clone()));
 
-    let event_time = EventTime {
-        allowed_lateness_ms: p.allowed_lateness_ms,
-        idle_advance: Duration::from_millis(p.idle_advance_ms),
-    };
+    let event_time = EventTime::of(p);
     let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::channel();
     let mut kafka = None;
     let (processor, skip) = match &config.source {
@@ -352,14 +310,18 @@ pub async fn run(
         }
         _ => {
             drop((checkpoint_tx, checkpoint_rx));
-            let position = resume_position(&config);
-            let skip = position.records;
+            // Resume after what the last run of the same source checkpointed.
+            let id = source_id(&config);
+            let local = config.plugins.state_dir.as_ref().map(LocalCheckpoints::new);
+            let restored = local.as_ref().and_then(|c| c.load(&id));
+            let skip = restored.as_ref().map_or(0, |s| s.next_offset.max(0) as u64);
+            let every = Duration::from_millis(p.checkpoint_interval_ms);
             let processor = Processor::new(
                 plugins,
                 event_time,
                 metrics.clone(),
-                config.plugins.state_dir.clone(),
-                position,
+                local.map(|_| (id, every)),
+                restored.as_ref(),
             );
             (processor, skip)
         }

@@ -47,20 +47,8 @@ impl Processor {
         for (plugin, error) in failed {
             tracing::error!(%partition, %plugin, %error, "plugin could not start for this partition; it misses the partition's events");
         }
-        let mut plugins = plugins;
         let task = match &restored {
             Some(state) => {
-                for (plugin, bytes) in &state.plugins {
-                    match plugins.restore(plugin, bytes) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(%partition, %plugin, "saved state of a plugin that is no longer loaded is dropped")
-                        }
-                        Err(error) => {
-                            tracing::warn!(%partition, %plugin, %error, "saved state could not be restored; the plugin starts fresh on this partition")
-                        }
-                    }
-                }
                 tracing::info!(
                     %partition,
                     next_offset = state.next_offset,

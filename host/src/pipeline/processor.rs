@@ -3,12 +3,13 @@
 //! Plugin swaps are applied here, between batches, so no batch is lost or seen twice.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::checkpoint::Barrier;
+use super::clock::EventTime;
 use super::partitions::merge_status;
 use super::sink_stage::SinkWork;
 use super::task::{Role, Task};
@@ -16,16 +17,7 @@ use crate::metrics::Metrics;
 use crate::plugin::{Control, PluginSet, PluginStatus};
 use crate::shuffle::Router;
 use crate::sink::DeadLetter;
-use crate::source::{BatchOrigin, Checkpoint, SourceMsg, TopicPartition};
-
-/// Event-time settings of the processor.
-#[derive(Debug, Clone, Copy)]
-pub struct EventTime {
-    /// Watermark lag behind the newest event.
-    pub allowed_lateness_ms: i64,
-    /// Wall time without input after which the watermark follows the wall clock.
-    pub idle_advance: Duration,
-}
+use crate::source::{BatchOrigin, Checkpoint, PartitionState, SourceMsg, TopicPartition};
 
 /// How the processor ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +32,9 @@ pub enum Ending {
 pub struct Processor {
     pub(crate) event_time: EventTime,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) state_dir: Option<PathBuf>,
+    /// An embedded source whose state is kept (`plugins.state_dir`): checkpoint its task
+    /// every `checkpoint_interval` and at the end, through barriers in the sink queue.
+    keeps_state: bool,
     /// The tasks: one (key [`single`]) for the embedded sources, one per assigned partition
     /// of the input and of the internal topics for Kafka.
     pub(super) tasks: BTreeMap<TopicPartition, Task>,
@@ -58,8 +52,9 @@ pub struct Processor {
     pub(super) last_checkpoint: Instant,
     /// When idle tasks were last looked for.
     last_idle_check: Instant,
-    /// Records (valid and invalid) received from the source since its start: the position
-    /// saved with plugin state, so a restart resumes instead of counting records twice.
+    /// Records (valid and invalid) received from an embedded source since its start: its
+    /// task's position, checkpointed with the plugin state, so a restart resumes instead of
+    /// counting records twice.
     records: u64,
     /// Identifies the source the position belongs to.
     source_id: String,
@@ -70,43 +65,51 @@ pub struct Processor {
     pub(super) retired: BTreeMap<String, PluginStatus>,
 }
 
-/// Task key of the embedded sources' only task.
+/// Task key of the embedded sources' only task: partition 0 of the embedded input.
 fn single() -> TopicPartition {
     TopicPartition {
-        topic: "".into(),
-        partition: -1,
+        topic: "embedded".into(),
+        partition: 0,
     }
 }
 
 /// A hand-over to the sinks that took this long means the processor was held up by them.
 const BLOCKED: Duration = Duration::from_millis(50);
 
-/// The source position saved beside plugin state.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct SourcePosition {
-    /// Which source (kind and identity).
-    pub source: String,
-    /// Records received from it.
-    pub records: u64,
-}
-
-/// File name of the saved source position in the state folder.
-pub const POSITION_FILE: &str = "source.position";
-
 impl Processor {
-    /// A processor with one task over `plugins` (the embedded sources).
+    /// A processor with one task over `plugins` (the embedded sources), resuming from
+    /// `restored` if given. With `checkpoints` (the source's identity and how often), the
+    /// task is checkpointed through barriers in the sink queue, and once more at the end.
     pub fn new(
         plugins: PluginSet,
         event_time: EventTime,
         metrics: Arc<Metrics>,
-        state_dir: Option<PathBuf>,
-        position: SourcePosition,
+        checkpoints: Option<(String, Duration)>,
+        restored: Option<&PartitionState>,
     ) -> Self {
-        let mut processor = Self::empty(event_time, metrics, state_dir, position.source);
-        processor.records = position.records;
-        processor
-            .tasks
-            .insert(single(), Task::new(plugins, Role::Direct));
+        let (source_id, interval) = checkpoints
+            .clone()
+            .unwrap_or_else(|| (String::new(), Duration::from_secs(5)));
+        let mut processor = Self::empty(event_time, metrics, source_id);
+        processor.keeps_state = checkpoints.is_some();
+        processor.checkpoint_interval = interval;
+        let task = match restored {
+            Some(state) => {
+                processor.records = state.next_offset.max(0) as u64;
+                tracing::info!(
+                    records = processor.records,
+                    plugins = state.plugins.len(),
+                    "resuming after the records the last run checkpointed"
+                );
+                Task::resumed(plugins, Role::Direct, state)
+            }
+            None => {
+                let mut task = Task::new(plugins, Role::Direct);
+                task.next_offset = Some(0);
+                task
+            }
+        };
+        processor.tasks.insert(single(), task);
         processor
     }
 
@@ -123,7 +126,7 @@ impl Processor {
         checkpoints: std::sync::mpsc::Sender<Checkpoint>,
         checkpoint_interval: Duration,
     ) -> Self {
-        let mut processor = Self::empty(event_time, metrics, None, source_id);
+        let mut processor = Self::empty(event_time, metrics, source_id);
         processor.template = Some(template);
         processor.router = Some(Arc::new(router));
         processor.checkpoints = Some(checkpoints);
@@ -131,16 +134,11 @@ impl Processor {
         processor
     }
 
-    fn empty(
-        event_time: EventTime,
-        metrics: Arc<Metrics>,
-        state_dir: Option<PathBuf>,
-        source_id: String,
-    ) -> Self {
+    fn empty(event_time: EventTime, metrics: Arc<Metrics>, source_id: String) -> Self {
         Processor {
             event_time,
             metrics,
-            state_dir,
+            keeps_state: false,
             tasks: BTreeMap::new(),
             template: None,
             router: None,
@@ -240,11 +238,13 @@ impl Processor {
                 Next::Idle => SinkWork::default(),
             };
             work.merge(self.idle_advance());
-            if self.checkpoints.is_some()
-                && self.last_checkpoint.elapsed() >= self.checkpoint_interval
-            {
-                let partitions: Vec<TopicPartition> = self.tasks.keys().cloned().collect();
-                work.merge(self.checkpoint(&partitions, false, None));
+            if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
+                if self.checkpoints.is_some() {
+                    let partitions: Vec<TopicPartition> = self.tasks.keys().cloned().collect();
+                    work.merge(self.checkpoint(&partitions, false, None));
+                } else if self.keeps_state {
+                    work.barrier = self.barrier();
+                }
             }
             if let Some(work) = work.nonempty() {
                 let sent = Instant::now();
@@ -258,8 +258,29 @@ impl Processor {
                 }
             }
         };
-        self.persist_state();
+        // The last checkpoint goes behind everything else, so it is stored once the sinks
+        // hold all of it.
+        if let Some(barrier) = self.barrier() {
+            let _ = output.blocking_send(SinkWork {
+                barrier: Some(barrier),
+                ..SinkWork::default()
+            });
+        }
         (ending, self.status())
+    }
+
+    /// A checkpoint of the embedded task, if state is kept and it moved since the last one.
+    fn barrier(&mut self) -> Option<Barrier> {
+        if !self.keeps_state {
+            return None;
+        }
+        self.last_checkpoint = Instant::now();
+        let at = single();
+        let state = self.tasks.get_mut(&at)?.checkpoint(&at)?;
+        Some(Barrier {
+            source: self.source_id.clone(),
+            states: vec![state],
+        })
     }
 
     /// Counters of every plugin, summed over the tasks (including dropped ones).
@@ -428,7 +449,12 @@ impl Processor {
                 ..SinkWork::default()
             };
         };
-        task.process(events, dead, from.as_ref(), self.event_time, &self.metrics)
+        let work = task.process(events, dead, from.as_ref(), self.event_time, &self.metrics);
+        if from.is_none() {
+            // The embedded input's position is the records received from it.
+            task.next_offset = Some(self.records as i64);
+        }
+        work
     }
 
     /// Lets the clock of every task without input for `idle_advance` follow the wall clock
@@ -453,40 +479,5 @@ impl Processor {
             }
         }
         work
-    }
-
-    fn persist_state(&mut self) {
-        let Some(dir) = &self.state_dir else { return };
-        let Some(task) = self.tasks.get_mut(&single()) else {
-            return;
-        };
-        if let Err(error) = std::fs::create_dir_all(dir) {
-            tracing::error!(dir = %dir.display(), %error, "cannot create the plugin state folder; state is not kept");
-            return;
-        }
-        let position = SourcePosition {
-            source: self.source_id.clone(),
-            records: self.records,
-        };
-        let path = dir.join(POSITION_FILE);
-        let tmp = dir.join(format!(".{POSITION_FILE}.tmp"));
-        let json = serde_json::to_vec(&position).unwrap_or_default();
-        match std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &path)) {
-            Ok(()) => {
-                tracing::info!(source = %position.source, records = position.records, "source position saved")
-            }
-            Err(error) => tracing::error!(%error, "cannot save the source position"),
-        }
-        for (name, state) in task.plugins.snapshots(Instant::now()) {
-            let path = dir.join(format!("{name}.state"));
-            let tmp = dir.join(format!(".{name}.state.tmp"));
-            // Write then rename, so a crash never leaves a torn snapshot.
-            match std::fs::write(&tmp, &state).and_then(|()| std::fs::rename(&tmp, &path)) {
-                Ok(()) => {
-                    tracing::info!(plugin = %name, bytes = state.len(), file = %path.display(), "plugin state saved")
-                }
-                Err(error) => tracing::error!(plugin = %name, %error, "cannot save plugin state"),
-            }
-        }
     }
 }

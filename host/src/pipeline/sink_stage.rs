@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::{Barrier, Checkpointer};
 use crate::aggregate::{AggregateRow, TableSchema};
 use crate::alert::Alert;
 use crate::event::ClickEvent;
@@ -36,6 +37,9 @@ pub struct SinkWork {
     /// Signalled once every sink has durably accepted the work (the source may then commit).
     /// Several when work was merged: each is signalled.
     pub acks: Vec<oneshot::Sender<()>>,
+    /// A checkpoint as of this work: stored once every sink accepted the work (and all
+    /// before it).
+    pub barrier: Option<Barrier>,
 }
 
 impl SinkWork {
@@ -50,6 +54,10 @@ impl SinkWork {
         self.routed.extend(other.routed);
         // A merged checkpoint keeps its ack: dropping it would fail the checkpoint.
         self.acks.extend(other.acks);
+        // The later checkpoint covers everything the earlier one did.
+        if other.barrier.is_some() {
+            self.barrier = other.barrier;
+        }
     }
 
     /// `None` when there is nothing to write.
@@ -60,7 +68,8 @@ impl SinkWork {
             && self.alerts.is_empty()
             && self.dead.is_empty()
             && self.routed.is_empty()
-            && self.acks.is_empty();
+            && self.acks.is_empty()
+            && self.barrier.is_none();
         (!empty).then_some(self)
     }
 }
@@ -78,6 +87,9 @@ pub struct Sinks {
     /// The internal topics of a Kafka input's key groups (`None` for the embedded sources,
     /// which do not re-partition).
     pub routed: Option<Box<dyn RoutedSink>>,
+    /// Where barriers' checkpoints go (`None`: the pipeline keeps no state, or a Kafka input,
+    /// whose checkpoints are confirmed by acks).
+    pub checkpoints: Option<Box<dyn Checkpointer>>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -109,6 +121,9 @@ macro_rules! retry {
 
 /// Writes work until the channel closes.
 pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metrics: Arc<Metrics>) {
+    // False once some output could not be written: no later checkpoint may be stored (it
+    // would skip the lost output's input on a restart), so the input is read again instead.
+    let mut confirmed = true;
     while let Some(mut work) = rx.recv().await {
         for table in &work.tables {
             if let Err(error) = retry!(
@@ -190,6 +205,7 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
                         // so the next owner routes these events again.
                         tracing::error!(%error, records = work.routed.len(), "routed events could not be written; this work is not acknowledged");
                         work.acks.clear();
+                        confirmed = false;
                     }
                 },
                 None => {
@@ -198,6 +214,7 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
                         "routed events without internal topics; this work is not acknowledged"
                     );
                     work.acks.clear();
+                    confirmed = false;
                 }
             }
         }
@@ -213,11 +230,43 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
                     // Without the ack a Kafka checkpoint is not committed: the records are
                     // read again by the next owner instead of being lost.
                     work.acks.clear();
+                    confirmed = false;
                 }
             }
         }
         for ack in work.acks.drain(..) {
             let _ = ack.send(());
+        }
+        if let Some(barrier) = work.barrier.take() {
+            store_checkpoint(&mut sinks, &barrier, confirmed, &metrics).await;
+        }
+    }
+}
+
+/// Stores a barrier's checkpoint once its work is confirmed. A failure is logged and counted:
+/// the previous checkpoint stays, so a restart reads more input again, never less.
+async fn store_checkpoint(
+    sinks: &mut Sinks,
+    barrier: &Barrier,
+    confirmed: bool,
+    metrics: &Metrics,
+) {
+    let Some(store) = &mut sinks.checkpoints else {
+        return;
+    };
+    if !confirmed {
+        Metrics::add(&metrics.checkpoint_failures, 1);
+        tracing::error!(source = %barrier.source, "output before this checkpoint was not written; the checkpoint is not stored");
+        return;
+    }
+    match store.store(barrier).await {
+        Ok(()) => {
+            Metrics::add(&metrics.checkpoints, 1);
+            tracing::debug!(source = %barrier.source, "checkpoint stored");
+        }
+        Err(error) => {
+            Metrics::add(&metrics.checkpoint_failures, 1);
+            tracing::error!(%error, "checkpoint not stored; a restart resumes from the previous one");
         }
     }
 }

@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::processor::EventTime;
+use super::clock::EventTime;
 use super::sink_stage::SinkWork;
 use crate::event::ClickEvent;
 use crate::metrics::Metrics;
 use crate::plugin::{PluginSet, batch::encode_batch};
-use crate::shuffle::{Origins, Router};
+use crate::shuffle::{Marker, Origins, Router};
 use crate::sink::DeadLetter;
 use crate::source::{BatchOrigin, PartitionState, TopicPartition};
 
@@ -70,8 +70,22 @@ impl Task {
         }
     }
 
-    /// A task resuming from a saved partition state (plugin state restored by the caller).
-    pub fn resumed(plugins: PluginSet, mut role: Role, state: &PartitionState) -> Self {
+    /// A task resuming from a saved partition state: each plugin's snapshot restored into
+    /// `plugins` (a plugin that cannot take it starts fresh, logged), the clock and the
+    /// position as saved.
+    pub fn resumed(mut plugins: PluginSet, mut role: Role, state: &PartitionState) -> Self {
+        let partition = format!("{}/{}", state.topic, state.partition);
+        for (plugin, bytes) in &state.plugins {
+            match plugins.restore(plugin, bytes) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(%partition, %plugin, "saved state of a plugin that is no longer loaded is dropped")
+                }
+                Err(error) => {
+                    tracing::warn!(%partition, %plugin, %error, "saved state could not be restored; the plugin starts fresh")
+                }
+            }
+        }
         if let (Role::Keyed { origins, .. }, Some(saved)) = (&mut role, &state.origins) {
             *origins = saved.clone();
         }
@@ -89,6 +103,11 @@ impl Task {
 
     /// Processes a batch: late events split off (dead-lettered), the rest run, routed or both
     /// stored, and the watermark advanced. `origin` gives Kafka coordinates.
+    ///
+    /// Event by event: an event behind the watermark is late, and each time the watermark
+    /// crosses a step the events before it are handed on and the plugins ticked (or, routing,
+    /// the step is announced). So the calls the plugins see do not depend on how the input
+    /// was cut into batches, only on the events and their order.
     pub fn process(
         &mut self,
         events: Vec<ClickEvent>,
@@ -105,120 +124,179 @@ impl Task {
             dead,
             ..SinkWork::default()
         };
-        match &mut self.role {
+        match &self.role {
             Role::Direct => {
-                let located = Located::read(events, origin);
-                let on_time = self.split_late(located, origin_topic(origin), &mut work, metrics);
-                self.note_times(&on_time.events);
-                self.run_plugins(&on_time.events, &mut work, metrics);
-                work.events = on_time.events;
-                work.sources = on_time.at;
-                self.advance(event_time, &mut work);
+                self.process_input(events, origin, None, event_time, &mut work, metrics)
             }
             Role::Route(router) => {
                 let router = router.clone();
-                let Some(o) = origin else {
-                    return work;
-                };
-                let located = Located::read(events, origin);
-                let on_time = self.split_late(located, &o.topic, &mut work, metrics);
-                self.note_times(&on_time.events);
-                let offsets: Vec<i64> = on_time.at.iter().map(|&(_, off)| off).collect();
-                work.routed = router.route(o.partition, &offsets, &on_time.events);
-                if router.groups.is_empty() {
-                    // No plugin to hand them to: stored is processed.
-                    Metrics::add(&metrics.events_processed, on_time.events.len() as u64);
-                }
-                work.events = on_time.events;
-                work.sources = on_time.at;
-                if let Some(watermark) = self.advance_clock(event_time) {
-                    work.routed
-                        .extend(router.markers(o.partition, watermark, false));
+                if origin.is_some() {
+                    self.process_input(
+                        events,
+                        origin,
+                        Some(&router),
+                        event_time,
+                        &mut work,
+                        metrics,
+                    );
                 }
             }
-            Role::Keyed { origins, input } => {
-                let Some(o) = origin else {
-                    return work;
-                };
+            Role::Keyed { input, .. } => {
                 let input = input.clone();
-                let mut fresh = Located::default();
-                for (event, &(from, offset)) in events.into_iter().zip(&o.routed) {
-                    // A copy written again by a restarted stage 1 was applied already.
-                    if origins.admit(from, offset) {
-                        fresh.events.push(event);
-                        fresh.at.push((from, offset));
-                    } else {
-                        Metrics::add(&metrics.events_duplicate, 1);
-                    }
-                }
-                let on_time = self.split_late(fresh, &input, &mut work, metrics);
-                self.note_times(&on_time.events);
-                self.run_plugins(&on_time.events, &mut work, metrics);
-                let Role::Keyed { origins, .. } = &mut self.role else {
-                    return work;
-                };
-                for marker in &o.markers {
-                    origins.mark(*marker);
-                }
-                if let Some(next) = origins.watermark()
-                    && next > self.watermark
-                {
-                    work.merge(self.tick(next));
+                if let Some(o) = origin {
+                    self.process_routed(events, o, &input, &mut work, metrics);
                 }
             }
         }
         work
     }
 
-    /// Keeps the events at or after the watermark; dead-letters the others with the input
-    /// coordinates they were read at.
-    fn split_late(
-        &self,
-        located: Located,
-        topic: &str,
+    /// Events straight from the source: run here (`router` none) or routed to their owners.
+    fn process_input(
+        &mut self,
+        events: Vec<ClickEvent>,
+        origin: Option<&BatchOrigin>,
+        router: Option<&Router>,
+        event_time: EventTime,
         work: &mut SinkWork,
         metrics: &Metrics,
-    ) -> Located {
-        let watermark = self.watermark;
-        let mut on_time = Located::default();
-        let has_coordinates = located.at.len() == located.events.len();
-        for (i, e) in located.events.into_iter().enumerate() {
-            let at = if has_coordinates {
-                located.at.get(i).copied()
-            } else {
-                None
-            };
-            if e.time_ms >= watermark {
-                on_time.events.push(e);
-                on_time.at.extend(at);
+    ) {
+        let topic = origin_topic(origin);
+        let partition = origin.map_or(-1, |o| o.partition);
+        let offsets = origin
+            .map(|o| o.offsets.as_slice())
+            .filter(|o| o.len() == events.len());
+        let mut segment = Located::default();
+        for (i, event) in events.into_iter().enumerate() {
+            let at = offsets.map(|o| (partition, o[i]));
+            if event.time_ms < self.watermark {
+                work.dead
+                    .push(late(&event, at, topic, self.watermark, metrics));
                 continue;
             }
-            Metrics::add(&metrics.events_late, 1);
-            work.dead.push(DeadLetter {
-                reason: "late".into(),
-                detail: format!(
-                    "event time {} is behind the watermark {}",
-                    e.time_ms, watermark
-                ),
-                origin: match at {
-                    Some((p, off)) => format!("{topic}/{p}@{off}"),
-                    None => "processor".into(),
-                },
-                payload: crate::event::encode(&e),
-                topic: at.map(|_| topic.to_owned()),
-                partition: at.map(|(p, _)| p),
-                offset: at.map(|(_, off)| off),
-                ..DeadLetter::default()
-            });
+            self.max_event_ms = self.max_event_ms.max(event.time_ms);
+            segment.push(event, at);
+            let next = event_time.watermark_at(self.max_event_ms);
+            if next > self.watermark {
+                self.hand_on(&mut segment, router, partition, work, metrics);
+                self.step(next, router, partition, work);
+            }
         }
-        on_time
+        self.hand_on(&mut segment, router, partition, work, metrics);
     }
 
-    fn note_times(&mut self, events: &[ClickEvent]) {
-        self.max_event_ms = events
-            .iter()
-            .map(|e| e.time_ms)
-            .fold(self.max_event_ms, i64::max);
+    /// The events of one watermark step: run or routed, then kept for the raw store.
+    fn hand_on(
+        &mut self,
+        segment: &mut Located,
+        router: Option<&Router>,
+        partition: i32,
+        work: &mut SinkWork,
+        metrics: &Metrics,
+    ) {
+        if segment.events.is_empty() {
+            return;
+        }
+        let Located { events, at } = std::mem::take(segment);
+        match router {
+            None => self.run_plugins(&events, work, metrics),
+            Some(router) => {
+                let offsets: Vec<i64> = at.iter().map(|&(_, off)| off).collect();
+                work.routed
+                    .extend(router.route(partition, &offsets, &events));
+                if router.groups.is_empty() {
+                    // No plugin to hand them to: stored is processed.
+                    Metrics::add(&metrics.events_processed, events.len() as u64);
+                }
+            }
+        }
+        work.events.extend(events);
+        work.sources.extend(at);
+    }
+
+    /// The watermark moved to `watermark`: tick the plugins, or tell the key groups.
+    fn step(
+        &mut self,
+        watermark: i64,
+        router: Option<&Router>,
+        partition: i32,
+        work: &mut SinkWork,
+    ) {
+        match router {
+            None => work.merge(self.tick(watermark)),
+            Some(router) => {
+                self.watermark = watermark;
+                work.routed
+                    .extend(router.markers(partition, watermark, false));
+            }
+        }
+    }
+
+    /// Stage 2: routed events, each origin's applied once, and the origins' watermark
+    /// markers in the order they were written among the events.
+    fn process_routed(
+        &mut self,
+        events: Vec<ClickEvent>,
+        o: &BatchOrigin,
+        input: &str,
+        work: &mut SinkWork,
+        metrics: &Metrics,
+    ) {
+        let mut markers = o.markers.iter().peekable();
+        let mut segment = Located::default();
+        for (i, (event, &(from, offset))) in events.into_iter().zip(&o.routed).enumerate() {
+            while let Some((_, marker)) = markers.next_if(|(before, _)| *before <= i) {
+                self.mark(*marker, &mut segment, work, metrics);
+            }
+            let Role::Keyed { origins, .. } = &mut self.role else {
+                return;
+            };
+            // A copy written again by a restarted stage 1 was applied already.
+            if !origins.admit(from, offset) {
+                Metrics::add(&metrics.events_duplicate, 1);
+                continue;
+            }
+            if event.time_ms < self.watermark {
+                work.dead.push(late(
+                    &event,
+                    Some((from, offset)),
+                    input,
+                    self.watermark,
+                    metrics,
+                ));
+                continue;
+            }
+            self.max_event_ms = self.max_event_ms.max(event.time_ms);
+            segment.push(event, Some((from, offset)));
+        }
+        for (_, marker) in markers {
+            self.mark(*marker, &mut segment, work, metrics);
+        }
+        if !segment.events.is_empty() {
+            self.run_plugins(&segment.events, work, metrics);
+        }
+    }
+
+    /// Applies an origin's marker; when the minimum over the origins moves, the events before
+    /// it are run and the plugins ticked.
+    fn mark(
+        &mut self,
+        marker: Marker,
+        segment: &mut Located,
+        work: &mut SinkWork,
+        metrics: &Metrics,
+    ) {
+        let Role::Keyed { origins, .. } = &mut self.role else {
+            return;
+        };
+        origins.mark(marker);
+        if let Some(next) = origins.watermark()
+            && next > self.watermark
+        {
+            let Located { events, .. } = std::mem::take(segment);
+            self.run_plugins(&events, work, metrics);
+            work.merge(self.tick(next));
+        }
     }
 
     fn run_plugins(&mut self, events: &[ClickEvent], work: &mut SinkWork, metrics: &Metrics) {
@@ -230,28 +308,6 @@ impl Task {
         Metrics::add(&metrics.events_processed, events.len() as u64);
         work.alerts.extend(out.alerts);
         work.rows.extend(out.rows);
-    }
-
-    /// Moves the own clock to the newest event time less the allowed lateness; the new
-    /// watermark if it moved.
-    fn advance_clock(&mut self, event_time: EventTime) -> Option<i64> {
-        if self.max_event_ms == i64::MIN {
-            return None;
-        }
-        let next = self
-            .max_event_ms
-            .saturating_sub(event_time.allowed_lateness_ms);
-        (next > self.watermark).then(|| {
-            self.watermark = next;
-            next
-        })
-    }
-
-    /// Advances the own clock and ticks the plugins if it moved.
-    fn advance(&mut self, event_time: EventTime, work: &mut SinkWork) {
-        if let Some(watermark) = self.advance_clock(event_time) {
-            work.merge(self.tick(watermark));
-        }
     }
 
     /// No input for `idle_ms`: let event time follow the wall clock so windows still close.
@@ -279,10 +335,7 @@ impl Task {
                 _ => SinkWork::default(),
             };
         }
-        let next = self
-            .max_event_ms
-            .saturating_add(idle_ms)
-            .saturating_sub(event_time.allowed_lateness_ms);
+        let next = event_time.watermark_at(self.max_event_ms.saturating_add(idle_ms));
         if next <= self.watermark {
             return SinkWork::default();
         }
@@ -342,12 +395,36 @@ struct Located {
 }
 
 impl Located {
-    fn read(events: Vec<ClickEvent>, origin: Option<&BatchOrigin>) -> Self {
-        let at = match origin {
-            Some(o) => o.offsets.iter().map(|&off| (o.partition, off)).collect(),
-            None => Vec::new(),
-        };
-        Located { events, at }
+    fn push(&mut self, event: ClickEvent, at: Option<(i32, i64)>) {
+        self.events.push(event);
+        self.at.extend(at);
+    }
+}
+
+/// The dead letter of an event behind the watermark, with the input coordinates it was read at.
+fn late(
+    event: &ClickEvent,
+    at: Option<(i32, i64)>,
+    topic: &str,
+    watermark: i64,
+    metrics: &Metrics,
+) -> DeadLetter {
+    Metrics::add(&metrics.events_late, 1);
+    DeadLetter {
+        reason: "late".into(),
+        detail: format!(
+            "event time {} is behind the watermark {}",
+            event.time_ms, watermark
+        ),
+        origin: match at {
+            Some((p, off)) => format!("{topic}/{p}@{off}"),
+            None => "processor".into(),
+        },
+        payload: crate::event::encode(event),
+        topic: at.map(|_| topic.to_owned()),
+        partition: at.map(|(p, _)| p),
+        offset: at.map(|(_, off)| off),
+        ..DeadLetter::default()
     }
 }
 

@@ -1,10 +1,10 @@
 //! Replaying recorded events through plugins in event time, as fast as the machine allows,
 //! and scoring the detectors' alerts against ground-truth labels (`clickwatch replay`).
 //!
-//! Replay runs the plugins exactly as the live processor does — the same [`PluginSet`], the
-//! same columnar batches, ticks with the watermark (the newest event time of each batch; a
-//! final tick at `i64::MAX` closes every window) — but with no sinks: alerts are collected in
-//! memory for [`score`].
+//! Replay runs the live pipeline's task code ([`Task`]) on a virtual clock: the same watermark
+//! (newest event time less the allowed lateness, in steps), the same ticks, late events split
+//! off, a final tick at `i64::MAX` closing every window. There are no sinks: alerts are
+//! collected in memory for [`score`]. So a backtest shows what production would have raised.
 
 pub mod score;
 mod table;
@@ -20,9 +20,11 @@ pub use score::{
 
 use crate::alert::Alert;
 use crate::event::{ClickEvent, decode};
+use crate::metrics::Metrics;
+use crate::pipeline::{EventTime, Role, Task};
 use crate::plugin::{
     InstallError, Limits, PluginKind, PluginSet, PluginStatus, Policy, PrepareError, Runtime,
-    RuntimeError, batch::encode_batch, plugin_files, prepare,
+    RuntimeError, plugin_files, prepare,
 };
 
 /// Why a replay could not run, naming the file or folder at fault.
@@ -113,6 +115,36 @@ impl PluginSettings {
     }
 }
 
+/// The event-time settings in the `[pipeline]` table of a TOML file (a pipeline config), so a
+/// replay judges lateness and ticks as that pipeline does; the defaults when it has none.
+pub fn event_time_from_file(path: &Path) -> Result<EventTime, ReplayError> {
+    let fail = |message: String| ReplayError::Settings {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let Some(pipeline) = table.get("pipeline") else {
+        return Ok(EventTime::default());
+    };
+    let p: crate::config::PipelineConfig = pipeline
+        .clone()
+        .try_into()
+        .map_err(|e| fail(format!("[pipeline]: {e}")))?;
+    if p.allowed_lateness_ms < 0 {
+        return Err(fail(format!(
+            "pipeline.allowed_lateness_ms: expected >= 0, got {}",
+            p.allowed_lateness_ms
+        )));
+    }
+    if p.tick_interval_ms == 0 {
+        return Err(fail(
+            "pipeline.tick_interval_ms: expected a positive number of milliseconds".into(),
+        ));
+    }
+    Ok(EventTime::of(&p))
+}
+
 /// Limits for replay: the live defaults, but a more generous call deadline, because a replay
 /// is offline and its result must not depend on how busy the machine happens to be.
 pub fn replay_limits() -> Limits {
@@ -154,22 +186,17 @@ pub fn load_plugins(
     Ok((set, detectors))
 }
 
-/// How events are grouped into batches.
+/// How events are grouped into batches. Only the size: the plugins are ticked at the same
+/// event times whatever the batches (see [`EventTime`]), as in the live pipeline.
 #[derive(Debug, Clone, Copy)]
 pub struct Batching {
     /// Most events in one batch.
     pub max_events: usize,
-    /// Most event time one batch spans, ms: bounds how late a tick (and so a window-based
-    /// alert) can come relative to the events.
-    pub max_span_ms: i64,
 }
 
 impl Default for Batching {
     fn default() -> Self {
-        Batching {
-            max_events: 2_000,
-            max_span_ms: 10_000,
-        }
+        Batching { max_events: 2_000 }
     }
 }
 
@@ -180,9 +207,10 @@ pub struct Outcome {
     pub alerts: Vec<Alert>,
     /// Events fed to the plugins.
     pub events: u64,
-    /// Events older than an earlier batch's newest event (fed anyway, counted here).
-    pub out_of_order: u64,
-    /// Event time of the first and last events, ms.
+    /// Events behind the watermark when they came: not fed to the plugins, as the live
+    /// pipeline dead-letters them.
+    pub late: u64,
+    /// Event time of the first and newest events, ms.
     pub first_ms: Option<i64>,
     /// See `first_ms`.
     pub last_ms: Option<i64>,
@@ -200,105 +228,105 @@ impl Outcome {
     }
 }
 
-/// Drives a plugin set over events pushed in event-time order.
-#[derive(Debug)]
+/// Drives a plugin set over events pushed in input order, through the live pipeline's task
+/// code on a virtual clock: the same watermark (newest event time less the allowed
+/// lateness, in steps), the same ticks, late events split off. Only the wall clock is
+/// missing, so nothing advances for want of input: the input's end closes every window.
 pub struct Replayer {
-    plugins: PluginSet,
+    task: Task,
+    event_time: EventTime,
+    metrics: Metrics,
     batching: Batching,
     buffer: Vec<ClickEvent>,
     alerts: Vec<Alert>,
-    events: u64,
-    out_of_order: u64,
+    pushed: u64,
     first_ms: Option<i64>,
-    watermark: i64,
+    last_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for Replayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replayer")
+            .field("event_time", &self.event_time)
+            .field("pushed", &self.pushed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Replayer {
-    /// A replayer over `plugins`.
+    /// A replayer over `plugins` with the pipeline's default event-time settings.
     pub fn new(plugins: PluginSet, batching: Batching) -> Self {
+        Self::with_event_time(plugins, batching, EventTime::default())
+    }
+
+    /// A replayer over `plugins` with the event-time settings of a pipeline.
+    pub fn with_event_time(plugins: PluginSet, batching: Batching, event_time: EventTime) -> Self {
         Replayer {
-            plugins,
+            task: Task::new(plugins, Role::Direct),
+            event_time,
+            metrics: Metrics::default(),
             batching: Batching {
                 max_events: batching.max_events.max(1),
-                ..batching
             },
             buffer: Vec::new(),
             alerts: Vec::new(),
-            events: 0,
-            out_of_order: 0,
+            pushed: 0,
             first_ms: None,
-            watermark: i64::MIN,
+            last_ms: None,
         }
     }
 
     /// Feeds one event; a batch goes to the plugins when it is full.
     pub fn push(&mut self, event: ClickEvent) {
-        if let Some(first) = self.buffer.first()
-            && (self.buffer.len() >= self.batching.max_events
-                || event.time_ms - first.time_ms >= self.batching.max_span_ms)
-        {
-            self.flush();
-        }
         self.first_ms = Some(
             self.first_ms
                 .map_or(event.time_ms, |f| f.min(event.time_ms)),
         );
+        self.last_ms = Some(self.last_ms.map_or(event.time_ms, |l| l.max(event.time_ms)));
+        self.pushed += 1;
         self.buffer.push(event);
+        if self.buffer.len() >= self.batching.max_events {
+            self.flush();
+        }
     }
 
     fn flush(&mut self) {
         if self.buffer.is_empty() {
             return;
         }
-        // Within a batch order does not matter to the watermark; across batches it does.
-        self.buffer.sort_by_key(|e| e.time_ms);
-        let behind = self
-            .buffer
-            .iter()
-            .filter(|e| e.time_ms < self.watermark)
-            .count();
-        self.out_of_order += behind as u64;
-        let batch = encode_batch(&self.buffer);
-        let out = self.plugins.process(&batch, Instant::now());
-        self.alerts.extend(out.alerts);
-        let newest = self
-            .buffer
-            .iter()
-            .map(|e| e.time_ms)
-            .max()
-            .unwrap_or(i64::MIN);
-        self.events += self.buffer.len() as u64;
-        self.buffer.clear();
-        if newest > self.watermark {
-            self.watermark = newest;
-            let out = self.plugins.tick(newest, Instant::now());
-            self.alerts.extend(out.alerts);
-        }
+        let events = std::mem::take(&mut self.buffer);
+        let work = self
+            .task
+            .process(events, Vec::new(), None, self.event_time, &self.metrics);
+        self.alerts.extend(work.alerts);
     }
 
-    /// Events fed so far (including the pending batch).
+    /// Events pushed so far (including the pending batch).
     pub fn events(&self) -> u64 {
-        self.events + self.buffer.len() as u64
+        self.pushed
     }
 
     /// Flushes the last batch, closes every window and returns what happened.
     pub fn finish(mut self) -> Outcome {
         self.flush();
-        let last_ms = (self.watermark != i64::MIN).then_some(self.watermark);
-        let out = self.plugins.tick(i64::MAX, Instant::now());
-        self.alerts.extend(out.alerts);
-        let plugins = self.plugins.status();
+        let work = self.task.tick(i64::MAX);
+        self.alerts.extend(work.alerts);
+        let plugins = self.task.plugins.status();
         for p in &plugins {
             if p.stats.failures > 0 {
                 tracing::warn!(plugin = %p.name, failures = p.stats.failures, "plugin calls failed during replay; its score is not trustworthy");
             }
         }
+        let late = self
+            .metrics
+            .events_late
+            .load(std::sync::atomic::Ordering::Relaxed);
         Outcome {
             alerts: self.alerts,
-            events: self.events,
-            out_of_order: self.out_of_order,
+            events: self.pushed - late,
+            late,
             first_ms: self.first_ms,
-            last_ms,
+            last_ms: self.last_ms,
             plugins,
         }
     }

@@ -4,9 +4,11 @@
 mod file;
 mod generator;
 pub mod kafka;
+mod state;
 
 pub use file::run_file;
 pub use generator::{Pacing, run_generator};
+pub use state::PartitionState;
 
 use std::sync::Arc;
 
@@ -92,8 +94,8 @@ pub struct BatchOrigin {
     /// each event was first read at, in order; empty for input batches.
     pub routed: Vec<(i32, i64)>,
     /// For a batch of an internal topic: the input partitions' watermark markers it carried,
-    /// to apply after its events; empty for input batches.
-    pub markers: Vec<crate::shuffle::Marker>,
+    /// each with the number of the batch's events written before it; empty for input batches.
+    pub markers: Vec<(usize, crate::shuffle::Marker)>,
 }
 
 impl BatchOrigin {
@@ -101,25 +103,6 @@ impl BatchOrigin {
     pub fn task(&self) -> TopicPartition {
         TopicPartition::new(&self.topic, self.partition)
     }
-}
-
-/// A partition's processing state at a point of its input: what a new owner restores.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PartitionState {
-    /// The topic.
-    pub topic: Arc<str>,
-    /// The partition.
-    pub partition: i32,
-    /// The first offset not yet reflected in the state.
-    pub next_offset: i64,
-    /// The partition's watermark, ms.
-    pub watermark: i64,
-    /// Newest event time seen, ms.
-    pub max_event_ms: i64,
-    /// Snapshot of each plugin, by name.
-    pub plugins: Vec<(String, Vec<u8>)>,
-    /// For a task of an internal topic: what it applied of each input partition.
-    pub origins: Option<crate::shuffle::Origins>,
 }
 
 /// A checkpoint the processor hands to a partitioned source: once `ack` fires (every sink

@@ -216,16 +216,3 @@ pub async fn wait_global_total(group: &str, expected: i64) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
-
-/// A host process (the test build of `clickwatch run`) running `config`, its log in `log`.
-pub fn spawn_host(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
-    let log = std::fs::File::create(log).unwrap();
-    std::process::Command::new(env!("CARGO_BIN_EXE_clickwatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start a host")
-}

@@ -14,7 +14,8 @@ struct Part {
     events: Vec<ClickEvent>,
     offsets: Vec<i64>,
     routed: Vec<(i32, i64)>,
-    markers: Vec<Marker>,
+    /// Each after the number of events then held.
+    markers: Vec<(usize, Marker)>,
     dead: Vec<DeadLetter>,
     next_offset: i64,
 }
@@ -53,7 +54,8 @@ impl Pending {
 
     /// Adds a watermark marker of an internal topic.
     pub fn marker(&mut self, at: &TopicPartition, offset: i64, marker: Marker) {
-        self.part(at, offset, 0).markers.push(marker);
+        let part = self.part(at, offset, 0);
+        part.markers.push((part.events.len(), marker));
     }
 
     /// Adds a record that was not a valid event.

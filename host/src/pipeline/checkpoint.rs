@@ -1,0 +1,204 @@
+//! Checkpoints in band: the processor puts a [`Barrier`] into the sink queue behind the work
+//! it covers, and the sink stage, once every sink holds everything before it, hands it to a
+//! [`Checkpointer`]. So a stored checkpoint never runs ahead of the outputs: after a crash the
+//! input resumes at the checkpoint's position, and what was written after it is written again
+//! with the same keys (rows upserted, raw events by id, alerts by `alert_id`).
+//!
+//! The embedded sources checkpoint into a local folder ([`LocalCheckpoints`]); a Kafka input
+//! stores its partitions' states in its state topic (`kafka/state_store.rs`), confirmed by the
+//! acks of the sink work.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::source::PartitionState;
+
+/// A checkpoint travelling with the work: the task states as of the work before it.
+#[derive(Debug)]
+pub struct Barrier {
+    /// The source the states belong to (a checkpoint of another source is never applied).
+    pub source: String,
+    /// One state per task.
+    pub states: Vec<PartitionState>,
+}
+
+/// A checkpoint could not be stored or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file system refused.
+    #[error("checkpoint {}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The checkpoint could not be encoded.
+    #[error("checkpoint of {source_id}: {message}")]
+    Encode {
+        /// The source.
+        source_id: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Where barriers' states are stored once the sinks confirmed the work before them.
+#[async_trait]
+pub trait Checkpointer: Send {
+    /// Stores the barrier's states durably, replacing the previous checkpoint.
+    async fn store(&mut self, barrier: &Barrier) -> Result<(), CheckpointError>;
+}
+
+/// The file in the state folder holding the embedded sources' checkpoint.
+pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+
+/// Checkpoints of an embedded source in a local folder (`plugins.state_dir`): one file, written
+/// to a temporary name, synced and renamed, so a crash leaves the previous checkpoint or the
+/// new one, never a torn one.
+#[derive(Debug, Clone)]
+pub struct LocalCheckpoints {
+    dir: PathBuf,
+}
+
+/// The file's form: the source, then the task's state in the stored form of every store.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct File {
+    source: String,
+    state: serde_json::Value,
+}
+
+impl LocalCheckpoints {
+    /// Checkpoints in `dir` (created on the first store).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LocalCheckpoints { dir: dir.into() }
+    }
+
+    /// The checkpoint file.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(CHECKPOINT_FILE)
+    }
+
+    /// The last checkpoint of `source`, if there is one. A checkpoint of another source, or
+    /// an unreadable one, is logged and ignored: the run starts from the beginning.
+    pub fn load(&self, source: &str) -> Option<PartitionState> {
+        let path = self.path();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "cannot read the checkpoint; starting from the beginning");
+                return None;
+            }
+        };
+        match decode(&bytes) {
+            Ok((saved, _)) if saved != source => {
+                tracing::warn!(file = %path.display(), saved = %saved, now = %source, "the checkpoint belongs to another source; it is ignored");
+                None
+            }
+            Ok((_, state)) => Some(state),
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "unreadable checkpoint; starting from the beginning");
+                None
+            }
+        }
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<(String, PartitionState), String> {
+    let file: File = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let topic: Arc<str> = "embedded".into();
+    let state = serde_json::to_vec(&file.state).map_err(|e| e.to_string())?;
+    let state = PartitionState::decode(&state, &topic)?;
+    Ok((file.source, state))
+}
+
+#[async_trait]
+impl Checkpointer for LocalCheckpoints {
+    async fn store(&mut self, barrier: &Barrier) -> Result<(), CheckpointError> {
+        // An embedded source has one task.
+        let Some(state) = barrier.states.last() else {
+            return Ok(());
+        };
+        let encode_error = |message: String| CheckpointError::Encode {
+            source_id: barrier.source.clone(),
+            message,
+        };
+        let state = state.encode().map_err(encode_error)?;
+        let state: serde_json::Value =
+            serde_json::from_slice(&state).map_err(|e| encode_error(e.to_string()))?;
+        let bytes = serde_json::to_vec(&File {
+            source: barrier.source.clone(),
+            state,
+        })
+        .map_err(|e| encode_error(e.to_string()))?;
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&dir, &bytes))
+            .await
+            .map_err(|e| CheckpointError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+    }
+}
+
+/// Writes the checkpoint file durably: temporary file, fsync, rename, fsync of the folder.
+fn write_atomically(dir: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    use std::io::Write;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CheckpointError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(CHECKPOINT_FILE);
+    let tmp = dir.join(format!(".{CHECKPOINT_FILE}.tmp"));
+    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    file.write_all(bytes).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    // The rename itself is durable only once the folder is synced.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(next_offset: i64) -> PartitionState {
+        PartitionState {
+            topic: "embedded".into(),
+            partition: 0,
+            next_offset,
+            watermark: 5_000,
+            max_event_ms: 10_000,
+            plugins: vec![("counter".into(), vec![1, 2, 3])],
+            origins: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_latest_checkpoint_of_the_same_source_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LocalCheckpoints::new(dir.path().join("state"));
+        assert!(store.load("file a").is_none(), "nothing stored yet");
+        for offset in [10, 20] {
+            store
+                .store(&Barrier {
+                    source: "file a".into(),
+                    states: vec![state(offset)],
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.load("file a"), Some(state(20)));
+        assert_eq!(store.load("file b"), None, "another source's checkpoint");
+        std::fs::write(store.path(), b"{torn").unwrap();
+        assert_eq!(store.load("file a"), None, "an unreadable checkpoint");
+    }
+}

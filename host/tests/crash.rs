@@ -1,0 +1,203 @@
+//! `kill -9` of an embedded run: restarted, it resumes from its last checkpoint and ends with
+//! the same aggregates, raw events and alerts as a run that was never interrupted. Output
+//! written between the checkpoint and the kill is written again with the same keys, so the
+//! stores hold it once and the alerts file repeats identical alerts (de-duplicated by
+//! `alert_id`, as any consumer does).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clickwatch::metrics::Metrics;
+use clickwatch::pipeline::{self, Ending, LocalCheckpoints};
+
+const EVENTS: u64 = 40_000;
+
+/// A config for an embedded generator run of `EVENTS` events at `rate` per wall second,
+/// checkpointing every 200 ms into `out/state`.
+fn config_text(plugins: &Path, out: &Path, rate: u32) -> String {
+    format!(
+        r#"
+[source]
+type = "generator"
+rate = {rate}
+seed = 17
+simulated_rate = 25.0
+bot_fraction = 0.02
+max_events = {EVENTS}
+
+[pipeline]
+batch_size = 300
+batch_linger_ms = 20
+allowed_lateness_ms = 2000
+idle_advance_ms = 600000
+checkpoint_interval_ms = 200
+
+[plugins]
+dir = "{plugins}"
+deadline_ms = 5000
+state_dir = "{out}/state"
+
+[sinks.raw]
+type = "sqlite"
+path = "{out}/db.sqlite"
+[sinks.aggregates]
+type = "sqlite"
+path = "{out}/db.sqlite"
+[sinks.alerts]
+type = "file"
+path = "{out}/alerts.jsonl"
+stdout = false
+[sinks.dead_letters]
+type = "file"
+path = "{out}/dead.jsonl"
+"#,
+        plugins = plugins.display(),
+        out = out.display()
+    )
+}
+
+fn write_config(dir: &Path, plugins: &Path, rate: u32) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("out dir");
+    let path = dir.join("clickwatch.toml");
+    std::fs::write(&path, config_text(plugins, dir, rate)).expect("config");
+    path
+}
+
+/// What a run leaves: `page_traffic` and `engagement_segments` rows by key, the raw event
+/// ids, and the distinct alerts by id (an id with two different contents fails the test).
+struct Outcome {
+    traffic: BTreeMap<String, (i64, i64, i64)>,
+    raw: BTreeSet<String>,
+    alerts: BTreeMap<String, String>,
+}
+
+async fn outcome(out: &Path) -> Outcome {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/db.sqlite", out.display()))
+        .await
+        .expect("sqlite");
+    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT CAST(window_start AS TEXT), url, views, unique_sessions, unique_users FROM page_traffic",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("page_traffic");
+    let traffic = rows
+        .into_iter()
+        .map(|(w, url, v, s, u)| (format!("{w} {url}"), (v, s, u)))
+        .collect();
+    let raw: Vec<String> = sqlx::query_scalar("SELECT event_id FROM click_events")
+        .fetch_all(&pool)
+        .await
+        .expect("click_events");
+    let mut alerts = BTreeMap::new();
+    let text = std::fs::read_to_string(out.join("alerts.jsonl")).unwrap_or_default();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("alert JSON");
+        let id = v["alert_id"].as_str().expect("alert_id").to_owned();
+        let content = v.to_string();
+        if let Some(earlier) = alerts.insert(id.clone(), content.clone()) {
+            assert_eq!(
+                earlier, content,
+                "alert {id} was raised twice with different content"
+            );
+        }
+    }
+    Outcome {
+        traffic,
+        raw: raw.into_iter().collect(),
+        alerts,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_run_killed_and_restarted_ends_as_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("plugin dir");
+    for name in [
+        "page-traffic",
+        "bot-detector",
+        "traffic-anomaly",
+        "session-engagement",
+    ] {
+        std::fs::write(plugins.join(format!("{name}.wasm")), common::wasm(name)).expect("copy");
+    }
+
+    // The reference: one uninterrupted run, as fast as it goes (pacing changes batches only,
+    // and batches do not change results).
+    let reference = dir.path().join("reference");
+    let path = write_config(&reference, &plugins, 1_000_000);
+    let config = clickwatch::config::load(&path, []).expect("config");
+    let summary = pipeline::run(config, Arc::new(Metrics::default()), std::future::pending())
+        .await
+        .expect("reference run");
+    assert_eq!(summary.ending, Ending::Exhausted);
+    let expected = outcome(&reference).await;
+    assert_eq!(expected.raw.len() as u64, EVENTS);
+    assert!(
+        expected.alerts.len() >= 5 && expected.traffic.len() > 100,
+        "too little output to compare: {} alerts, {} rows",
+        expected.alerts.len(),
+        expected.traffic.len()
+    );
+
+    // Paced so the kill lands mid-run: killed once a checkpoint past a quarter of the input
+    // is stored (the checkpoint file itself says how far it got).
+    let crashed = dir.path().join("crashed");
+    let path = write_config(&crashed, &plugins, 5_000);
+    let config = clickwatch::config::load(&path, []).expect("config");
+    let source = pipeline::source_id(&config);
+    let checkpoints = LocalCheckpoints::new(crashed.join("state"));
+    let mut host = common::spawn_host(&path, &crashed.join("first.log"));
+    common::wait_until("a checkpoint past a quarter of the input", || {
+        checkpoints
+            .load(&source)
+            .is_some_and(|s| s.next_offset as u64 >= EVENTS / 4)
+    })
+    .await;
+    assert!(
+        host.try_wait().expect("host status").is_none(),
+        "the host ended before it was killed"
+    );
+    host.kill().expect("kill -9");
+    host.wait().expect("reap");
+    let at = checkpoints.load(&source).expect("checkpoint").next_offset as u64;
+    assert!(at < EVENTS, "killed after the whole input: {at}");
+
+    let mut host = common::spawn_host(&path, &crashed.join("second.log"));
+    let status = tokio::task::spawn_blocking(move || host.wait())
+        .await
+        .expect("join")
+        .expect("restarted host");
+    assert!(status.success(), "the restarted host failed: {status}");
+    let log = std::fs::read_to_string(crashed.join("second.log")).unwrap_or_default();
+    assert!(
+        log.contains("resuming after the records the last run checkpointed"),
+        "the restart did not resume from the checkpoint:\n{log}"
+    );
+
+    let got = outcome(&crashed).await;
+    eprintln!(
+        "killed at a checkpoint of {at} of {EVENTS} events; {} alerts, {} page_traffic rows",
+        expected.alerts.len(),
+        expected.traffic.len()
+    );
+    assert_eq!(got.raw, expected.raw, "raw events differ");
+    assert_eq!(
+        got.traffic.len(),
+        expected.traffic.len(),
+        "page_traffic rows"
+    );
+    for (key, value) in &expected.traffic {
+        assert_eq!(got.traffic.get(key), Some(value), "page_traffic {key}");
+    }
+    assert_eq!(
+        got.alerts.keys().collect::<Vec<_>>(),
+        expected.alerts.keys().collect::<Vec<_>>(),
+        "alert ids differ"
+    );
+    assert_eq!(got.alerts, expected.alerts, "alert contents differ");
+}
