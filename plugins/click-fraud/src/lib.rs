@@ -373,20 +373,14 @@ impl ClickFraud {
         })))
     }
 
-    /// The alert for a convicted network: one whose evidence came from one IP names that IP
-    /// (unless the IP rule alerted it already).
+    /// The alert for a convicted network, when its evidence came from at least two IPs (one
+    /// IP clicking is the IP rule's to judge: two bounced ad clicks from one address are a
+    /// person as often as not).
     fn convicted(&mut self, network: &str, c: &Conviction, t: i64) -> Option<Alert> {
-        let (kind, entity_type, entity) = if c.ips.len() < 2 {
-            let ip = c.ips.first()?;
-            let st = self.state.ips.get_mut(ip)?;
-            if st.alerted {
-                return None;
-            }
-            st.alerted = true;
-            ("click-fraud/ip", "ip", ip.clone())
-        } else {
-            ("click-fraud/subnet", "subnet", network.to_owned())
-        };
+        if c.ips.len() < 2 {
+            return None;
+        }
+        let (kind, entity_type, entity) = ("click-fraud/subnet", "subnet", network.to_owned());
         Some(
             Alert::new(kind, entity_type, &entity)
                 .severity(Severity::Critical)

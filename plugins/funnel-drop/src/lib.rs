@@ -147,11 +147,15 @@ impl Traffic {
         while self.window.len() > s.window_buckets as usize {
             self.window.pop_front();
         }
-        let sum: f64 = self.window.iter().map(|&x| f64::from(x)).sum();
-        let expected = self.base * self.window.len() as f64;
+        // Every bucket of the window must be near normal: the window judged now includes
+        // them all, and the first bucket of an outage already skews its conversions.
         let ratio = s.min_traffic_ratio.clamp(1e-3, 1.0);
-        let open =
-            self.learned < s.warmup_buckets || (sum >= ratio * expected && sum * ratio <= expected);
+        let base = self.base;
+        let open = self.learned < s.warmup_buckets
+            || self.window.iter().all(|&x| {
+                let x = f64::from(x);
+                x >= ratio * base && x * ratio <= base
+            });
         let x = f64::from(n);
         if open || self.shut >= s.max_episode_buckets {
             // Shut for longer than any incident: this is the new normal.
