@@ -21,9 +21,9 @@
 //!   `other`.
 //! - **drop-like**: `n ≥ min_window_volume` (30; `min_segment_volume`, 8, for a segment),
 //!   `p ≤ drop_ratio · p0` (0.5) and the one-sided likelihood-ratio tail
-//!   (`detect::proportion::drop_tail`, baseline counted as ~1/alpha buckets of evidence),
-//!   times the number of series judged in the bucket (Bonferroni), at most the normal tail
-//!   at `z_threshold` (4).
+//!   (`detect::proportion::drop_tail`, baseline counted as ~1/alpha buckets of evidence) at
+//!   most the normal tail at `z_threshold` (4): for the site alone, for a segment times the
+//!   number of segments judged in the bucket (Bonferroni).
 //! - **confirmation**: `confirm_buckets` (2) drop-like buckets in a row; one alert per
 //!   incident and transition, `funnel-drop/<step>`: about the segment that best explains it
 //!   (entity type = the dimension, entity = the value, e.g. `device` `mobile`) when the rest
@@ -113,7 +113,7 @@ struct Traffic {
     open: Vec<(i64, u32)>,
     /// Closed buckets in the window, oldest last.
     window: std::collections::VecDeque<u32>,
-    /// EWMA of events per bucket, learned only while the guard is open.
+    /// EWMA of events per bucket, winsorised to the guard's band.
     base: f64,
     learned: u32,
     /// Consecutive buckets the guard has been shut.
@@ -157,18 +157,20 @@ impl Traffic {
                 x >= ratio * base && x * ratio <= base
             });
         let x = f64::from(n);
-        if open || self.shut >= s.max_episode_buckets {
+        if self.learned == 0 || self.shut >= s.max_episode_buckets {
             // Shut for longer than any incident: this is the new normal.
-            if self.learned == 0 || self.shut >= s.max_episode_buckets {
-                self.base = x;
-            } else {
-                self.base += s.baseline_alpha * (x - self.base);
-            }
-            self.learned = self.learned.saturating_add(1);
+            self.base = x;
             self.shut = 0;
         } else {
-            self.shut += 1;
+            // Always learned, winsorised to the guard's band: the daily shape moves the base
+            // along (a base that stopped learning whenever the guard shut would stay behind a
+            // steep morning and keep the guard shut), while an outage or a surge pulls it by
+            // at most a band's worth per bucket at the slow weight.
+            let clipped = x.clamp(ratio * base, base / ratio);
+            self.base += s.baseline_alpha * (clipped - self.base);
+            self.shut = if open { 0 } else { self.shut + 1 };
         }
+        self.learned = self.learned.saturating_add(1);
         open
     }
 }
@@ -267,13 +269,16 @@ impl FunnelDrop {
                     .filter(|(g, sums)| judged(&g.series, sums))
                     .count();
             let site_learned = st.site.learned;
+            // The site is the primary hypothesis, tested alone; the segments are a family and
+            // share one false-alarm budget (Bonferroni over the segments judged).
+            let segment_tests = tests.saturating_sub(usize::from(judged(&st.site, &site_sums)));
             let site_finding = st.site.transitions[k].judge(
                 bucket,
                 len,
                 site_learned >= warmup,
                 site_sums[k],
                 site_sums[k + 1],
-                tests,
+                1,
                 site_learned,
                 s.min_window_volume,
                 s,
@@ -287,7 +292,7 @@ impl FunnelDrop {
                     learned >= warmup,
                     sums[k],
                     sums[k + 1],
-                    tests,
+                    segment_tests,
                     learned,
                     s.min_segment_volume,
                     s,
@@ -322,7 +327,6 @@ impl FunnelDrop {
                 .iter()
                 .map(|(i, f)| (*i, f, remainder(*i)))
                 .max_by(|a, b| a.2.total_cmp(&b.2));
-            let site_dropping = st.site.transitions[k].episode.is_some();
             // A segment already drop-like but not yet confirmed that explains the site's drop
             // (smaller, so slower to prove): wait for it rather than alert the site.
             let pending = site_finding.is_some()
@@ -347,7 +351,11 @@ impl FunnelDrop {
                 continue;
             }
             let alert = match (best, &site_finding) {
-                (Some((i, f, rem)), _) if !site_dropping || rem >= s.remainder_ratio => {
+                // Named only when the rest of the site converts near its own baseline without
+                // it, also before the site's own drop is confirmed: a segment that confirms
+                // first while everyone's conversion fell is part of the site's incident, and the
+                // site's alert follows.
+                (Some((i, f, rem)), _) if rem >= s.remainder_ratio => {
                     let g = &st.segments[i];
                     Some(funnel::segment_alert(
                         k,

@@ -111,6 +111,10 @@ pub struct Series {
     factor_now: Option<f64>,
 }
 
+/// A drop bucket at most this share of its expected count (and 4 sigmas below it) confirms
+/// the drop alone.
+pub const NEAR_TOTAL_LOSS: f64 = 0.1;
+
 /// A drop bucket at least this many sigmas below its baseline confirms the drop alone.
 pub const SINGLE_BUCKET_Z: f64 = 6.0;
 
@@ -288,8 +292,12 @@ impl Series {
         // ending, traffic settling at 0.6x) cannot add up to a "drop".
         let cumulative_ratio = (episode.sum_ref + episode.sum_dev) / episode.sum_ref.max(0.5);
         // One drop bucket so far off that its own tail probability is below any per-bucket
-        // false-alarm budget (z ≤ −SINGLE_BUCKET_Z, ~1e-9) proves the drop alone.
-        let decisive = dir == Direction::Drop && strong && z <= -SINGLE_BUCKET_Z;
+        // false-alarm budget (z ≤ −SINGLE_BUCKET_Z, ~1e-9) proves the drop alone, and so does
+        // a near-total loss (≤ NEAR_TOTAL_LOSS of expected) at 4 sigmas: the signature of an
+        // outage, which noise on a series this busy does not produce.
+        let decisive = dir == Direction::Drop
+            && strong
+            && (z <= -SINGLE_BUCKET_Z || (ratio <= NEAR_TOTAL_LOSS && z <= -4.0));
         let proven = decisive
             || episode.strong >= r.confirm
             || (episode.buckets > r.confirm
