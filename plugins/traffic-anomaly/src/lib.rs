@@ -60,6 +60,15 @@
 //! - **error pages** (`/404`, `/error`, ...) are never alerted; their rise is listed in the
 //!   drop alerts of that bucket.
 //! - **decisive buckets**: a drop bucket 6 sigmas below its baseline confirms alone.
+//! - **sequential drop test** (`sequential_tail`, 1e-6): between bucket closes, every series
+//!   busy enough to alert a drop runs a continuous-time Poisson CUSUM
+//!   ([`clickwatch_sdk::detect::DropCusum`]) on its events per second against its baseline,
+//!   for the rate below `drop_ratio` of it, quasi-likelihood with the dispersion its robust
+//!   scale shows. When it signals, the drop is named in the tree as above (an ancestor moving
+//!   down alike carries it, a busy child that lost more explains it, and the evidence must
+//!   also hold against the common factor of the elapsed part of the bucket), and alerted at
+//!   that second: an outage is proven as soon as the missing events suffice, wherever in a
+//!   bucket it began.
 
 //! # State
 //! One [`series::Series`] per page and per level, about 200 bytes plus the name; pages and
@@ -96,6 +105,10 @@ pub const SITE: &str = "*";
 /// Least expected events per bucket over the warm pages for a common factor to be measured.
 const MIN_FACTOR_WEIGHT: f64 = 50.0;
 
+/// Least expected events of a page, in the elapsed part of a bucket, for its ratio to count
+/// towards the common factor there.
+const MIN_PARTIAL_EXPECTED: f64 = 5.0;
+
 /// The detector.
 #[derive(Debug)]
 pub struct TrafficAnomaly {
@@ -106,6 +119,9 @@ pub struct TrafficAnomaly {
     /// Levels of the urls seen (see [`levels`]), so each event does not split its url again;
     /// cleared when it outgrows `max_pages`.
     levels: HashMap<String, Vec<String>>,
+    /// Series the sequential drop test watches (warm and busy enough to alert a drop),
+    /// coarsest first; derived from the state at each bucket close and on restore.
+    watched: Vec<NodeId>,
 }
 
 /// Everything that survives a reload.
@@ -129,8 +145,9 @@ struct State {
     untracked: u64,
 }
 
-/// Which series a node of the site's tree is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Which series a node of the site's tree is. Ordered coarsest first: the site, then levels
+/// (a level's name is a prefix of its sub-levels'), then pages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum NodeId {
     Site,
     Group(String),
@@ -320,6 +337,269 @@ impl TrafficAnomaly {
             nodes.push(node_of(NodeId::Page(url), parent, s, f));
         }
         self.report(bucket, secs, &nodes, out);
+        self.refresh_watched();
+    }
+
+    /// The series the sequential drop test watches: warm, and expecting enough events for a
+    /// drop to be alerted (error pages never are).
+    fn refresh_watched(&mut self) {
+        let r = &self.page_rules;
+        let busy = |s: &Series| s.warm(r) && s.holt() >= r.min_drop_baseline;
+        self.watched.clear();
+        if self.state.site.as_ref().is_some_and(busy) {
+            self.watched.push(NodeId::Site);
+        }
+        self.watched.extend(
+            self.state
+                .groups
+                .iter()
+                .filter(|(_, s)| busy(s))
+                .map(|(k, _)| NodeId::Group(k.clone())),
+        );
+        self.watched.extend(
+            self.state
+                .pages
+                .iter()
+                .filter(|(u, s)| busy(s) && !levels::is_error_page(u))
+                .map(|(u, _)| NodeId::Page(u.clone())),
+        );
+        self.watched.sort();
+    }
+
+    fn series(&self, id: &NodeId) -> Option<&Series> {
+        match id {
+            NodeId::Site => self.state.site.as_ref(),
+            NodeId::Group(k) => self.state.groups.get(k),
+            NodeId::Page(u) => self.state.pages.get(u),
+        }
+    }
+
+    fn series_mut(&mut self, id: &NodeId) -> Option<&mut Series> {
+        match id {
+            NodeId::Site => self.state.site.as_mut(),
+            NodeId::Group(k) => self.state.groups.get_mut(k),
+            NodeId::Page(u) => self.state.pages.get_mut(u),
+        }
+    }
+
+    /// The common factor (see [`Self::common_factor`]) over the elapsed `frac` of the open
+    /// bucket.
+    fn partial_factor(&self, bucket: i64, frac: f64) -> f64 {
+        let mut points: Vec<(f64, f64)> = self
+            .state
+            .pages
+            .values()
+            .filter(|s| s.first_bucket_ms <= bucket && s.warm(&self.page_rules))
+            .map(|s| (s.holt() * frac, f64::from(s.peek(bucket))))
+            // Within a bucket most pages expect less than an event: their ratios are 0 or
+            // large, and a median of them says nothing. Only pages expecting a few count.
+            .filter(|(e, _)| *e >= MIN_PARTIAL_EXPECTED)
+            .map(|(e, c)| (c / e, e))
+            .collect();
+        let total: f64 = points.iter().map(|(_, w)| w).sum();
+        if total < MIN_FACTOR_WEIGHT {
+            return 1.0;
+        }
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut acc = 0.0;
+        for (ratio, w) in points {
+            acc += w;
+            if acc >= total / 2.0 {
+                return ratio;
+            }
+        }
+        1.0
+    }
+
+    /// The ancestors of a node, nearest first, ending with the site.
+    fn ancestors_of(&self, id: &NodeId) -> Vec<NodeId> {
+        let mut chain = Vec::new();
+        let mut at = match id {
+            NodeId::Site => return chain,
+            NodeId::Group(k) => self.group_parent(k),
+            NodeId::Page(u) => self.page_parent(u),
+        };
+        while let Some(NodeId::Group(k)) = at {
+            at = self.group_parent(&k);
+            chain.push(NodeId::Group(k));
+        }
+        chain.push(NodeId::Site);
+        chain
+    }
+
+    /// The children of a node in the site's tree.
+    fn children_of(&self, id: &NodeId) -> Vec<NodeId> {
+        if matches!(id, NodeId::Page(_)) {
+            return Vec::new();
+        }
+        let parent = |p: Option<NodeId>| match p {
+            None => *id == NodeId::Site,
+            Some(p) => p == *id,
+        };
+        let mut out: Vec<NodeId> = self
+            .state
+            .groups
+            .keys()
+            .filter(|k| parent(self.group_parent(k)))
+            .map(|k| NodeId::Group(k.clone()))
+            .collect();
+        out.extend(
+            self.state
+                .pages
+                .keys()
+                .filter(|u| parent(self.page_parent(u)))
+                .map(|u| NodeId::Page(u.clone())),
+        );
+        out
+    }
+
+    /// Advances the sequential drop test of every watched series to `until` in the open bucket
+    /// starting at `bucket`, and alerts the drops it proves, named in the site's tree as the
+    /// bucket report names them: not a node whose drop an ancestor shares (unless it lost
+    /// `drop_dominance` times the ancestor's share), nor one whose drop one child carries.
+    fn sequential(&mut self, bucket: i64, until: i64, out: &mut Output) {
+        let r = self.page_rules;
+        if !r.seq_threshold.is_finite() || self.watched.is_empty() {
+            return;
+        }
+        let mut crossed = Vec::new();
+        let watched = std::mem::take(&mut self.watched);
+        for id in &watched {
+            if let Some(s) = self.series_mut(id)
+                && s.first_bucket_ms <= bucket
+                && s.advance_drop_test(bucket, until, &r)
+                    .is_some_and(|x| x >= r.seq_threshold)
+            {
+                crossed.push(id.clone());
+            }
+        }
+        self.watched = watched;
+        if crossed.is_empty() {
+            return;
+        }
+        let len = self.bucket_ms();
+        let frac = ((until - bucket) as f64 / len as f64).clamp(0.0, 1.0);
+        let factor = self.partial_factor(bucket, frac).min(1.0);
+        let drop_dominance = self.settings.drop_dominance;
+        let moving_cut = (1.0 + r.drop_ratio) / 2.0;
+        let moving = |s: &Series, ratio: f64| {
+            s.episode.as_ref().is_some_and(|e| e.dir == Direction::Drop) || ratio <= moving_cut
+        };
+        for id in crossed {
+            let Some(s) = self.series(&id) else { continue };
+            // The same evidence against the baseline times the common factor: a drop every
+            // page shares is no page's (or level's) drop.
+            let shared = id != NodeId::Site
+                && s.seq.statistic_scaled(factor, s.dispersion(), r.rho) < r.seq_threshold;
+            let ratio = s.recent_ratio(bucket, frac);
+            let carried = self.ancestors_of(&id).iter().any(|a| {
+                self.series(a).is_some_and(|a| {
+                    let ra = a.recent_ratio(bucket, frac);
+                    a.holt() >= r.min_drop_baseline
+                        && moving(a, ra)
+                        && (1.0 - ratio) < drop_dominance * (1.0 - ra)
+                })
+            });
+            let children = self.children_of(&id);
+            let explained = children.iter().any(|c| {
+                self.series(c).is_some_and(|c| {
+                    // Only a child busy enough to be alerted itself can take the drop over.
+                    let rc = c.recent_ratio(bucket, frac);
+                    c.holt() >= r.min_drop_baseline
+                        && moving(c, rc)
+                        && (1.0 - rc) >= drop_dominance * (1.0 - ratio)
+                })
+            });
+            if shared || carried || explained {
+                if let Some(s) = self.series_mut(&id) {
+                    if shared && !carried && !explained {
+                        // Part of the move is every page's: keep only the evidence beyond it.
+                        let phi = s.dispersion();
+                        s.seq.rescale(factor, phi, r.rho);
+                    } else {
+                        // The evidence is another node's: start over.
+                        s.seq.reset();
+                    }
+                }
+                continue;
+            }
+            let mut affected: Vec<(String, f64, f64)> = children
+                .iter()
+                .filter_map(|c| {
+                    let (count, expected) = self.series(c)?.recent(bucket, frac);
+                    let name = match c {
+                        NodeId::Page(u) | NodeId::Group(u) => u.clone(),
+                        NodeId::Site => SITE.to_owned(),
+                    };
+                    Some((name, count, expected))
+                })
+                .collect();
+            affected.sort_by(|a, b| {
+                (b.2 - b.1)
+                    .total_cmp(&(a.2 - a.1))
+                    .then_with(|| a.0.cmp(&b.0))
+            });
+            affected.truncate(3);
+            let naming = match &id {
+                NodeId::Site => Naming {
+                    entity_type: "site",
+                    entity: SITE.to_owned(),
+                    level: None,
+                },
+                NodeId::Group(level) => {
+                    let (entity_type, entity) = levels::name(level);
+                    Naming {
+                        entity_type,
+                        entity,
+                        level: Some(level.clone()),
+                    }
+                }
+                NodeId::Page(url) => Naming {
+                    entity_type: "page",
+                    entity: url.clone(),
+                    level: None,
+                },
+            };
+            // Reported per bucket, like the bucket test's findings.
+            let span = (until - s.seq.start_ms).max(1) as f64;
+            let per_bucket = len as f64 / span;
+            let (o, e) = (s.seq.observed, s.seq.expected);
+            let finding = Finding {
+                dir: Direction::Drop,
+                start_ms: s.seq.start_ms,
+                time_ms: until,
+                observed: o * per_bucket,
+                expected: e * per_bucket,
+                z: (o - e) / (s.dispersion() * e).max(1e-9).sqrt(),
+                buckets: (span / len as f64).ceil() as u32,
+            };
+            out.alert(alert(
+                &finding,
+                &naming,
+                self.settings.bucket_secs,
+                &affected,
+                None,
+                &[],
+            ));
+            if let Some(s) = self.series_mut(&id) {
+                s.seq.reset();
+                match &mut s.episode {
+                    Some(e) if e.dir == Direction::Drop => e.alerted = true,
+                    other => {
+                        *other = Some(series::Episode {
+                            dir: Direction::Drop,
+                            start_ms: bucket,
+                            buckets: 0,
+                            strong: 0,
+                            alerted: true,
+                            sum_dev: 0.0,
+                            sum_var: 0.0,
+                            sum_ref: 0.0,
+                        })
+                    }
+                }
+            }
+        }
     }
 
     /// Names each confirmed episode once: at the highest level that moved the same way and is
@@ -554,6 +834,12 @@ impl Plugin for TrafficAnomaly {
             cooldown_buckets: settings.cooldown_buckets,
             max_episode_buckets: settings.max_episode_buckets,
             bucket_ms: i64::from(settings.bucket_secs) * 1000,
+            rho: clickwatch_sdk::detect::DropCusum::rho_for(settings.drop_ratio),
+            seq_threshold: if settings.sequential_tail > 0.0 {
+                (1.0 / settings.sequential_tail).ln()
+            } else {
+                f64::INFINITY
+            },
         };
         let site_rules = Rules {
             spike_ratio: settings.spike_ratio_site,
@@ -565,6 +851,7 @@ impl Plugin for TrafficAnomaly {
             site_rules,
             state: State::default(),
             levels: HashMap::new(),
+            watched: Vec::new(),
         })
     }
 
@@ -654,10 +941,19 @@ impl Plugin for TrafficAnomaly {
             .checked_add(len)
             .is_some_and(|end| end <= watermark_ms)
         {
+            // The sequential test first sees the bucket's last events, then it closes.
+            self.sequential(bucket, bucket + len, out);
             self.close_bucket(bucket, out);
             bucket += len;
         }
         self.state.next_close_ms = Some(bucket);
+        // Within the open bucket only (not after the end-of-input jump).
+        if bucket
+            .checked_add(len)
+            .is_some_and(|end| watermark_ms < end)
+        {
+            self.sequential(bucket, watermark_ms, out);
+        }
         self.evict(watermark_ms);
         Ok(())
     }
@@ -671,6 +967,7 @@ impl Plugin for TrafficAnomaly {
             return Ok(());
         }
         self.state = clickwatch_sdk::state::decode(state)?;
+        self.refresh_watched();
         Ok(())
     }
 }

@@ -62,6 +62,12 @@ pub struct Settings {
     /// When a page and the site drop together, the page is the anomaly if the share of
     /// traffic it lost is this many times the site's (default 1.5), and the site otherwise.
     pub drop_dominance: f64,
+    /// Drops are also tested sequentially, within buckets: a continuous-time Poisson CUSUM
+    /// per watched series (busy enough to alert a drop) for the rate falling below
+    /// `drop_ratio` of its baseline, signalling when the evidence's likelihood ratio reaches
+    /// `1/sequential_tail` (default 1e-6; 0 turns the test off), so an outage is proven as soon
+    /// as the missing events suffice, wherever in a bucket it began.
+    pub sequential_tail: f64,
     /// Watch each page (`url`) separately (default true).
     pub pages: bool,
     /// Leave conversion events (`add_to_cart`, `checkout`, `purchase`) out of the page series
@@ -112,6 +118,7 @@ impl Default for Settings {
             max_episode_buckets: 90,
             dominance: 2.0,
             drop_dominance: 1.5,
+            sequential_tail: 1e-6,
             pages: true,
             pages_skip_conversions: true,
             site: true,
@@ -136,6 +143,12 @@ impl Settings {
             }
         };
         unit("level_alpha", self.level_alpha)?;
+        if !(self.sequential_tail.is_finite() && (0.0..1.0).contains(&self.sequential_tail)) {
+            return Err(format!(
+                "sequential_tail must be in [0, 1), got {}",
+                self.sequential_tail
+            ));
+        }
         unit("slow_alpha", self.slow_alpha)?;
         if !(self.trend_beta.is_finite() && (0.0..=1.0).contains(&self.trend_beta)) {
             return Err(format!(

@@ -387,12 +387,7 @@ fn simulate_catalogue(
     factor: impl Fn(i64, &str) -> f64,
     conversions: impl Fn(i64) -> f64,
 ) -> Vec<Alert> {
-    let categories = ["shoes", "shirts", "books", "toys", "garden", "tools"];
-    let mut pages = vec![("/".to_owned(), 120.0)];
-    for c in categories {
-        pages.push((format!("/c/{c}"), 15.0));
-        pages.extend((0..40).map(|n| (format!("/p/{c}-{n}"), 2.0)));
-    }
+    let pages = catalogue();
     let mut alerts = Vec::new();
     for m in 0..minutes {
         let t = start + m * MIN;
@@ -412,6 +407,73 @@ fn simulate_catalogue(
         clicks.sort_by_key(|c| c.time_ms);
         alerts.extend(h.process(&clicks).unwrap().alerts);
         alerts.extend(h.tick(t + MIN).unwrap().alerts);
+    }
+    alerts
+}
+
+/// The pages of [`simulate_catalogue`] and their events per minute.
+fn catalogue() -> Vec<(String, f64)> {
+    let categories = ["shoes", "shirts", "books", "toys", "garden", "tools"];
+    let mut pages = vec![("/".to_owned(), 120.0)];
+    for c in categories {
+        pages.push((format!("/c/{c}"), 15.0));
+        pages.extend((0..40).map(|n| (format!("/p/{c}-{n}"), 2.0)));
+    }
+    pages
+}
+
+/// [`simulate_catalogue`] with the watermark advanced every `tick_ms` (the host's default is a
+/// second) and `factor(minute, ms into the minute, url)`.
+fn simulate_catalogue_ticked(
+    h: &mut Harness<TrafficAnomaly>,
+    rng: &mut Rng,
+    start: i64,
+    minutes: i64,
+    tick_ms: i64,
+    factor: impl Fn(i64, i64, &str) -> f64,
+    conversions: impl Fn(i64) -> f64,
+) -> Vec<Alert> {
+    let pages = catalogue();
+    let mut alerts = Vec::new();
+    for m in 0..minutes {
+        let t = start + m * MIN;
+        let mut clicks = Vec::new();
+        for (url, rate) in &pages {
+            let n = rng.poisson(*rate);
+            for _ in 0..n {
+                // At random times in the minute (a Poisson process), thinned by the factor
+                // at the event's own time.
+                let offset = (rng.next_f64() * MIN as f64) as i64;
+                if rng.next_f64() < factor(m, offset, url) {
+                    clicks.push(TestClick::page_view(t + offset, "s", url));
+                }
+            }
+        }
+        let n = rng.poisson(conversions(m));
+        for i in 0..n {
+            let at = t + i64::from(i) * MIN / i64::from(n.max(1));
+            clicks.push(TestClick::new(EventKind::AddToCart, at, "s", "/cart"));
+        }
+        clicks.sort_by_key(|c| c.time_ms);
+        let mut at = t;
+        // A negative `tick_ms` hands the minute over in one batch before its ticks: events
+        // run ahead of the watermark, as in a batch that spans many ticks.
+        let ahead = tick_ms < 0;
+        let tick_ms = tick_ms.abs();
+        if ahead {
+            alerts.extend(h.process(&clicks).unwrap().alerts);
+        }
+        while at < t + MIN {
+            let end = at + tick_ms;
+            let slice: Vec<TestClick> = clicks
+                .iter()
+                .filter(|c| !ahead && c.time_ms >= at && c.time_ms < end)
+                .cloned()
+                .collect();
+            alerts.extend(h.process(&slice).unwrap().alerts);
+            alerts.extend(h.tick(end).unwrap().alerts);
+            at = end;
+        }
     }
     alerts
 }
@@ -547,4 +609,60 @@ fn levels_are_capped() {
         .collect();
     h.process(&clicks).unwrap();
     assert_eq!(h.plugin().tracked_levels(), 2);
+}
+
+#[test]
+fn with_second_ticks_a_category_outage_is_proven_within_its_first_bucket() {
+    let mut h = harness();
+    let mut rng = Rng(21);
+    let none = |_: i64, _: i64, _: &str| 1.0;
+    let quiet = simulate_catalogue_ticked(&mut h, &mut rng, T0, 60, 1_000, none, |_| 20.0);
+    assert!(quiet.is_empty(), "{quiet:#?}");
+    // Every books product is lost from 20 s into minute 60 for 12 minutes: 80 events a minute
+    // at its level, none above 3 a minute on a page.
+    let start = T0 + 60 * MIN;
+    let outage_ms = start + 20_000;
+    let alerts = simulate_catalogue_ticked(
+        &mut h,
+        &mut rng,
+        start,
+        40,
+        1_000,
+        |m, ms, url| {
+            let t = start + m * MIN + ms;
+            if url.starts_with("/p/books-") && (outage_ms..outage_ms + 12 * MIN).contains(&t) {
+                0.0
+            } else {
+                1.0
+            }
+        },
+        |_| 20.0,
+    );
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(
+        (a.kind.as_str(), a.entity_type.as_str(), a.entity.as_str()),
+        ("traffic-drop", "category", "books")
+    );
+    // Proven by the sequential test before the bucket the outage began in has closed.
+    assert!(a.time_ms - outage_ms < 40_000, "{}", a.time_ms - outage_ms);
+    assert!(a.window_start_ms >= start, "{a:#?}");
+}
+
+#[test]
+fn with_second_ticks_six_hours_of_normal_traffic_raise_nothing() {
+    let mut h = harness();
+    let mut rng = Rng(22);
+    let none = |_: i64, _: i64, _: &str| 1.0;
+    let alerts = simulate_catalogue_ticked(&mut h, &mut rng, T0, 360, 1_000, none, |_| 20.0);
+    assert!(alerts.is_empty(), "{alerts:#?}");
+}
+
+#[test]
+fn with_second_ticks_events_ahead_of_the_watermark_count_at_their_own_time() {
+    let mut h = harness();
+    let mut rng = Rng(23);
+    let none = |_: i64, _: i64, _: &str| 1.0;
+    let alerts = simulate_catalogue_ticked(&mut h, &mut rng, T0, 120, -1_000, none, |_| 20.0);
+    assert!(alerts.is_empty(), "{alerts:#?}");
 }
