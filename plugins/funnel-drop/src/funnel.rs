@@ -54,6 +54,31 @@ pub struct Transition {
     pub initialised: bool,
     pub episode: Option<Episode>,
     pub quiet_until_ms: i64,
+    /// The sequential test's statistic and the bucket its excursion began (absent in 0.2.0
+    /// snapshots).
+    #[serde(default)]
+    pub seq: f64,
+    #[serde(default)]
+    pub seq_start_ms: i64,
+}
+
+/// The alternative `ρ` of the Bernoulli CUSUM on a conversion with baseline `p0`: the test
+/// drifts upwards exactly when conversion is below `r·p0`, i.e. the root in `(0, r)` of
+/// `r·p0·ln ρ + (1 − r·p0)·ln((1 − ρ·p0)/(1 − p0)) = 0` (at `ρ = r` the left side is the
+/// Kullback-Leibler divergence, positive; towards 0 it falls without bound).
+pub fn bernoulli_rho(p0: f64, r: f64) -> f64 {
+    let q = r * p0;
+    let f = |rho: f64| q * rho.ln() + (1.0 - q) * ((1.0 - rho * p0) / (1.0 - p0)).ln();
+    let (mut lo, mut hi) = (1e-9_f64, r);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if f(mid) < 0.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
 }
 
 /// A confirmed drop, as reported.
@@ -141,6 +166,38 @@ impl Transition {
             z,
             buckets: episode.buckets,
         })
+    }
+
+    /// The sequential test (a Bernoulli CUSUM, Page 1954): adds one bucket's entries and
+    /// conversions and says whether the excursion now proves a drop below `drop_ratio` of the
+    /// baseline at the tail of `z_threshold` sigmas. Each entry that does not convert adds
+    /// `ln((1 − ρ·p0)/(1 − p0))`, each conversion `ln ρ` ([`bernoulli_rho`]), so a broken step
+    /// is proven after about `ln(1/tail)/ln((1 − ρ·p0)/(1 − p0))` entries (18 at `p0` 0.5,
+    /// `tail` 3e-5), instead of when a window of buckets has filled with the break. Conversions
+    /// trail their entries, which at a break's start only delays the proof.
+    pub fn sequential(
+        &mut self,
+        bucket_ms: i64,
+        entered: u32,
+        converted: u32,
+        warm: bool,
+        s: &Settings,
+    ) -> bool {
+        let testable = warm
+            && bucket_ms >= self.quiet_until_ms
+            && !self.episode.as_ref().is_some_and(|e| e.alerted);
+        let Some(p0) = self.baseline().filter(|p| testable && *p > 0.0 && *p < 1.0) else {
+            self.seq = 0.0;
+            return false;
+        };
+        let rho = bernoulli_rho(p0, s.drop_ratio);
+        let (n, x) = (f64::from(entered), f64::from(converted));
+        let llr = x * rho.ln() + (n - x).max(0.0) * ((1.0 - rho * p0) / (1.0 - p0)).ln();
+        if self.seq <= 0.0 {
+            self.seq_start_ms = bucket_ms;
+        }
+        self.seq = (self.seq + llr).max(0.0);
+        self.seq >= -clickwatch_sdk::detect::tail::normal_sf(s.z_threshold).ln()
     }
 
     /// Folds one bucket's counts into the baseline, except during a drop: an outage must not

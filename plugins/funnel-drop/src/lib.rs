@@ -32,9 +32,17 @@
 //!   when the alert goes out belong to it. The baseline does not learn during an episode;
 //!   after one, the step is quiet for `cooldown_buckets` (60); an episode longer than
 //!   `max_episode_buckets` (240) becomes the new baseline.
+//! - **sequential test** (the site's funnel): a Bernoulli CUSUM per transition on each
+//!   bucket's entries and conversions, for conversion below `drop_ratio` of the baseline
+//!   ([`funnel::bernoulli_rho`]), signalling at `ln(1/tail)` with the tail of `z_threshold`
+//!   sigmas (Wald's bound), so a broken step is proven after a score of entries instead of
+//!   when the window has filled with the break; judged under the same volume floor and traffic
+//!   guard as the window, and named by the same rules.
 //! - **traffic guard**: while the window's product-step entries are below
-//!   `min_traffic_ratio` (0.5) of their baseline, nothing is judged: an outage cuts sessions
-//!   short and every conversion falls, which is `traffic-anomaly`'s to report.
+//!   `min_traffic_ratio` (0.5) of their baseline, or any bucket of the window has site events
+//!   outside `[min_traffic_ratio, 1/min_traffic_ratio]` of the median of the last hour's
+//!   buckets, nothing is judged: an outage cuts sessions short and every conversion falls, a
+//!   surge brings another mix of visitors; both are `traffic-anomaly`'s to report.
 //! - **warm-up**: `warmup_buckets` (30) buckets are learned before anything may alert.
 //!
 //! # State
@@ -102,23 +110,30 @@ struct State {
     traffic: Traffic,
 }
 
-/// The site's events per bucket against a slow baseline: conversion is only judged while the
-/// site's traffic itself is near its normal. An outage (a broken tracker loses events at
+/// The site's events per bucket against their recent median: conversion is only judged while
+/// the site's traffic itself is near its normal. An outage (a broken tracker loses events at
 /// random: a session's one cart event is lost more often than one of its many product views)
 /// and a surge (visitors of another mix) both move conversion for reasons that are not the
 /// funnel's, and both are `traffic-anomaly`'s to report.
+///
+/// The reference is the median of the last [`GUARD_HISTORY`] closed buckets: it follows the
+/// daily shape within half that span, an outage or a surge shorter than half of it cannot
+/// move it, and a lasting change of level is the new normal after half of it. An EWMA
+/// winsorised to the guard's band (the earlier reference) could lag a steep morning, or a
+/// first bucket that was partial, for hours, and the guard stayed shut.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Traffic {
     /// Open buckets: (start, events).
     open: Vec<(i64, u32)>,
-    /// Closed buckets in the window, oldest last.
+    /// Closed buckets in the window, oldest first.
     window: std::collections::VecDeque<u32>,
-    /// EWMA of events per bucket, winsorised to the guard's band.
-    base: f64,
-    learned: u32,
-    /// Consecutive buckets the guard has been shut.
-    shut: u32,
+    /// The last [`GUARD_HISTORY`] closed buckets, oldest first (absent in earlier snapshots).
+    #[serde(default)]
+    history: std::collections::VecDeque<u32>,
 }
+
+/// Closed buckets whose median is the traffic guard's reference (an hour of 60 s buckets).
+const GUARD_HISTORY: usize = 60;
 
 impl Traffic {
     fn count(&mut self, bucket: i64) {
@@ -147,31 +162,23 @@ impl Traffic {
         while self.window.len() > s.window_buckets as usize {
             self.window.pop_front();
         }
+        // The reference before this bucket: the median of the history.
+        let warm = self.history.len() >= (s.warmup_buckets as usize).min(GUARD_HISTORY);
+        let mut sorted: Vec<u32> = self.history.iter().copied().collect();
+        sorted.sort_unstable();
+        let base = sorted.get(sorted.len() / 2).map_or(0.0, |&m| f64::from(m));
+        self.history.push_back(n);
+        while self.history.len() > GUARD_HISTORY {
+            self.history.pop_front();
+        }
         // Every bucket of the window must be near normal: the window judged now includes
         // them all, and the first bucket of an outage already skews its conversions.
         let ratio = s.min_traffic_ratio.clamp(1e-3, 1.0);
-        let base = self.base;
-        let open = self.learned < s.warmup_buckets
+        !warm
             || self.window.iter().all(|&x| {
                 let x = f64::from(x);
                 x >= ratio * base && x * ratio <= base
-            });
-        let x = f64::from(n);
-        if self.learned == 0 || self.shut >= s.max_episode_buckets {
-            // Shut for longer than any incident: this is the new normal.
-            self.base = x;
-            self.shut = 0;
-        } else {
-            // Always learned, winsorised to the guard's band: the daily shape moves the base
-            // along (a base that stopped learning whenever the guard shut would stay behind a
-            // steep morning and keep the guard shut), while an outage or a surge pulls it by
-            // at most a band's worth per bucket at the slow weight.
-            let clipped = x.clamp(ratio * base, base / ratio);
-            self.base += s.baseline_alpha * (clipped - self.base);
-            self.shut = if open { 0 } else { self.shut + 1 };
-        }
-        self.learned = self.learned.saturating_add(1);
-        open
+            })
     }
 }
 
@@ -272,17 +279,43 @@ impl FunnelDrop {
             // The site is the primary hypothesis, tested alone; the segments are a family and
             // share one false-alarm budget (Bonferroni over the segments judged).
             let segment_tests = tests.saturating_sub(usize::from(judged(&st.site, &site_sums)));
-            let site_finding = st.site.transitions[k].judge(
-                bucket,
-                len,
-                site_learned >= warmup,
-                site_sums[k],
-                site_sums[k + 1],
-                1,
-                site_learned,
-                s.min_window_volume,
-                s,
-            );
+            let site_t = &mut st.site.transitions[k];
+            let proven =
+                site_t.sequential(bucket, counts[k], counts[k + 1], site_learned >= warmup, s);
+            let site_finding = site_t
+                .judge(
+                    bucket,
+                    len,
+                    site_learned >= warmup,
+                    site_sums[k],
+                    site_sums[k + 1],
+                    1,
+                    site_learned,
+                    s.min_window_volume,
+                    s,
+                )
+                .or_else(|| {
+                    // The sequential test proved what the window does not show yet: the
+                    // episode starts where its excursion began.
+                    // Judged, like the window, only at `min_window_volume` entries a window.
+                    let busy = site_sums[k] >= u64::from(s.min_window_volume);
+                    let p0 = site_t.baseline().filter(|_| proven && busy)?;
+                    let e = site_t.episode.get_or_insert(funnel::Episode {
+                        start_ms: site_t.seq_start_ms,
+                        buckets: 0,
+                        alerted: false,
+                    });
+                    e.buckets = e.buckets.max(1);
+                    Some(funnel::Finding {
+                        start_ms: e.start_ms,
+                        time_ms: bucket.saturating_add(len),
+                        entered: site_sums[k],
+                        converted: site_sums[k + 1],
+                        baseline: p0,
+                        z: -(2.0 * site_t.seq).sqrt(),
+                        buckets: e.buckets,
+                    })
+                });
             let mut found = Vec::new();
             for (i, (g, sums)) in st.segments.iter_mut().zip(&seg_sums).enumerate() {
                 let learned = g.series.learned;

@@ -454,3 +454,54 @@ fn a_tracker_losing_most_events_is_not_a_funnel_drop() {
     }
     assert!(alerts.is_empty(), "{alerts:#?}");
 }
+
+#[test]
+fn a_broken_checkout_is_proven_sequentially_before_the_window_fills() {
+    let mut h = Harness::<FunnelDrop>::new("{}").unwrap();
+    let mut rng = Rng(4);
+    // About 14 checkouts a minute at this hour: the 5-bucket window needs five buckets of the
+    // break to fall below half its baseline; the sequential test needs a score of entries.
+    let start = T0 + 8 * 60 * MIN;
+    assert!(simulate(&mut h, &mut rng, start, 90, 100.0, |_| 0.65).is_empty());
+    let broken = start + 90 * MIN;
+    let alerts = simulate(&mut h, &mut rng, broken, 60, 100.0, |m| {
+        if m < 30 { 0.1 } else { 0.65 }
+    });
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(a.entity.as_str(), "*");
+    assert!(
+        a.time_ms - broken <= 3 * MIN,
+        "delay {}",
+        a.time_ms - broken
+    );
+    assert!(a.window_start_ms >= broken, "{a:#?}");
+}
+
+#[test]
+fn the_traffic_guard_follows_a_steep_start_from_a_partial_first_bucket() {
+    // The first bucket holds a few seconds of traffic and the morning then triples: a
+    // reference learned from that bucket at a slow weight (winsorised to the guard's band)
+    // stayed far below the traffic and kept the guard shut for hours; the median of the last
+    // hour follows.
+    let s = Settings::default();
+    let mut guard = crate::Traffic::default();
+    let mut open = Vec::new();
+    for (i, n) in std::iter::once(5)
+        .chain((0..120).map(|m| 100 + 2 * m))
+        .enumerate()
+    {
+        let bucket = i as i64 * MIN;
+        for _ in 0..n {
+            guard.count(bucket);
+        }
+        open.push(guard.close(bucket, &s));
+    }
+    assert!(open[40..].iter().all(|&o| o), "{open:?}");
+    // A site outage (a tenth of the events) shuts it, from its first bucket.
+    let bucket = 121 * MIN;
+    for _ in 0..30 {
+        guard.count(bucket);
+    }
+    assert!(!guard.close(bucket, &s));
+}
