@@ -406,15 +406,20 @@ fn print_unmatched(results: &[RunResult]) {
             }
         }
         for (l, d) in detections(&r.labels, &r.alerts) {
-            if d.is_none() && l.variant.as_deref() != Some("ordinary") {
-                eprintln!(
-                    "run {i} +{:>5.1} min missed {}/{} {}",
-                    (l.start_ms - start) as f64 / 60_000.0,
-                    l.kind,
-                    l.variant.clone().unwrap_or_default(),
-                    l.note
-                );
+            if l.variant.as_deref() == Some("ordinary") {
+                continue;
             }
+            let found = match d {
+                Some(d) => format!("found after {:.0} s", d as f64 / 1000.0),
+                None => "missed".to_owned(),
+            };
+            eprintln!(
+                "run {i} +{:>5.1} min {found} {}/{} {}",
+                (l.start_ms - start) as f64 / 60_000.0,
+                l.kind,
+                l.variant.clone().unwrap_or_default(),
+                l.note
+            );
         }
     }
 }
