@@ -1,7 +1,9 @@
-//! Embedded pipeline throughput: a file of generated events → both example plugins → SQLite
-//! (raw events and aggregates) + alerts file. Prints events/s.
+//! Embedded pipeline throughput: a file of generated events → plugins → SQLite (raw events
+//! and aggregates) + alerts file. Prints events/s.
 //!
-//! Run: cargo xtask plugins && cargo bench -p clickwatch --bench pipeline
+//! Run: cargo xtask plugins && cargo bench --profile dev -p clickwatch --bench pipeline
+//! Env: EVENTS (200000), PLUGINS (page-traffic,bot-detector; `all` for the six shipped),
+//! RAW (sqlite | none), TICK_MS (pipeline.tick_interval_ms, default 1000).
 
 use std::sync::Arc;
 
@@ -23,7 +25,27 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).expect("plugins dir");
-    for name in ["page-traffic", "bot-detector"] {
+    let names = match std::env::var("PLUGINS").as_deref() {
+        Ok("all") => {
+            "page-traffic,session-engagement,traffic-anomaly,bot-detector,click-fraud,funnel-drop"
+                .to_owned()
+        }
+        Ok(list) => list.to_owned(),
+        Err(_) => "page-traffic,bot-detector".to_owned(),
+    };
+    let names: Vec<&str> = names.split(',').map(str::trim).collect();
+    let raw = match std::env::var("RAW").as_deref() {
+        Ok("none") => "type = \"none\"".to_owned(),
+        _ => format!(
+            "type = \"sqlite\"\npath = \"{}/db.sqlite\"",
+            dir.path().display()
+        ),
+    };
+    let tick: u64 = std::env::var("TICK_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    for name in &names {
         std::fs::copy(
             wasm.join(format!("{name}.wasm")),
             plugins.join(format!("{name}.wasm")),
@@ -44,12 +66,13 @@ fn main() {
 [source]
 type = "file"
 path = "{}"
+[pipeline]
+tick_interval_ms = {tick}
 [plugins]
 dir = "{}"
 watch = false
 [sinks.raw]
-type = "sqlite"
-path = "{out}/db.sqlite"
+{raw}
 [sinks.aggregates]
 type = "sqlite"
 path = "{out}/db.sqlite"
@@ -80,8 +103,14 @@ path = "{out}/dead.jsonl"
     let secs = summary.elapsed.as_secs_f64();
     println!("{summary}");
     println!(
-        "\n{} events in {secs:.2} s = {:.0} events/s (file source, 2 plugins, SQLite raw + aggregates)",
+        "\n{} events in {secs:.2} s = {:.0} events/s (file source, {} plugins, raw {}, SQLite aggregates, tick {tick} ms)",
         summary.events_processed,
-        summary.events_processed as f64 / secs
+        summary.events_processed as f64 / secs,
+        names.len(),
+        if raw.contains("none") {
+            "none"
+        } else {
+            "SQLite"
+        },
     );
 }

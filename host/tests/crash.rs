@@ -16,47 +16,35 @@ use clickwatch::pipeline::{self, Ending, LocalCheckpoints};
 const EVENTS: u64 = 40_000;
 
 /// A config for an embedded generator run of `EVENTS` events at `rate` per wall second,
-/// checkpointing every 200 ms into `out/state`.
+/// checkpointing every 200 ms into `out/state`: the shared test config with its source,
+/// event time and state folder set.
 fn config_text(plugins: &Path, out: &Path, rate: u32) -> String {
-    format!(
-        r#"
-[source]
-type = "generator"
-rate = {rate}
-seed = 17
-simulated_rate = 25.0
-bot_fraction = 0.02
-max_events = {EVENTS}
-
-[pipeline]
-batch_size = 300
-batch_linger_ms = 20
-allowed_lateness_ms = 2000
-idle_advance_ms = 600000
-checkpoint_interval_ms = 200
-
-[plugins]
-dir = "{plugins}"
-deadline_ms = 5000
-state_dir = "{out}/state"
-
-[sinks.raw]
-type = "sqlite"
-path = "{out}/db.sqlite"
-[sinks.aggregates]
-type = "sqlite"
-path = "{out}/db.sqlite"
-[sinks.alerts]
-type = "file"
-path = "{out}/alerts.jsonl"
-stdout = false
-[sinks.dead_letters]
-type = "file"
-path = "{out}/dead.jsonl"
-"#,
-        plugins = plugins.display(),
-        out = out.display()
-    )
+    let source = format!(
+        "type = \"generator\"\nrate = {rate}\nseed = 17\nsimulated_rate = 25.0\nbot_fraction = 0.02\nmax_events = {EVENTS}"
+    );
+    let raw = format!("type = \"sqlite\"\npath = \"{}/db.sqlite\"", out.display());
+    let mut config: toml::Table = common::config_text(&source, plugins, out, &raw)
+        .parse()
+        .expect("test config TOML");
+    let set = |config: &mut toml::Table, section: &str, key: &str, value: toml::Value| {
+        let Some(toml::Value::Table(t)) = config.get_mut(section) else {
+            panic!("the shared test config has no [{section}]");
+        };
+        t.insert(key.to_owned(), value);
+    };
+    set(&mut config, "pipeline", "batch_size", 300.into());
+    set(&mut config, "pipeline", "allowed_lateness_ms", 2_000.into());
+    set(&mut config, "pipeline", "idle_advance_ms", 600_000.into());
+    set(
+        &mut config,
+        "pipeline",
+        "checkpoint_interval_ms",
+        200.into(),
+    );
+    set(&mut config, "plugins", "deadline_ms", 5_000.into());
+    let state = out.join("state").display().to_string();
+    set(&mut config, "plugins", "state_dir", state.into());
+    config.to_string()
 }
 
 fn write_config(dir: &Path, plugins: &Path, rate: u32) -> PathBuf {

@@ -1,6 +1,6 @@
 //! The embedded pipeline end to end on a file source: malformed records are dead-lettered with a
 //! reason and counted, every valid event is stored once, aggregates and alerts come out, and a
-//! replay of the same file stores nothing twice.
+//! replay of the same file stores nothing twice; a store outage is waited out without loss.
 
 mod common;
 
@@ -135,5 +135,81 @@ async fn a_file_with_bad_records_is_processed_and_bad_ones_dead_lettered() {
     assert_eq!(
         views, page_views,
         "every page view is counted in exactly one window"
+    );
+}
+
+/// An aggregate store that is down for its first `outage` writes (a transient error each
+/// time), then passes writes on.
+struct Flaky {
+    inner: Box<dyn clickwatch::sink::AggregateSink>,
+    outage: usize,
+}
+
+#[async_trait::async_trait]
+impl clickwatch::sink::AggregateSink for Flaky {
+    async fn ensure_table(
+        &mut self,
+        table: &clickwatch::aggregate::TableSchema,
+    ) -> Result<(), clickwatch::sink::SinkError> {
+        self.inner.ensure_table(table).await
+    }
+    async fn write(
+        &mut self,
+        rows: &[clickwatch::aggregate::AggregateRow],
+    ) -> Result<Vec<(usize, String)>, clickwatch::sink::SinkError> {
+        if self.outage > 0 {
+            self.outage -= 1;
+            return Err(clickwatch::sink::SinkError::transient(
+                "flaky",
+                "down for maintenance",
+            ));
+        }
+        self.inner.write(rows).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregate_store_outage_is_waited_out_and_no_row_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(plugins.join("page-traffic.wasm"), wasm("page-traffic")).unwrap();
+    let events = Generator::new(GeneratorSettings {
+        seed: 12,
+        ..GeneratorSettings::default()
+    })
+    .take(10_000);
+    let page_views = events
+        .iter()
+        .filter(|e| e.kind == clickwatch::event::EventKind::PageView)
+        .count() as i64;
+    let input = dir.path().join("events.jsonl");
+    let text: Vec<String> = events.iter().map(encode).collect();
+    std::fs::write(&input, text.join("\n")).unwrap();
+
+    let config = config(
+        &format!("type = \"file\"\npath = \"{}\"", input.display()),
+        &plugins,
+        dir.path(),
+    );
+    let metrics = Arc::new(Metrics::default());
+    let mut parts = pipeline::parts(&config, &metrics).await.expect("parts");
+    // The real store behind a fault-injecting one: the pipeline is built from parts.
+    parts.sinks.aggregates = Box::new(Flaky {
+        inner: parts.sinks.aggregates,
+        outage: 4,
+    });
+    let summary = pipeline::run_with(config, parts, metrics.clone(), std::future::pending())
+        .await
+        .expect("pipeline");
+    assert_eq!(summary.ending, Ending::Exhausted);
+    assert!(
+        Metrics::get(&metrics.sink_retries) >= 4,
+        "the outage was retried"
+    );
+    let views = common::sqlite_scalar(dir.path(), "SELECT SUM(views) FROM page_traffic").await;
+    assert_eq!(
+        views, page_views,
+        "every page view counted once after the outage"
     );
 }

@@ -77,20 +77,11 @@ async fn a_stopped_run_resumes_without_counting_twice() {
         .iter()
         .filter(|e| e.kind == EventKind::PageView)
         .count() as i64;
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/db.sqlite", dir.path().display()))
-        .await
-        .unwrap();
-    let views: i64 = sqlx::query_scalar("SELECT SUM(views) FROM page_traffic")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let views = common::sqlite_scalar(dir.path(), "SELECT SUM(views) FROM page_traffic").await;
     assert_eq!(
         views, page_views,
         "each page view of the two runs is counted exactly once"
     );
-    let raw: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_events")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let raw = common::sqlite_scalar(dir.path(), "SELECT COUNT(*) FROM click_events").await;
     assert_eq!(raw as u64, records);
 }

@@ -71,14 +71,17 @@ fn contained(mode: &str, expect: fn(&CallError) -> bool) {
     let mut counted = 0;
     for round in 0..6u64 {
         let out = set.process(&encode_batch(&events(round * 50, 50)), Instant::now());
-        counted += out
-            .rows
-            .iter()
-            .map(|r| match r.values[1] {
-                clickwatch::aggregate::Value::Int64(n) => n,
-                _ => 0,
-            })
-            .sum::<i64>();
+        // Ticks succeed in between, as in the pipeline; they must not hide the failures.
+        let ticked = set.tick(round as i64 * 1_000, Instant::now());
+        let count = |rows: &[clickwatch::aggregate::AggregateRow]| {
+            rows.iter()
+                .map(|r| match r.values[1] {
+                    clickwatch::aggregate::Value::Int64(n) => n,
+                    _ => 0,
+                })
+                .sum::<i64>()
+        };
+        counted += count(&ticked.rows) + count(&out.rows);
     }
     assert_eq!(
         counted, 300,

@@ -44,13 +44,12 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         .labels
         .unwrap_or_else(|| generator::default_labels_path(&args.events));
     let labels = generator::read_labels(&labels_path)?;
-    let settings = match &args.config {
-        Some(path) => PluginSettings::from_file(path)?,
-        None => PluginSettings::default(),
-    };
-    let event_time = match &args.config {
-        Some(path) => replay::event_time_from_file(path)?,
-        None => clickwatch::pipeline::EventTime::default(),
+    let (settings, event_time) = match &args.config {
+        Some(path) => replay::read_config(path)?,
+        None => (
+            PluginSettings::default(),
+            clickwatch::pipeline::EventTime::default(),
+        ),
     };
     let runtime = Runtime::new(replay::replay_limits())?;
     let (set, detectors) = replay::load_plugins(&runtime, &args.plugins, &settings)?;

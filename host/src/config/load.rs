@@ -132,6 +132,43 @@ fn apply_override(table: &mut toml::Table, path: &str, value: &str) {
     );
 }
 
+/// Checks a `[pipeline]` section; the error names the key and what was expected. Shared with
+/// `replay`, which reads the section of a pipeline config on its own.
+pub fn validate_pipeline(p: &super::PipelineConfig) -> Result<(), (&'static str, String)> {
+    let positive = "expected a positive number of milliseconds".to_owned();
+    if p.batch_size == 0 || p.batch_size > 100_000 {
+        return Err((
+            "pipeline.batch_size",
+            format!("expected 1..=100000, got {}", p.batch_size),
+        ));
+    }
+    if p.queue_batches == 0 {
+        return Err(("pipeline.queue_batches", "expected at least 1".into()));
+    }
+    if p.allowed_lateness_ms < 0 {
+        return Err((
+            "pipeline.allowed_lateness_ms",
+            format!("expected >= 0, got {}", p.allowed_lateness_ms),
+        ));
+    }
+    if p.idle_advance_ms == 0 {
+        return Err(("pipeline.idle_advance_ms", positive));
+    }
+    if p.checkpoint_interval_ms == 0 {
+        return Err(("pipeline.checkpoint_interval_ms", positive));
+    }
+    if p.tick_interval_ms == 0 || p.tick_interval_ms > 3_600_000 {
+        return Err((
+            "pipeline.tick_interval_ms",
+            format!(
+                "expected 1..=3600000 milliseconds, got {}",
+                p.tick_interval_ms
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
     let bad = |key: &str, message: String| ConfigError::Value {
         file: file.to_owned(),
@@ -147,43 +184,7 @@ fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
             ),
         ));
     }
-    let p = &config.pipeline;
-    if p.batch_size == 0 || p.batch_size > 100_000 {
-        return Err(bad(
-            "pipeline.batch_size",
-            format!("expected 1..=100000, got {}", p.batch_size),
-        ));
-    }
-    if p.queue_batches == 0 {
-        return Err(bad("pipeline.queue_batches", "expected at least 1".into()));
-    }
-    if p.allowed_lateness_ms < 0 {
-        return Err(bad(
-            "pipeline.allowed_lateness_ms",
-            format!("expected >= 0, got {}", p.allowed_lateness_ms),
-        ));
-    }
-    if p.idle_advance_ms == 0 {
-        return Err(bad(
-            "pipeline.idle_advance_ms",
-            "expected a positive number of milliseconds".into(),
-        ));
-    }
-    if p.checkpoint_interval_ms == 0 {
-        return Err(bad(
-            "pipeline.checkpoint_interval_ms",
-            "expected a positive number of milliseconds".into(),
-        ));
-    }
-    if p.tick_interval_ms == 0 || p.tick_interval_ms > 3_600_000 {
-        return Err(bad(
-            "pipeline.tick_interval_ms",
-            format!(
-                "expected 1..=3600000 milliseconds, got {}",
-                p.tick_interval_ms
-            ),
-        ));
-    }
+    validate_pipeline(&config.pipeline).map_err(|(key, message)| bad(key, message))?;
     if config.plugins.deadline_ms == 0 {
         return Err(bad(
             "plugins.deadline_ms",

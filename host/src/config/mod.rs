@@ -4,7 +4,7 @@
 mod load;
 mod tagged;
 
-pub use load::{ConfigError, ENV_PREFIX, load, parse};
+pub use load::{ConfigError, ENV_PREFIX, load, parse, validate_pipeline};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -5,11 +5,10 @@
 //! with the same keys (rows upserted, raw events by id, alerts by `alert_id`).
 //!
 //! The embedded sources checkpoint into a local folder ([`LocalCheckpoints`]); a Kafka input
-//! stores its partitions' states in its state topic (`kafka/state_store.rs`), confirmed by the
-//! acks of the sink work.
+//! stores its partitions' states in its state topic and then commits their offsets
+//! (`source/kafka/checkpoints.rs`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -22,6 +21,43 @@ pub struct Barrier {
     pub source: String,
     /// One state per task.
     pub states: Vec<PartitionState>,
+    /// Signalled once the checkpoint is stored or given up (a revoke waits for it before the
+    /// partitions move to another member).
+    pub done: Vec<std::sync::mpsc::SyncSender<()>>,
+}
+
+impl Barrier {
+    /// A barrier of `states` with no one waiting for it.
+    pub fn new(source: impl Into<String>, states: Vec<PartitionState>) -> Self {
+        Barrier {
+            source: source.into(),
+            states,
+            done: Vec::new(),
+        }
+    }
+
+    /// Folds in a `later` barrier: its states replace this one's for the same tasks, the
+    /// other tasks keep theirs (a revoke's barrier covers only the revoked partitions), and
+    /// everyone waiting on either is told.
+    pub fn merge(&mut self, later: Barrier) {
+        for state in later.states {
+            let same =
+                |s: &PartitionState| s.topic == state.topic && s.partition == state.partition;
+            match self.states.iter_mut().find(|s| same(s)) {
+                Some(old) => *old = state,
+                None => self.states.push(state),
+            }
+        }
+        self.done.extend(later.done);
+        self.source = later.source;
+    }
+
+    /// Tells whoever waits on this barrier that it is settled.
+    pub fn settle(self) {
+        for done in self.done {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// A checkpoint could not be stored or read.
@@ -53,7 +89,7 @@ pub trait Checkpointer: Send {
 }
 
 /// The file in the state folder holding the embedded sources' checkpoint.
-pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+pub const CHECKPOINT_FILE: &str = "checkpoint.jsonl";
 
 /// Checkpoints of an embedded source in a local folder (`plugins.state_dir`): one file, written
 /// to a temporary name, synced and renamed, so a crash leaves the previous checkpoint or the
@@ -61,13 +97,6 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 #[derive(Debug, Clone)]
 pub struct LocalCheckpoints {
     dir: PathBuf,
-}
-
-/// The file's form: the source, then the task's state in the stored form of every store.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct File {
-    source: String,
-    state: serde_json::Value,
 }
 
 impl LocalCheckpoints {
@@ -107,12 +136,17 @@ impl LocalCheckpoints {
     }
 }
 
+/// The file's form, two JSON lines: the source (a string), then the task's state in the
+/// stored form every store uses (which has no line break), taken as is.
 fn decode(bytes: &[u8]) -> Result<(String, PartitionState), String> {
-    let file: File = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let topic: Arc<str> = "embedded".into();
-    let state = serde_json::to_vec(&file.state).map_err(|e| e.to_string())?;
-    let state = PartitionState::decode(&state, &topic)?;
-    Ok((file.source, state))
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("no line break after the source")?;
+    let (source, state) = (&bytes[..line_end], &bytes[line_end + 1..]);
+    let source: String = serde_json::from_slice(source).map_err(|e| e.to_string())?;
+    let state = PartitionState::decode(state.trim_ascii_end(), &"embedded".into())?;
+    Ok((source, state))
 }
 
 #[async_trait]
@@ -126,14 +160,11 @@ impl Checkpointer for LocalCheckpoints {
             source_id: barrier.source.clone(),
             message,
         };
-        let state = state.encode().map_err(encode_error)?;
-        let state: serde_json::Value =
-            serde_json::from_slice(&state).map_err(|e| encode_error(e.to_string()))?;
-        let bytes = serde_json::to_vec(&File {
-            source: barrier.source.clone(),
-            state,
-        })
-        .map_err(|e| encode_error(e.to_string()))?;
+        let mut bytes =
+            serde_json::to_vec(&barrier.source).map_err(|e| encode_error(e.to_string()))?;
+        bytes.push(b'\n');
+        bytes.extend(state.encode().map_err(encode_error)?);
+        bytes.push(b'\n');
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || write_atomically(&dir, &bytes))
             .await
@@ -189,10 +220,7 @@ mod tests {
         assert!(store.load("file a").is_none(), "nothing stored yet");
         for offset in [10, 20] {
             store
-                .store(&Barrier {
-                    source: "file a".into(),
-                    states: vec![state(offset)],
-                })
+                .store(&Barrier::new("file a", vec![state(offset)]))
                 .await
                 .unwrap();
         }
@@ -200,5 +228,21 @@ mod tests {
         assert_eq!(store.load("file b"), None, "another source's checkpoint");
         std::fs::write(store.path(), b"{torn").unwrap();
         assert_eq!(store.load("file a"), None, "an unreadable checkpoint");
+    }
+
+    #[test]
+    fn a_merged_barrier_keeps_every_task_and_the_latest_state_of_each() {
+        let at = |partition: i32, next_offset: i64| PartitionState {
+            partition,
+            ..state(next_offset)
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let mut first = Barrier::new("kafka", vec![at(0, 10), at(1, 10)]);
+        let mut revoke = Barrier::new("kafka", vec![at(1, 15), at(2, 3)]);
+        revoke.done.push(tx);
+        first.merge(revoke);
+        assert_eq!(first.states, vec![at(0, 10), at(1, 15), at(2, 3)]);
+        first.settle();
+        assert_eq!(rx.try_recv(), Ok(()), "the revoke's waiter is told");
     }
 }

@@ -9,12 +9,13 @@ mod processor;
 mod sink_stage;
 mod status;
 mod task;
+mod tasks;
 
 pub use checkpoint::{Barrier, CHECKPOINT_FILE, CheckpointError, Checkpointer, LocalCheckpoints};
 pub use clock::EventTime;
 pub use processor::{Ending, Processor};
 pub use sink_stage::{SinkWork, Sinks, run_sinks};
-pub use status::{Summary, status_line};
+pub use status::{Outputs, Summary, outputs, status_line};
 pub use task::{Role, Task};
 
 use std::collections::HashMap;
@@ -61,46 +62,6 @@ pub enum PipelineError {
     Stage(String),
 }
 
-/// Where a run wrote its outputs.
-#[derive(Debug, Clone, Default)]
-pub struct Outputs {
-    /// Raw events store (a file, or a database URL without password).
-    pub raw: Option<String>,
-    /// Aggregates database.
-    pub aggregates: Option<String>,
-    /// Alerts file or topic.
-    pub alerts: Option<String>,
-    /// Dead-letter file or topic.
-    pub dead_letters: Option<String>,
-}
-
-/// Where the outputs of `config` go.
-pub fn outputs(config: &Config) -> Outputs {
-    let alerts = match &config.sinks.alerts {
-        AlertSinkConfig::File(f) => f.path.display().to_string(),
-        AlertSinkConfig::Kafka(k) => format!("kafka://{}/{}", k.brokers, k.topic),
-    };
-    let dead = match &config.sinks.dead_letters {
-        DeadLetterConfig::File(f) => f.path.display().to_string(),
-        DeadLetterConfig::Kafka(k) => format!("kafka://{}/{}", k.brokers, k.topic),
-    };
-    let aggregates = match &config.sinks.aggregates {
-        AggregateSinkConfig::Sqlite(s) => s.path.display().to_string(),
-        AggregateSinkConfig::Bigquery(b) => format!("bigquery://{}/{}", b.project, b.dataset),
-    };
-    let raw = match &config.sinks.raw {
-        RawSinkConfig::Sqlite(s) => s.path.display().to_string(),
-        RawSinkConfig::Postgres(p) => p.url.clone(),
-        RawSinkConfig::None(_) => "(not kept)".to_owned(),
-    };
-    Outputs {
-        raw: Some(raw),
-        aggregates: Some(aggregates),
-        alerts: Some(alerts),
-        dead_letters: Some(dead),
-    }
-}
-
 async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
     let alerts: Box<dyn crate::sink::AlertSink> = match &config.sinks.alerts {
         AlertSinkConfig::File(f) => Box::new(JsonLinesAlertSink::open(&f.path, f.stdout).await?),
@@ -130,13 +91,7 @@ async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
         SourceConfig::Kafka(k) => Some(Box::new(crate::shuffle::KafkaRouted::new(&k.brokers)?)),
         _ => None,
     };
-    // An embedded source with a state folder checkpoints there (a Kafka input's checkpoints
-    // go to its state topic instead).
-    let checkpoints: Option<Box<dyn Checkpointer>> =
-        match (&config.source, &config.plugins.state_dir) {
-            (SourceConfig::Kafka(_), _) | (_, None) => None,
-            (_, Some(dir)) => Some(Box::new(LocalCheckpoints::new(dir))),
-        };
+    let checkpoints = local_checkpoints(config).map(|c| Box::new(c) as Box<dyn Checkpointer>);
     Ok(Sinks {
         raw,
         aggregates,
@@ -145,6 +100,15 @@ async fn open_sinks(config: &Config) -> Result<Sinks, SinkError> {
         routed,
         checkpoints,
     })
+}
+
+/// Where an embedded source with a state folder checkpoints (a Kafka input's checkpoints go
+/// to its state topic instead).
+fn local_checkpoints(config: &Config) -> Option<LocalCheckpoints> {
+    match (&config.source, &config.plugins.state_dir) {
+        (SourceConfig::Kafka(_), _) | (_, None) => None,
+        (_, Some(dir)) => Some(LocalCheckpoints::new(dir)),
+    }
 }
 
 /// Loads every plugin in the folder (a bad file is logged and skipped) and restores saved state.
@@ -216,16 +180,23 @@ pub fn source_id(config: &Config) -> String {
     }
 }
 
-/// Runs the pipeline of `config` until the source is exhausted or `shutdown` resolves. The
-/// value `shutdown` resolves to says how to end: [`Ending::Exhausted`] treats it as the end of
-/// the input (every window closes); [`Ending::Stopped`] keeps open windows in plugin state.
-pub async fn run(
-    config: Config,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = Ending>,
-) -> Result<Summary, PipelineError> {
-    let started = Instant::now();
-    let p = &config.pipeline;
+/// The parts of a pipeline that are built from its config before it starts: tests and
+/// embedders may replace any of them (e.g. a fault-injecting sink) before
+/// [`run_with`].
+pub struct Parts {
+    /// The sinks the sink stage writes to.
+    pub sinks: Sinks,
+    /// The plugins loaded from the folder.
+    pub plugins: PluginSet,
+    /// The wasm runtime the plugins were compiled with (the watcher compiles with it too).
+    pub runtime: Runtime,
+    /// Content hashes of the plugin files loaded, so the watcher does not reload them.
+    pub known: HashMap<PathBuf, u64>,
+}
+
+/// Builds the parts of `config`'s pipeline: the runtime under the sandbox limits, the sinks
+/// (opened), the plugins (loaded; a bad file is logged and skipped).
+pub async fn parts(config: &Config, metrics: &Metrics) -> Result<Parts, PipelineError> {
     let limits = Limits {
         deadline: Duration::from_millis(config.plugins.deadline_ms),
         memory_bytes: config.plugins.memory_mb as usize * (1 << 20),
@@ -237,8 +208,44 @@ pub async fn run(
         ..Policy::default()
     };
     let runtime = Runtime::new(limits)?;
-    let sinks = open_sinks(&config).await?;
-    let (plugins, known) = load_plugins(&config, &runtime, policy, &metrics).await?;
+    let sinks = open_sinks(config).await?;
+    let (plugins, known) = load_plugins(config, &runtime, policy, metrics).await?;
+    Ok(Parts {
+        sinks,
+        plugins,
+        runtime,
+        known,
+    })
+}
+
+/// Runs the pipeline of `config` until the source is exhausted or `shutdown` resolves. The
+/// value `shutdown` resolves to says how to end: [`Ending::Exhausted`] treats it as the end of
+/// the input (every window closes); [`Ending::Stopped`] keeps open windows in plugin state.
+pub async fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = Ending>,
+) -> Result<Summary, PipelineError> {
+    let parts = parts(&config, &metrics).await?;
+    run_with(config, parts, metrics, shutdown).await
+}
+
+/// [`run`] with parts built (and perhaps replaced) by the caller; the source comes from
+/// `config`.
+pub async fn run_with(
+    config: Config,
+    parts: Parts,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = Ending>,
+) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
+    let p = &config.pipeline;
+    let Parts {
+        mut sinks,
+        plugins,
+        runtime,
+        known,
+    } = parts;
 
     let (source_tx, source_rx) = mpsc::channel::<SourceMsg>(p.queue_batches);
     let (sink_tx, sink_rx) = mpsc::channel::<SinkWork>(p.queue_batches);
@@ -255,10 +262,8 @@ pub async fn run(
             })
             .await;
     }
-    let sink_task = tokio::spawn(run_sinks(sinks, sink_rx, metrics.clone()));
 
     let event_time = EventTime::of(p);
-    let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::channel();
     let mut kafka = None;
     let (processor, skip) = match &config.source {
         SourceConfig::Kafka(k) => {
@@ -281,11 +286,12 @@ pub async fn run(
             let started = KafkaSource::start(
                 settings,
                 source_tx.clone(),
-                checkpoint_rx,
                 stop_rx.clone(),
                 metrics.clone(),
             )
             .await?;
+            // The partitions' checkpoints are barriers the sink stage stores.
+            sinks.checkpoints = Some(Box::new(started.checkpointer()));
             let router = crate::shuffle::Router {
                 input: k.topic.as_str().into(),
                 input_partitions: started.input_partitions,
@@ -302,17 +308,14 @@ pub async fn run(
                 router,
                 event_time,
                 metrics.clone(),
-                source_id(&config),
-                checkpoint_tx,
                 Duration::from_millis(k.checkpoint_interval_ms),
             );
             (processor, 0)
         }
         _ => {
-            drop((checkpoint_tx, checkpoint_rx));
             // Resume after what the last run of the same source checkpointed.
             let id = source_id(&config);
-            let local = config.plugins.state_dir.as_ref().map(LocalCheckpoints::new);
+            let local = local_checkpoints(&config);
             let restored = local.as_ref().and_then(|c| c.load(&id));
             let skip = restored.as_ref().map_or(0, |s| s.next_offset.max(0) as u64);
             let every = Duration::from_millis(p.checkpoint_interval_ms);
@@ -326,6 +329,7 @@ pub async fn run(
             (processor, skip)
         }
     };
+    let sink_task = tokio::spawn(run_sinks(sinks, sink_rx, metrics.clone()));
     let processor_thread = std::thread::Builder::new()
         .name("processor".into())
         .spawn(move || processor.run(source_rx, control_rx, sink_tx))
@@ -361,12 +365,9 @@ pub async fn run(
         tokio::spawn(async move {
             match source {
                 SourceConfig::Kafka(_) => {
-                    // Ends after `stop`, once every partition is checkpointed; hands back the
-                    // committer, which ends after the processor.
+                    // Ends after `stop`, once every partition's last checkpoint is settled.
                     if let Some(kafka) = kafka {
-                        return tokio::task::spawn_blocking(move || kafka.join_poll())
-                            .await
-                            .ok();
+                        let _ = tokio::task::spawn_blocking(move || kafka.join()).await;
                     }
                 }
                 SourceConfig::Generator(g) => {
@@ -394,22 +395,17 @@ pub async fn run(
                     }
                 }
             }
-            None
         })
     };
 
     let mut source = source;
-    let mut committer = None;
     let ending = tokio::select! {
-        c = &mut source => {
-            committer = c.ok().flatten();
-            None
-        }
+        _ = &mut source => None,
         ending = shutdown => Some(ending),
     };
     let _ = stop_tx.send(true);
     if let Some(ending) = ending {
-        committer = (&mut source).await.ok().flatten();
+        let _ = (&mut source).await;
         if ending == Ending::Exhausted {
             let _ = source_tx.send(SourceMsg::Exhausted).await;
         }
@@ -419,14 +415,12 @@ pub async fn run(
         .await
         .map_err(|e| PipelineError::Stage(e.to_string()))?
         .map_err(|_| PipelineError::Stage("the processor thread panicked".into()))?;
-    sink_task
+    let sinks = sink_task
         .await
         .map_err(|e| PipelineError::Stage(e.to_string()))?;
-    if let Some(committer) = committer {
-        // The committer ends once the processor is gone; it also closes the consumer, which
-        // leaves the group so other hosts take the partitions over at once.
-        let _ = tokio::task::spawn_blocking(move || committer.join()).await;
-    }
+    // Closing the sinks may block: a Kafka input's checkpointer holds the consumer, which
+    // leaves the group then, so other hosts take the partitions over at once.
+    let _ = tokio::task::spawn_blocking(move || drop(sinks)).await;
     if let Some(watcher) = watcher {
         match watcher.await {
             Ok(Err(error)) => tracing::warn!(%error, "plugin watcher stopped"),

@@ -3,27 +3,31 @@
 //! partition's checkpoint), checkpointed periodically and on revoke, and dropped without a
 //! checkpoint when the assignment was lost.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::processor::Processor;
+use super::checkpoint::Barrier;
 use super::sink_stage::SinkWork;
 use super::task::{Role, Task};
-use crate::plugin::PluginStatus;
-use crate::shuffle::Origins;
-use crate::source::{Checkpoint, PartitionState, TopicPartition};
+use super::tasks::Tasks;
+use crate::plugin::{InstallError, Installed, PluginSet, Prepared};
+use crate::shuffle::{Origins, Router};
+use crate::source::{PartitionState, TopicPartition};
 
-impl Processor {
+/// What a partitioned source's tasks are made from.
+pub struct Partitioned {
+    /// The loaded plugins, never run, from which each new partition's task gets fresh
+    /// instances; it also decides swaps and refusals.
+    pub template: PluginSet,
+    /// How the input is re-partitioned by state key.
+    pub router: Arc<Router>,
+}
+
+impl Partitioned {
     /// Starts the task of a newly assigned partition with fresh plugin instances, restoring
     /// the state its last owner checkpointed.
-    pub(super) fn assign(&mut self, at: TopicPartition, restored: Option<PartitionState>) {
-        let (Some(template), Some(router)) = (&self.template, &self.router) else {
-            tracing::error!(
-                partition = %at,
-                "a partition was assigned to an unpartitioned pipeline"
-            );
-            return;
-        };
+    pub fn assign(&self, tasks: &mut Tasks, at: TopicPartition, restored: Option<PartitionState>) {
+        let (template, router) = (&self.template, &self.router);
         let now = Instant::now();
         let (role, (plugins, failed)) = if at.topic == router.input {
             // Routing needs no plugins: they run where the key groups are.
@@ -65,64 +69,45 @@ impl Processor {
                 Task::new(plugins, role)
             }
         };
-        if let Some(old) = self.tasks.insert(at, task) {
-            merge_status(&mut self.retired, old.plugins.status());
-        }
+        tasks.insert(at, task);
     }
 
     /// Checkpoints the tasks of `partitions` (dropping them when `drop` is set, on revoke):
-    /// the returned work carries an ack, and the checkpoint goes to the source, which stores
-    /// the states and commits the offsets once the sinks acknowledged.
-    pub(super) fn checkpoint(
-        &mut self,
+    /// the returned work is a barrier, stored (states, then offsets) once the sinks hold
+    /// everything before it; `done` is told when it is settled.
+    pub fn checkpoint(
+        &self,
+        tasks: &mut Tasks,
         partitions: &[TopicPartition],
         drop: bool,
         done: Option<std::sync::mpsc::SyncSender<()>>,
     ) -> SinkWork {
-        self.last_checkpoint = Instant::now();
         let mut states = Vec::new();
         for partition in partitions {
-            let state = match self.tasks.get_mut(partition) {
+            let state = match tasks.map.get_mut(partition) {
                 Some(task) => task.checkpoint(partition),
                 None => None,
             };
             states.extend(state);
-            if drop && let Some(task) = self.tasks.remove(partition) {
-                merge_status(&mut self.retired, task.plugins.status());
+            if drop && tasks.retire(partition) {
                 tracing::info!(
                     %partition,
                     "partition revoked; its task is checkpointed and dropped"
                 );
             }
         }
-        let Some(checkpoints) = &self.checkpoints else {
-            if let Some(done) = done {
-                let _ = done.send(());
-            }
-            return SinkWork::default();
-        };
-        let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
-        let checkpoint = Checkpoint {
-            ack: ack_rx,
-            partitions: states,
-            done,
-        };
-        if let Err(std::sync::mpsc::SendError(checkpoint)) = checkpoints.send(checkpoint)
-            && let Some(done) = checkpoint.done
-        {
-            let _ = done.send(());
-        }
+        let mut barrier = Barrier::new(self.router.input.to_string(), states);
+        barrier.done.extend(done);
         SinkWork {
-            acks: vec![ack_tx],
+            barrier: Some(barrier),
             ..SinkWork::default()
         }
     }
 
     /// Drops the tasks of partitions this member lost without checkpointing them.
-    pub(super) fn drop_lost(&mut self, partitions: &[TopicPartition]) {
+    pub fn drop_lost(tasks: &mut Tasks, partitions: &[TopicPartition]) {
         for partition in partitions {
-            if let Some(task) = self.tasks.remove(partition) {
-                merge_status(&mut self.retired, task.plugins.status());
+            if tasks.retire(partition) {
                 tracing::warn!(
                     %partition,
                     "partition lost; its task is dropped without a checkpoint (the new owner resumes from the last one)"
@@ -130,59 +115,59 @@ impl Processor {
             }
         }
     }
-}
 
-/// Adds the counters of `statuses` into `all`, by plugin name. `statuses` are the newer ones
-/// (tasks dropped later, or still live), so their version and file win: a plugin swapped after
-/// a rebalance is reported at its current version.
-pub(super) fn merge_status(all: &mut BTreeMap<String, PluginStatus>, statuses: Vec<PluginStatus>) {
-    for status in statuses {
-        match all.get_mut(&status.name) {
-            Some(sum) => {
-                sum.version = status.version;
-                sum.path = status.path;
-                sum.stats.events += status.stats.events;
-                sum.stats.failures += status.stats.failures;
-                sum.stats.restarts += status.stats.restarts;
-                sum.stats.quarantines += status.stats.quarantines;
-                sum.stats.skipped_events += status.stats.skipped_events;
-                sum.quarantined |= status.quarantined;
+    /// Installs a plugin: the template decides whether it is accepted; every task of its key
+    /// group then gets its own fresh instance, swapped in with its own state carried over.
+    pub fn install(
+        &mut self,
+        tasks: &mut Tasks,
+        prepared: Prepared,
+        now: Instant,
+    ) -> Result<Installed, InstallError> {
+        let name = prepared.module.info.name.clone();
+        let key = prepared.module.info.key.clone();
+        let (template, router) = (&mut self.template, &self.router);
+        {
+            // A key group's internal topic exists from the start of the run; the consumer
+            // reads only those.
+            if !router.groups.iter().any(|g| g.key == key) {
+                return Err(InstallError::Unavailable(format!(
+                    "plugin {name} is keyed by {key}, and this running pipeline has no {key} key group (it re-partitions by {}): restart the host to add it",
+                    router
+                        .groups
+                        .iter()
+                        .map(|g| g.key.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
             }
-            None => {
-                all.insert(status.name.clone(), status);
+            if let Some(old) = template.key_of(&name)
+                && *old != key
+            {
+                return Err(InstallError::Unavailable(format!(
+                    "plugin {name} changes its state key from {old} to {key}: its state would have to move between key groups; restart the host to deploy it"
+                )));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plugin::SlotStats;
-
-    fn status(version: &str, events: u64) -> PluginStatus {
-        PluginStatus {
-            name: "counter".into(),
-            version: version.into(),
-            path: format!("{version}.wasm").into(),
-            stats: SlotStats {
-                events,
-                ..SlotStats::default()
-            },
-            quarantined: false,
+        let done = template.install(prepared, now)?;
+        for (at, task) in &mut tasks.map {
+            // Only the tasks of the plugin's key group (route tasks belong to none).
+            let in_group = router.group_of(&at.topic).is_some_and(|g| g.key == key);
+            if !in_group {
+                continue;
+            }
+            match template.fresh(&done.name) {
+                Some(Ok(copy)) => {
+                    if let Err(error) = task.plugins.install(copy, now) {
+                        tracing::error!(partition = %at, plugin = %done.name, %error, "plugin not installed for this partition");
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::error!(partition = %at, plugin = %done.name, %error, "plugin could not start for this partition")
+                }
+                None => {}
+            }
         }
-    }
-
-    #[test]
-    fn merged_counters_add_up_and_the_newer_version_wins() {
-        let mut all = BTreeMap::new();
-        merge_status(&mut all, vec![status("1.0.0", 10)]);
-        merge_status(&mut all, vec![status("2.0.0", 5)]);
-        let counter = &all["counter"];
-        assert_eq!(
-            (counter.version.as_str(), counter.stats.events),
-            ("2.0.0", 15)
-        );
-        assert_eq!(counter.path, std::path::PathBuf::from("2.0.0.wasm"));
+        Ok(done)
     }
 }

@@ -2,7 +2,6 @@
 //! batches in, late events split off, plugins run, watermark advanced, work out to the sinks.
 //! Plugin swaps are applied here, between batches, so no batch is lost or seen twice.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,14 +9,15 @@ use tokio::sync::mpsc;
 
 use super::checkpoint::Barrier;
 use super::clock::EventTime;
-use super::partitions::merge_status;
+use super::partitions::Partitioned;
 use super::sink_stage::SinkWork;
 use super::task::{Role, Task};
+use super::tasks::Tasks;
 use crate::metrics::Metrics;
 use crate::plugin::{Control, PluginSet, PluginStatus};
 use crate::shuffle::Router;
 use crate::sink::DeadLetter;
-use crate::source::{BatchOrigin, Checkpoint, PartitionState, SourceMsg, TopicPartition};
+use crate::source::{BatchOrigin, PartitionState, SourceMsg, TopicPartition};
 
 /// How the processor ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,37 +32,25 @@ pub enum Ending {
 pub struct Processor {
     pub(crate) event_time: EventTime,
     pub(crate) metrics: Arc<Metrics>,
-    /// An embedded source whose state is kept (`plugins.state_dir`): checkpoint its task
-    /// every `checkpoint_interval` and at the end, through barriers in the sink queue.
-    keeps_state: bool,
+    /// For an embedded source whose state is kept (`plugins.state_dir`): the source's
+    /// identity. Its task is checkpointed every `checkpoint_interval` and at the end,
+    /// through barriers in the sink queue.
+    checkpointed_source: Option<String>,
     /// The tasks: one (key [`single`]) for the embedded sources, one per assigned partition
     /// of the input and of the internal topics for Kafka.
-    pub(super) tasks: BTreeMap<TopicPartition, Task>,
-    /// For a partitioned source: the loaded plugins, never run, from which each new
-    /// partition's task gets fresh instances; it also decides swaps and refusals.
-    pub(super) template: Option<PluginSet>,
-    /// For a partitioned source: how its input is re-partitioned by state key.
-    pub(super) router: Option<Arc<Router>>,
+    tasks: Tasks,
+    /// For a partitioned source: what its tasks are made from, where checkpoints go.
+    partitioned: Option<Partitioned>,
     /// Until when the processor was blocked handing work to the sinks: time it could not
     /// read input does not count as the input being quiet.
     blocked_until: Instant,
-    /// For a partitioned source: where checkpoints go once the sinks acknowledged them.
-    pub(super) checkpoints: Option<std::sync::mpsc::Sender<Checkpoint>>,
     checkpoint_interval: Duration,
-    pub(super) last_checkpoint: Instant,
+    last_checkpoint: Instant,
     /// When idle tasks were last looked for.
     last_idle_check: Instant,
-    /// Records (valid and invalid) received from an embedded source since its start: its
-    /// task's position, checkpointed with the plugin state, so a restart resumes instead of
-    /// counting records twice.
-    records: u64,
-    /// Identifies the source the position belongs to.
-    source_id: String,
     /// Plugins refused only because another file still provides their name, by name: they go
     /// live when that file is removed (a deploy that adds the new file, then deletes the old).
     parked: std::collections::HashMap<String, crate::plugin::Prepared>,
-    /// Counters of tasks already dropped (revoked partitions), for the final summary.
-    pub(super) retired: BTreeMap<String, PluginStatus>,
 }
 
 /// Task key of the embedded sources' only task: partition 0 of the embedded input.
@@ -87,17 +75,15 @@ impl Processor {
         checkpoints: Option<(String, Duration)>,
         restored: Option<&PartitionState>,
     ) -> Self {
-        let (source_id, interval) = checkpoints
-            .clone()
-            .unwrap_or_else(|| (String::new(), Duration::from_secs(5)));
-        let mut processor = Self::empty(event_time, metrics, source_id);
-        processor.keeps_state = checkpoints.is_some();
-        processor.checkpoint_interval = interval;
+        let mut processor = Self::empty(event_time, metrics);
+        if let Some((source, interval)) = checkpoints {
+            processor.checkpointed_source = Some(source);
+            processor.checkpoint_interval = interval;
+        }
         let task = match restored {
             Some(state) => {
-                processor.records = state.next_offset.max(0) as u64;
                 tracing::info!(
-                    records = processor.records,
+                    records = state.next_offset,
                     plugins = state.plugins.len(),
                     "resuming after the records the last run checkpointed"
                 );
@@ -115,42 +101,36 @@ impl Processor {
 
     /// A processor for a partitioned source: no task until a partition is assigned; input
     /// partitions route by `router`, each internal partition gets fresh instances of its key
-    /// group's `template` plugins. Checkpoints (every `checkpoint_interval`, and on revoke) go
-    /// to `checkpoints`.
+    /// group's `template` plugins. Checkpoints (every `checkpoint_interval`, and on revoke) are
+    /// barriers in the sink queue.
     pub fn partitioned(
         template: PluginSet,
         router: Router,
         event_time: EventTime,
         metrics: Arc<Metrics>,
-        source_id: String,
-        checkpoints: std::sync::mpsc::Sender<Checkpoint>,
         checkpoint_interval: Duration,
     ) -> Self {
-        let mut processor = Self::empty(event_time, metrics, source_id);
-        processor.template = Some(template);
-        processor.router = Some(Arc::new(router));
-        processor.checkpoints = Some(checkpoints);
+        let mut processor = Self::empty(event_time, metrics);
+        processor.partitioned = Some(Partitioned {
+            template,
+            router: Arc::new(router),
+        });
         processor.checkpoint_interval = checkpoint_interval;
         processor
     }
 
-    fn empty(event_time: EventTime, metrics: Arc<Metrics>, source_id: String) -> Self {
+    fn empty(event_time: EventTime, metrics: Arc<Metrics>) -> Self {
         Processor {
             event_time,
             metrics,
-            keeps_state: false,
-            tasks: BTreeMap::new(),
-            template: None,
-            router: None,
+            checkpointed_source: None,
+            tasks: Tasks::default(),
+            partitioned: None,
             blocked_until: Instant::now(),
-            checkpoints: None,
             checkpoint_interval: Duration::from_secs(5),
             last_checkpoint: Instant::now(),
             last_idle_check: Instant::now(),
-            records: 0,
-            source_id,
             parked: std::collections::HashMap::new(),
-            retired: BTreeMap::new(),
         }
     }
 
@@ -199,7 +179,12 @@ impl Processor {
                     self.process(events, dead, from)
                 }
                 Next::Input(Some(SourceMsg::Assign { at, restored })) => {
-                    self.assign(at, restored);
+                    match &self.partitioned {
+                        Some(p) => p.assign(&mut self.tasks, at, restored),
+                        None => {
+                            tracing::error!(partition = %at, "a partition was assigned to an unpartitioned pipeline")
+                        }
+                    }
                     SinkWork::default()
                 }
                 Next::Input(Some(SourceMsg::Revoke {
@@ -210,7 +195,7 @@ impl Processor {
                     let work = if checkpoint {
                         self.checkpoint(&partitions, true, Some(done))
                     } else {
-                        self.drop_lost(&partitions);
+                        Partitioned::drop_lost(&mut self.tasks, &partitions);
                         let _ = done.send(());
                         SinkWork::default()
                     };
@@ -222,7 +207,7 @@ impl Processor {
                 Next::Input(Some(SourceMsg::Exhausted)) => {
                     // No event will ever arrive: close every window.
                     let mut work = SinkWork::default();
-                    for task in self.tasks.values_mut() {
+                    for task in self.tasks.map.values_mut() {
                         work.merge(task.tick(i64::MAX));
                     }
                     if output.blocking_send(work).is_err() {
@@ -239,10 +224,10 @@ impl Processor {
             };
             work.merge(self.idle_advance());
             if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
-                if self.checkpoints.is_some() {
-                    let partitions: Vec<TopicPartition> = self.tasks.keys().cloned().collect();
+                if self.partitioned.is_some() {
+                    let partitions: Vec<TopicPartition> = self.tasks.map.keys().cloned().collect();
                     work.merge(self.checkpoint(&partitions, false, None));
-                } else if self.keeps_state {
+                } else if self.checkpointed_source.is_some() {
                     work.barrier = self.barrier();
                 }
             }
@@ -269,30 +254,42 @@ impl Processor {
         (ending, self.status())
     }
 
+    /// Checkpoints the partition tasks of `partitions` (dropping them on revoke): see
+    /// [`Partitioned::checkpoint`]. Without partitions there is nothing to store.
+    fn checkpoint(
+        &mut self,
+        partitions: &[TopicPartition],
+        drop: bool,
+        done: Option<std::sync::mpsc::SyncSender<()>>,
+    ) -> SinkWork {
+        self.last_checkpoint = Instant::now();
+        match &self.partitioned {
+            Some(p) => p.checkpoint(&mut self.tasks, partitions, drop, done),
+            None => {
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+                SinkWork::default()
+            }
+        }
+    }
+
     /// A checkpoint of the embedded task, if state is kept and it moved since the last one.
     fn barrier(&mut self) -> Option<Barrier> {
-        if !self.keeps_state {
-            return None;
-        }
+        let source = self.checkpointed_source.clone()?;
         self.last_checkpoint = Instant::now();
         let at = single();
-        let state = self.tasks.get_mut(&at)?.checkpoint(&at)?;
-        Some(Barrier {
-            source: self.source_id.clone(),
-            states: vec![state],
-        })
+        let state = self.tasks.map.get_mut(&at)?.checkpoint(&at)?;
+        Some(Barrier::new(source, vec![state]))
     }
 
     /// Counters of every plugin, summed over the tasks (including dropped ones).
     fn status(&self) -> Vec<PluginStatus> {
-        let mut all = self.retired.clone();
-        for task in self.tasks.values() {
-            merge_status(&mut all, task.plugins.status());
-        }
+        let all = self.tasks.status();
         if all.is_empty()
-            && let Some(template) = &self.template
+            && let Some(p) = &self.partitioned
         {
-            return template.status();
+            return p.template.status();
         }
         all.into_values().collect()
     }
@@ -332,10 +329,10 @@ impl Processor {
             Control::Remove(path) => {
                 self.parked.retain(|_, p| p.path != path);
                 let mut removed = None;
-                if let Some(template) = &mut self.template {
-                    removed = template.remove_path(&path);
+                if let Some(p) = &mut self.partitioned {
+                    removed = p.template.remove_path(&path);
                 }
-                for task in self.tasks.values_mut() {
+                for task in self.tasks.map.values_mut() {
                     removed = task.plugins.remove_path(&path).or(removed);
                 }
                 if let Some(name) = removed {
@@ -346,9 +343,14 @@ impl Processor {
                 }
             }
         }
-        let loaded = match &self.template {
-            Some(template) => template.len(),
-            None => self.tasks.values().next().map_or(0, |t| t.plugins.len()),
+        let loaded = match &self.partitioned {
+            Some(p) => p.template.len(),
+            None => self
+                .tasks
+                .map
+                .values()
+                .next()
+                .map_or(0, |t| t.plugins.len()),
         };
         self.metrics
             .plugins_loaded
@@ -364,61 +366,15 @@ impl Processor {
         prepared: crate::plugin::Prepared,
     ) -> Result<crate::plugin::Installed, crate::plugin::InstallError> {
         let now = Instant::now();
-        let Some(template) = &mut self.template else {
-            return match self.tasks.values_mut().next() {
+        let Some(partitioned) = &mut self.partitioned else {
+            return match self.tasks.map.values_mut().next() {
                 Some(task) => task.plugins.install(prepared, now),
                 None => Err(crate::plugin::InstallError::Unavailable(
                     "the pipeline has no plugin set to install into".into(),
                 )),
             };
         };
-        let name = prepared.module.info.name.clone();
-        let key = prepared.module.info.key.clone();
-        if let Some(router) = &self.router {
-            // A key group's internal topic exists from the start of the run; the consumer
-            // reads only those.
-            if !router.groups.iter().any(|g| g.key == key) {
-                return Err(crate::plugin::InstallError::Unavailable(format!(
-                    "plugin {name} is keyed by {key}, and this running pipeline has no {key} key group (it re-partitions by {}): restart the host to add it",
-                    router
-                        .groups
-                        .iter()
-                        .map(|g| g.key.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-            if let Some(old) = template.key_of(&name)
-                && *old != key
-            {
-                return Err(crate::plugin::InstallError::Unavailable(format!(
-                    "plugin {name} changes its state key from {old} to {key}: its state would have to move between key groups; restart the host to deploy it"
-                )));
-            }
-        }
-        let done = template.install(prepared, now)?;
-        for (at, task) in &mut self.tasks {
-            // Only the tasks of the plugin's key group (route tasks belong to none).
-            let in_group = self
-                .router
-                .as_ref()
-                .is_some_and(|r| r.group_of(&at.topic).is_some_and(|g| g.key == key));
-            if !in_group {
-                continue;
-            }
-            match template.fresh(&done.name) {
-                Some(Ok(copy)) => {
-                    if let Err(error) = task.plugins.install(copy, now) {
-                        tracing::error!(partition = %at, plugin = %done.name, %error, "plugin not installed for this partition");
-                    }
-                }
-                Some(Err(error)) => {
-                    tracing::error!(partition = %at, plugin = %done.name, %error, "plugin could not start for this partition")
-                }
-                None => {}
-            }
-        }
-        Ok(done)
+        partitioned.install(&mut self.tasks, prepared, now)
     }
 
     fn process(
@@ -427,9 +383,9 @@ impl Processor {
         dead: Vec<DeadLetter>,
         from: Option<BatchOrigin>,
     ) -> SinkWork {
-        self.records += (events.len() + dead.len()) as u64;
+        let records = (events.len() + dead.len()) as i64;
         let key = from.as_ref().map_or_else(single, BatchOrigin::task);
-        let Some(task) = self.tasks.get_mut(&key) else {
+        let Some(task) = self.tasks.map.get_mut(&key) else {
             // The source only sends batches of partitions it announced; if that is ever
             // violated, keep the records as dead letters rather than lose them.
             tracing::error!(
@@ -452,7 +408,7 @@ impl Processor {
         let work = task.process(events, dead, from.as_ref(), self.event_time, &self.metrics);
         if from.is_none() {
             // The embedded input's position is the records received from it.
-            task.next_offset = Some(self.records as i64);
+            task.next_offset = Some(task.next_offset.unwrap_or(0) + records);
         }
         work
     }
@@ -467,7 +423,7 @@ impl Processor {
             return work;
         }
         self.last_idle_check = Instant::now();
-        for (at, task) in &mut self.tasks {
+        for (at, task) in &mut self.tasks.map {
             let since = task.last_input.max(self.blocked_until);
             let quiet = since.elapsed();
             if quiet >= idle {

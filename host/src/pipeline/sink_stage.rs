@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::checkpoint::{Barrier, Checkpointer};
 use crate::aggregate::{AggregateRow, TableSchema};
@@ -26,6 +26,9 @@ pub struct SinkWork {
     /// (partition, offset) of each event when the source has them; otherwise empty. A store
     /// ignores it unless it has exactly one entry per event.
     pub sources: Vec<(i32, i64)>,
+    /// The input topic `sources` are offsets of (a Kafka input), so a record the raw store
+    /// refuses is dead-lettered with its coordinates.
+    pub input: Option<Arc<str>>,
     /// Aggregate rows.
     pub rows: Vec<AggregateRow>,
     /// Alerts.
@@ -34,9 +37,6 @@ pub struct SinkWork {
     pub dead: Vec<DeadLetter>,
     /// Records for the internal re-partitioning topics (stage 1 of a Kafka input).
     pub routed: Vec<Routed>,
-    /// Signalled once every sink has durably accepted the work (the source may then commit).
-    /// Several when work was merged: each is signalled.
-    pub acks: Vec<oneshot::Sender<()>>,
     /// A checkpoint as of this work: stored once every sink accepted the work (and all
     /// before it).
     pub barrier: Option<Barrier>,
@@ -48,15 +48,17 @@ impl SinkWork {
         self.tables.extend(other.tables);
         self.events.extend(other.events);
         self.sources.extend(other.sources);
+        if other.input.is_some() {
+            self.input = other.input;
+        }
         self.rows.extend(other.rows);
         self.alerts.extend(other.alerts);
         self.dead.extend(other.dead);
         self.routed.extend(other.routed);
-        // A merged checkpoint keeps its ack: dropping it would fail the checkpoint.
-        self.acks.extend(other.acks);
-        // The later checkpoint covers everything the earlier one did.
-        if other.barrier.is_some() {
-            self.barrier = other.barrier;
+        match (&mut self.barrier, other.barrier) {
+            (Some(mine), Some(later)) => mine.merge(later),
+            (mine, later @ Some(_)) => *mine = later,
+            (_, None) => {}
         }
     }
 
@@ -68,7 +70,6 @@ impl SinkWork {
             && self.alerts.is_empty()
             && self.dead.is_empty()
             && self.routed.is_empty()
-            && self.acks.is_empty()
             && self.barrier.is_none();
         (!empty).then_some(self)
     }
@@ -87,8 +88,8 @@ pub struct Sinks {
     /// The internal topics of a Kafka input's key groups (`None` for the embedded sources,
     /// which do not re-partition).
     pub routed: Option<Box<dyn RoutedSink>>,
-    /// Where barriers' checkpoints go (`None`: the pipeline keeps no state, or a Kafka input,
-    /// whose checkpoints are confirmed by acks).
+    /// Where barriers' checkpoints go: the state topic of a Kafka input, the state folder of
+    /// an embedded one (`None`: the pipeline keeps no state).
     pub checkpoints: Option<Box<dyn Checkpointer>>,
 }
 
@@ -119,8 +120,13 @@ macro_rules! retry {
     }};
 }
 
-/// Writes work until the channel closes.
-pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metrics: Arc<Metrics>) {
+/// Writes work until the channel closes; hands the sinks back (closing some blocks, e.g. a
+/// consumer leaving its group, so the caller drops them off the async workers).
+pub async fn run_sinks(
+    mut sinks: Sinks,
+    mut rx: mpsc::Receiver<SinkWork>,
+    metrics: Arc<Metrics>,
+) -> Sinks {
     // False once some output could not be written: no later checkpoint may be stored (it
     // would skip the lost output's input on a restart), so the input is read again instead.
     let mut confirmed = true;
@@ -142,9 +148,22 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
             ) {
                 Ok(written) => {
                     Metrics::add(&metrics.raw_rows, written.stored);
-                    dead_letter_rejected(&mut work.dead, "raw store", written.rejected, |i| {
-                        work.events.get(i).map(crate::event::encode)
-                    });
+                    let located = work.sources.len() == work.events.len();
+                    let (sources, input) = (&work.sources, work.input.as_deref());
+                    let at = |i: usize| {
+                        located
+                            .then(|| sources.get(i).copied())
+                            .flatten()
+                            .zip(input)
+                    };
+                    for letter in rejected_letters(
+                        "raw store",
+                        written.rejected,
+                        |i| work.events.get(i).map(crate::event::encode),
+                        at,
+                    ) {
+                        work.dead.push(letter);
+                    }
                 }
                 Err(error) => dead_letter_all(
                     &mut work.dead,
@@ -164,11 +183,17 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
                         &metrics.aggregate_rows,
                         (work.rows.len() - rejected.len()) as u64,
                     );
-                    dead_letter_rejected(&mut work.dead, "aggregate store", rejected, |i| {
-                        work.rows
-                            .get(i)
-                            .map(|r| serde_json::to_string(r).unwrap_or_default())
-                    });
+                    let letters = rejected_letters(
+                        "aggregate store",
+                        rejected,
+                        |i| {
+                            work.rows
+                                .get(i)
+                                .map(|r| serde_json::to_string(r).unwrap_or_default())
+                        },
+                        |_| None,
+                    );
+                    work.dead.extend(letters);
                 }
                 Err(error) => dead_letter_all(
                     &mut work.dead,
@@ -203,17 +228,15 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
                     Err(error) => {
                         // Only a broken producer fails for good; the input is not committed,
                         // so the next owner routes these events again.
-                        tracing::error!(%error, records = work.routed.len(), "routed events could not be written; this work is not acknowledged");
-                        work.acks.clear();
+                        tracing::error!(%error, records = work.routed.len(), "routed events could not be written; no later checkpoint is stored");
                         confirmed = false;
                     }
                 },
                 None => {
                     tracing::error!(
                         records = work.routed.len(),
-                        "routed events without internal topics; this work is not acknowledged"
+                        "routed events without internal topics; no later checkpoint is stored"
                     );
-                    work.acks.clear();
                     confirmed = false;
                 }
             }
@@ -226,21 +249,17 @@ pub async fn run_sinks(mut sinks: Sinks, mut rx: mpsc::Receiver<SinkWork>, metri
             ) {
                 Ok(()) => Metrics::add(&metrics.dead_letters, work.dead.len() as u64),
                 Err(error) => {
-                    tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; this work is not acknowledged, so its input is not committed");
-                    // Without the ack a Kafka checkpoint is not committed: the records are
-                    // read again by the next owner instead of being lost.
-                    work.acks.clear();
+                    tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; no later checkpoint is stored, so their input is read again");
                     confirmed = false;
                 }
             }
         }
-        for ack in work.acks.drain(..) {
-            let _ = ack.send(());
-        }
         if let Some(barrier) = work.barrier.take() {
             store_checkpoint(&mut sinks, &barrier, confirmed, &metrics).await;
+            barrier.settle();
         }
     }
+    sinks
 }
 
 /// Stores a barrier's checkpoint once its work is confirmed. A failure is logged and counted:
@@ -271,23 +290,34 @@ async fn store_checkpoint(
     }
 }
 
-/// Dead-letters the records a store refused one by one (`rejected`: index, reason).
-fn dead_letter_rejected(
-    dead: &mut Vec<DeadLetter>,
+/// Dead letters of the records a store refused one by one (`rejected`: index, reason), with
+/// the input coordinates (`at`: (partition, offset) and topic) where the record has them.
+fn rejected_letters<'a>(
     store: &str,
     rejected: Vec<(usize, String)>,
     payload: impl Fn(usize) -> Option<String>,
-) {
+    at: impl Fn(usize) -> Option<((i32, i64), &'a str)>,
+) -> Vec<DeadLetter> {
+    let mut dead = Vec::with_capacity(rejected.len());
     for (index, reason) in rejected {
         tracing::warn!(store, %reason, "the store refused a record; it goes to the dead letters");
-        dead.push(DeadLetter {
+        let letter = DeadLetter {
             reason: "sink_rejected".into(),
             detail: reason,
             origin: store.into(),
             payload: payload(index).unwrap_or_default(),
             ..DeadLetter::default()
+        };
+        dead.push(match at(index) {
+            Some(((partition, offset), topic)) => {
+                let letter = letter.at(topic, partition, offset);
+                let origin = format!("{} ({store})", letter.origin);
+                DeadLetter { origin, ..letter }
+            }
+            None => letter,
         });
     }
+    dead
 }
 
 fn dead_letter_all(
@@ -303,4 +333,158 @@ fn dead_letter_all(
         payload,
         ..DeadLetter::default()
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::sink::RawWrite;
+    use crate::source::PartitionState;
+
+    /// What the fake sinks saw, shared with the test.
+    #[derive(Default)]
+    struct Seen {
+        dead: Vec<DeadLetter>,
+        checkpoints: Vec<i64>,
+    }
+
+    /// Refuses the event at index 1 of every write.
+    struct PickyRaw;
+    #[async_trait]
+    impl RawSink for PickyRaw {
+        async fn write(&mut self, events: &[ClickEvent]) -> Result<RawWrite, SinkError> {
+            Ok(RawWrite {
+                stored: events.len() as u64 - 1,
+                rejected: vec![(1, "NUL in properties".into())],
+            })
+        }
+    }
+    struct NoRows;
+    #[async_trait]
+    impl AggregateSink for NoRows {
+        async fn ensure_table(&mut self, _: &TableSchema) -> Result<(), SinkError> {
+            Ok(())
+        }
+        async fn write(&mut self, _: &[AggregateRow]) -> Result<Vec<(usize, String)>, SinkError> {
+            Ok(Vec::new())
+        }
+    }
+    struct NoAlerts;
+    #[async_trait]
+    impl AlertSink for NoAlerts {
+        async fn write(&mut self, _: &[Alert]) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+    /// Keeps dead letters; refuses for good once `broken` is set.
+    struct Letters(Arc<Mutex<Seen>>, Arc<std::sync::atomic::AtomicBool>);
+    #[async_trait]
+    impl DeadLetterSink for Letters {
+        async fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+            if self.1.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(SinkError::permanent("test", "broken"));
+            }
+            self.0.lock().unwrap().dead.extend_from_slice(letters);
+            Ok(())
+        }
+    }
+    struct Store(Arc<Mutex<Seen>>);
+    #[async_trait]
+    impl Checkpointer for Store {
+        async fn store(
+            &mut self,
+            barrier: &Barrier,
+        ) -> Result<(), super::super::checkpoint::CheckpointError> {
+            let mut seen = self.0.lock().unwrap();
+            seen.checkpoints
+                .extend(barrier.states.iter().map(|s| s.next_offset));
+            Ok(())
+        }
+    }
+
+    fn barrier(next_offset: i64) -> Option<Barrier> {
+        Some(Barrier::new(
+            "test",
+            vec![PartitionState {
+                topic: "embedded".into(),
+                partition: 0,
+                next_offset,
+                watermark: 0,
+                max_event_ms: 0,
+                plugins: Vec::new(),
+                origins: None,
+            }],
+        ))
+    }
+
+    #[tokio::test]
+    async fn refused_rows_keep_their_coordinates_and_checkpoints_follow_written_work_only() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sinks = Sinks {
+            raw: Box::new(PickyRaw),
+            aggregates: Box::new(NoRows),
+            alerts: Box::new(NoAlerts),
+            dead_letters: Box::new(Letters(seen.clone(), broken.clone())),
+            routed: None,
+            checkpoints: Some(Box::new(Store(seen.clone()))),
+        };
+        let (tx, rx) = mpsc::channel(1);
+        let metrics = Arc::new(Metrics::default());
+        let stage = tokio::spawn(run_sinks(sinks, rx, metrics.clone()));
+        let events: Vec<ClickEvent> = (0..3)
+            .map(|i| crate::event::decode(format!(r#"{{"event_id":"e{i}","session_id":"s","event_type":"page_view","url":"/","event_time":"2026-01-01T00:00:0{i}Z"}}"#).as_bytes()).expect("event"))
+            .collect();
+        tx.send(SinkWork {
+            events,
+            sources: vec![(2, 10), (2, 11), (2, 12)],
+            input: Some("clicks".into()),
+            barrier: barrier(13),
+            ..SinkWork::default()
+        })
+        .await
+        .unwrap();
+        // Once a write is lost (the dead letters of the next work), no later checkpoint may
+        // be stored. The sink is broken only after the first work was handled.
+        while Metrics::get(&metrics.checkpoints) < 1 {
+            tokio::task::yield_now().await;
+        }
+        broken.store(true, std::sync::atomic::Ordering::Relaxed);
+        tx.send(SinkWork {
+            dead: vec![DeadLetter {
+                reason: "late".into(),
+                ..DeadLetter::default()
+            }],
+            ..SinkWork::default()
+        })
+        .await
+        .unwrap();
+        tx.send(SinkWork {
+            barrier: barrier(20),
+            ..SinkWork::default()
+        })
+        .await
+        .unwrap();
+        drop(tx);
+        stage.await.unwrap();
+
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.checkpoints,
+            vec![13],
+            "only the checkpoint after written work"
+        );
+        assert_eq!(Metrics::get(&metrics.checkpoint_failures), 1);
+        let refused = &seen.dead[0];
+        assert_eq!(refused.reason, "sink_rejected");
+        assert_eq!(
+            (refused.topic.as_deref(), refused.partition, refused.offset),
+            (Some("clicks"), Some(2), Some(11))
+        );
+        assert!(refused.payload.contains("\"e1\""), "{}", refused.payload);
+    }
 }

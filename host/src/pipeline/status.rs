@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use super::{Ending, Outputs};
+use super::processor::Ending;
+use crate::config::{
+    AggregateSinkConfig, AlertSinkConfig, Config, DeadLetterConfig, RawSinkConfig,
+};
 use crate::metrics::Metrics;
 use crate::plugin::PluginStatus;
 
@@ -142,5 +145,45 @@ impl std::fmt::Display for Summary {
             "    dead letters     {}",
             show_text(&self.outputs.dead_letters)
         )
+    }
+}
+
+/// Where a run wrote its outputs.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// Raw events store (a file, or a database URL without password).
+    pub raw: Option<String>,
+    /// Aggregates database.
+    pub aggregates: Option<String>,
+    /// Alerts file or topic.
+    pub alerts: Option<String>,
+    /// Dead-letter file or topic.
+    pub dead_letters: Option<String>,
+}
+
+/// Where the outputs of `config` go.
+pub fn outputs(config: &Config) -> Outputs {
+    let alerts = match &config.sinks.alerts {
+        AlertSinkConfig::File(f) => f.path.display().to_string(),
+        AlertSinkConfig::Kafka(k) => format!("kafka://{}/{}", k.brokers, k.topic),
+    };
+    let dead = match &config.sinks.dead_letters {
+        DeadLetterConfig::File(f) => f.path.display().to_string(),
+        DeadLetterConfig::Kafka(k) => format!("kafka://{}/{}", k.brokers, k.topic),
+    };
+    let aggregates = match &config.sinks.aggregates {
+        AggregateSinkConfig::Sqlite(s) => s.path.display().to_string(),
+        AggregateSinkConfig::Bigquery(b) => format!("bigquery://{}/{}", b.project, b.dataset),
+    };
+    let raw = match &config.sinks.raw {
+        RawSinkConfig::Sqlite(s) => s.path.display().to_string(),
+        RawSinkConfig::Postgres(p) => p.url.clone(),
+        RawSinkConfig::None(_) => "(not kept)".to_owned(),
+    };
+    Outputs {
+        raw: Some(raw),
+        aggregates: Some(aggregates),
+        alerts: Some(alerts),
+        dead_letters: Some(dead),
     }
 }

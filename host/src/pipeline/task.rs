@@ -162,6 +162,10 @@ impl Task {
         metrics: &Metrics,
     ) {
         let topic = origin_topic(origin);
+        if router.is_some() {
+            // Stored raw events carry their input coordinates.
+            work.input = origin.map(|o| o.topic.clone());
+        }
         let partition = origin.map_or(-1, |o| o.partition);
         let offsets = origin
             .map(|o| o.offsets.as_slice())
@@ -243,7 +247,8 @@ impl Task {
         metrics: &Metrics,
     ) {
         let mut markers = o.markers.iter().peekable();
-        let mut segment = Located::default();
+        // Only the events: stage 2 stores nothing, so their coordinates serve late ones only.
+        let mut segment = Vec::new();
         for (i, (event, &(from, offset))) in events.into_iter().zip(&o.routed).enumerate() {
             while let Some((_, marker)) = markers.next_if(|(before, _)| *before <= i) {
                 self.mark(*marker, &mut segment, work, metrics);
@@ -267,14 +272,12 @@ impl Task {
                 continue;
             }
             self.max_event_ms = self.max_event_ms.max(event.time_ms);
-            segment.push(event, Some((from, offset)));
+            segment.push(event);
         }
         for (_, marker) in markers {
             self.mark(*marker, &mut segment, work, metrics);
         }
-        if !segment.events.is_empty() {
-            self.run_plugins(&segment.events, work, metrics);
-        }
+        self.run_plugins(&segment, work, metrics);
     }
 
     /// Applies an origin's marker; when the minimum over the origins moves, the events before
@@ -282,7 +285,7 @@ impl Task {
     fn mark(
         &mut self,
         marker: Marker,
-        segment: &mut Located,
+        segment: &mut Vec<ClickEvent>,
         work: &mut SinkWork,
         metrics: &Metrics,
     ) {
@@ -293,7 +296,7 @@ impl Task {
         if let Some(next) = origins.watermark()
             && next > self.watermark
         {
-            let Located { events, .. } = std::mem::take(segment);
+            let events = std::mem::take(segment);
             self.run_plugins(&events, work, metrics);
             work.merge(self.tick(next));
         }
@@ -410,21 +413,19 @@ fn late(
     metrics: &Metrics,
 ) -> DeadLetter {
     Metrics::add(&metrics.events_late, 1);
-    DeadLetter {
+    let letter = DeadLetter {
         reason: "late".into(),
         detail: format!(
             "event time {} is behind the watermark {}",
             event.time_ms, watermark
         ),
-        origin: match at {
-            Some((p, off)) => format!("{topic}/{p}@{off}"),
-            None => "processor".into(),
-        },
+        origin: "processor".into(),
         payload: crate::event::encode(event),
-        topic: at.map(|_| topic.to_owned()),
-        partition: at.map(|(p, _)| p),
-        offset: at.map(|(_, off)| off),
         ..DeadLetter::default()
+    };
+    match at {
+        Some((partition, offset)) => letter.at(topic, partition, offset),
+        None => letter,
     }
 }
 

@@ -66,6 +66,9 @@ pub struct Slot {
     snapshot: Option<Vec<u8>>,
     last_snapshot: Instant,
     consecutive_failures: u32,
+    /// Which kind of call failed last: only a success of that kind ends a run of failures (a
+    /// plugin whose every `process` fails is not made healthy by its `tick`s succeeding).
+    failing: Option<CallKind>,
     quarantined_until: Option<Instant>,
     policy: Policy,
     stats: SlotStats,
@@ -90,6 +93,7 @@ impl Slot {
             snapshot: None,
             last_snapshot: Instant::now(),
             consecutive_failures: 0,
+            failing: None,
             quarantined_until: None,
             policy,
             stats: SlotStats::default(),
@@ -141,7 +145,7 @@ impl Slot {
 
     /// Processes a batch of `events` events.
     pub fn process(&mut self, batch: &ClickBatch, now: Instant) -> Outcome {
-        let outcome = self.call(now, |i| i.process(batch));
+        let outcome = self.call(now, CallKind::Process, |i| i.process(batch));
         match &outcome {
             Outcome::Done(_) => self.stats.events += u64::from(batch.len),
             _ => self.stats.skipped_events += u64::from(batch.len),
@@ -151,7 +155,7 @@ impl Slot {
 
     /// Advances the watermark.
     pub fn tick(&mut self, watermark_ms: i64, now: Instant) -> Outcome {
-        let outcome = self.call(now, |i| i.tick(watermark_ms));
+        let outcome = self.call(now, CallKind::Tick, |i| i.tick(watermark_ms));
         // Snapshot right after a tick that emitted something: a restart from an older snapshot
         // would re-open those windows and emit them again with stale counts.
         let emitted =
@@ -186,6 +190,7 @@ impl Slot {
     fn call(
         &mut self,
         now: Instant,
+        kind: CallKind,
         f: impl FnOnce(&mut Instance) -> Result<Output, CallError>,
     ) -> Outcome {
         if self.is_quarantined(now) {
@@ -202,7 +207,10 @@ impl Slot {
         };
         match f(instance) {
             Ok(output) => {
-                self.consecutive_failures = 0;
+                if self.failing.is_none_or(|k| k == kind) {
+                    self.consecutive_failures = 0;
+                    self.failing = None;
+                }
                 self.quarantined_until = None;
                 Outcome::Done(output)
             }
@@ -210,6 +218,7 @@ impl Slot {
                 if error.is_trap() {
                     self.instance = None;
                 }
+                self.failing = Some(kind);
                 self.fail(error.clone(), now);
                 Outcome::Failed(error)
             }
@@ -252,4 +261,11 @@ impl Slot {
         self.instance = None;
         tracing::error!(plugin, %error, kind = error.label(), backoff_ms = backoff.as_millis() as u64, "plugin quarantined after repeated failures; other plugins continue");
     }
+}
+
+/// The calls that make up a plugin's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    Process,
+    Tick,
 }

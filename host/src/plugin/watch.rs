@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 /// How long a file must stay unchanged before it is loaded.
 pub const SETTLE: Duration = Duration::from_millis(150);
 
+/// File events waiting for the watcher loop.
+const PATH_QUEUE: usize = 256;
+
 /// A change for the pipeline to apply between batches.
 #[derive(Debug)]
 pub enum Control {
@@ -57,7 +60,9 @@ pub async fn watch_folder(
     mut stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) -> Result<(), WatchError> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
+    // Bounded like every channel: the loop below drains it into `pending` at once, and when
+    // it is full notify's own thread waits (it is not an async worker).
+    let (tx, mut rx) = mpsc::channel::<PathBuf>(PATH_QUEUE);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Only changes count: our own reads of a file raise access events, which would
         // otherwise make every load trigger another.
@@ -68,7 +73,7 @@ pub async fn watch_folder(
             )
         {
             for path in event.paths {
-                let _ = tx.send(path);
+                let _ = tx.blocking_send(path);
             }
         }
     })

@@ -81,12 +81,14 @@ impl PluginSettings {
     /// Reads a TOML file whose `[plugins.settings.<name>]` tables (the host config's layout, so
     /// a pipeline config works as is) or `[settings.<name>]` tables are the plugins' settings.
     pub fn from_file(path: &Path) -> Result<Self, ReplayError> {
+        Self::from_table(path, &read_table(path)?)
+    }
+
+    fn from_table(path: &Path, table: &toml::Table) -> Result<Self, ReplayError> {
         let fail = |message: String| ReplayError::Settings {
             path: path.to_owned(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
         let settings = table
             .get("plugins")
             .and_then(|p| p.get("settings"))
@@ -115,34 +117,35 @@ impl PluginSettings {
     }
 }
 
-/// The event-time settings in the `[pipeline]` table of a TOML file (a pipeline config), so a
-/// replay judges lateness and ticks as that pipeline does; the defaults when it has none.
-pub fn event_time_from_file(path: &Path) -> Result<EventTime, ReplayError> {
+fn read_table(path: &Path) -> Result<toml::Table, ReplayError> {
     let fail = |message: String| ReplayError::Settings {
         path: path.to_owned(),
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| fail(e.to_string()))
+}
+
+/// What a replay takes from a TOML file (a pipeline config, or a settings file), read once:
+/// the plugin settings, and the event time of its `[pipeline]` table, so a replay judges
+/// lateness and ticks as that pipeline does (the defaults when it has none).
+pub fn read_config(path: &Path) -> Result<(PluginSettings, EventTime), ReplayError> {
+    let table = read_table(path)?;
+    let settings = PluginSettings::from_table(path, &table)?;
     let Some(pipeline) = table.get("pipeline") else {
-        return Ok(EventTime::default());
+        return Ok((settings, EventTime::default()));
+    };
+    let fail = |message: String| ReplayError::Settings {
+        path: path.to_owned(),
+        message,
     };
     let p: crate::config::PipelineConfig = pipeline
         .clone()
         .try_into()
         .map_err(|e| fail(format!("[pipeline]: {e}")))?;
-    if p.allowed_lateness_ms < 0 {
-        return Err(fail(format!(
-            "pipeline.allowed_lateness_ms: expected >= 0, got {}",
-            p.allowed_lateness_ms
-        )));
-    }
-    if p.tick_interval_ms == 0 {
-        return Err(fail(
-            "pipeline.tick_interval_ms: expected a positive number of milliseconds".into(),
-        ));
-    }
-    Ok(EventTime::of(&p))
+    crate::config::validate_pipeline(&p)
+        .map_err(|(key, message)| fail(format!("{key}: {message}")))?;
+    Ok((settings, EventTime::of(&p)))
 }
 
 /// Limits for replay: the live defaults, but a more generous call deadline, because a replay
@@ -387,6 +390,29 @@ pub fn feed_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pipeline_config_gives_replay_its_event_time_and_bad_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pipeline.toml");
+        std::fs::write(
+            &path,
+            "[pipeline]\nallowed_lateness_ms = 2000\ntick_interval_ms = 500\n[plugins.settings.bot-detector]\nmax_events = 10\n",
+        )
+        .unwrap();
+        let (settings, time) = read_config(&path).unwrap();
+        assert_eq!(settings.json("bot-detector"), r#"{"max_events":10}"#);
+        assert_eq!(
+            (time.allowed_lateness_ms, time.tick_interval_ms),
+            (2_000, 500)
+        );
+        std::fs::write(&path, "[pipeline]\ntick_interval_ms = 0\n").unwrap();
+        let err = read_config(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("pipeline.toml") && err.contains("pipeline.tick_interval_ms"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn settings_come_from_a_pipeline_config_or_a_settings_file() {

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::{AlertSink, DeadLetter, DeadLetterSink, SinkError};
@@ -45,15 +46,36 @@ impl KafkaTopicSink {
                 crate::kafka::QUEUE_TIMEOUT,
             )
         });
-        for result in join_all(sends).await {
-            if let Err((error, _)) = result {
-                return Err(SinkError::transient(
-                    "kafka",
-                    format!("delivery to {} failed: {error}", self.topic),
-                ));
-            }
+        let failures: Vec<SinkError> = join_all(sends)
+            .await
+            .into_iter()
+            .filter_map(|result| result.err())
+            .map(|(error, _)| self.delivery_error(&error))
+            .collect();
+        // One retryable failure makes the write worth retrying as a whole.
+        let failure = failures.iter().find(|e| e.retryable).or(failures.first());
+        failure.map_or(Ok(()), |e| Err(e.clone()))
+    }
+
+    /// A failed delivery as a sink error: a record the broker will never take must not be
+    /// retried forever (that wedges the pipeline); anything else may pass on a retry.
+    fn delivery_error(&self, error: &rdkafka::error::KafkaError) -> SinkError {
+        let message = format!("delivery to {} failed: {error}", self.topic);
+        let never = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::MessageSizeTooLarge
+                    | RDKafkaErrorCode::InvalidMessageSize
+                    | RDKafkaErrorCode::InvalidMessage
+                    | RDKafkaErrorCode::InvalidRecord
+                    | RDKafkaErrorCode::TopicAuthorizationFailed
+            )
+        );
+        if never {
+            SinkError::permanent("kafka", message)
+        } else {
+            SinkError::transient("kafka", message)
         }
-        Ok(())
     }
 }
 

@@ -104,15 +104,3 @@ impl BatchOrigin {
         TopicPartition::new(&self.topic, self.partition)
     }
 }
-
-/// A checkpoint the processor hands to a partitioned source: once `ack` fires (every sink
-/// holds all output up to this point), store the states, then commit their offsets.
-#[derive(Debug)]
-pub struct Checkpoint {
-    /// Fires when the sinks have durably accepted the work before the checkpoint.
-    pub ack: tokio::sync::oneshot::Receiver<()>,
-    /// One state per partition.
-    pub partitions: Vec<PartitionState>,
-    /// Signalled when the checkpoint is done (for revokes and shutdown).
-    pub done: Option<std::sync::mpsc::SyncSender<()>>,
-}

@@ -109,7 +109,18 @@ pub fn config_with_raw(
     out: &std::path::Path,
     raw: &str,
 ) -> clickwatch::config::Config {
-    let text = format!(
+    let text = config_text(source, plugins_dir, out, raw);
+    clickwatch::config::parse(std::path::Path::new("test.toml"), &text, []).expect("test config")
+}
+
+/// The TOML of [`config_with_raw`], for a test that edits it or hands it to a host process.
+pub fn config_text(
+    source: &str,
+    plugins_dir: &std::path::Path,
+    out: &std::path::Path,
+    raw: &str,
+) -> String {
+    format!(
         r#"
 [source]
 {source}
@@ -140,8 +151,7 @@ path = "{out}/dead.jsonl"
 "#,
         plugins = plugins_dir.display(),
         out = out.display()
-    );
-    clickwatch::config::parse(std::path::Path::new("test.toml"), &text, []).expect("test config")
+    )
 }
 
 /// Waits (polling, bounded) until `cond` holds; panics with `what` after 60 s.
@@ -204,4 +214,15 @@ pub fn spawn_host(config: &std::path::Path, log: &std::path::Path) -> std::proce
         .stderr(log)
         .spawn()
         .expect("start a host")
+}
+
+/// One integer from the SQLite store the test configs write (`<out>/db.sqlite`).
+pub async fn sqlite_scalar(out: &std::path::Path, sql: &str) -> i64 {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/db.sqlite", out.display()))
+        .await
+        .expect("open the test store");
+    sqlx::query_scalar(sql)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }

@@ -1,12 +1,12 @@
 //! The Kafka source: a consumer-group member polled in batches on its own thread. Records are
 //! decoded there (undecodable ones become dead letters with topic, partition and offset) and
 //! sent per partition, in order, to the processor, which runs one task per partition.
-//! Progress is at-least-once: offsets are committed only by checkpoints (see `commit`), after
-//! the sinks acknowledged everything before them and the partitions' state is stored.
+//! Progress is at-least-once: offsets are committed only by checkpoints (see `checkpoints`):
+//! barriers in the sink queue, stored once the sinks hold everything before them.
 //! The same consumer reads the internal topics of the key groups (docs/design/keyed-state.md):
 //! their records are shuffle records, decoded here too, and their partitions are tasks too.
 
-mod commit;
+mod checkpoints;
 mod pending;
 mod rebalance;
 
@@ -23,13 +23,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use tokio::sync::{mpsc, watch};
 
-use super::{Checkpoint, SourceMsg, TopicPartition};
+use super::{SourceMsg, TopicPartition};
 use crate::event::decode;
 use crate::kafka::{StateStore, StateStoreError};
 use crate::keyed::StateKey;
 use crate::metrics::Metrics;
 use crate::shuffle::{KeyGroup, ShuffleRecord, topic_name};
 use crate::sink::DeadLetter;
+pub use checkpoints::KafkaCheckpoints;
 use pending::Pending;
 use rebalance::{Rebalancer, lock};
 
@@ -81,7 +82,8 @@ pub enum KafkaSourceError {
 /// A running Kafka source.
 pub struct KafkaSource {
     poll: JoinHandle<()>,
-    commit: JoinHandle<()>,
+    consumer: Arc<Group>,
+    store: Arc<StateStore>,
     /// The key groups, with their topics' partition counts as the broker has them.
     pub groups: Vec<KeyGroup>,
     /// Partitions of the input topic.
@@ -92,13 +94,13 @@ pub struct KafkaSource {
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl KafkaSource {
-    /// Starts consuming. Batches and partition changes go to `tx`; the processor sends its
-    /// checkpoints back through `checkpoints`. Stops when `stop` turns true: pending records are
-    /// sent and every partition is checkpointed before the source lets go of `tx`.
+    /// Starts consuming. Batches and partition changes go to `tx`; the checkpoints of the
+    /// processor's barriers are stored by [`KafkaSource::checkpointer`]. Stops when `stop`
+    /// turns true: pending records are sent and every partition is checkpointed before the
+    /// source lets go of `tx`.
     pub async fn start(
         settings: KafkaSettings,
         tx: mpsc::Sender<SourceMsg>,
-        checkpoints: std::sync::mpsc::Receiver<Checkpoint>,
         stop: watch::Receiver<bool>,
         metrics: Arc<Metrics>,
     ) -> Result<KafkaSource, KafkaSourceError> {
@@ -147,30 +149,37 @@ impl KafkaSource {
             .subscribe(&names)
             .map_err(|e| fail(e.to_string()))?;
         let consumer = Arc::new(consumer);
-        let handle = tokio::runtime::Handle::current();
-        let commit = {
-            let (consumer, metrics) = (consumer.clone(), metrics.clone());
+        let poll = {
+            let consumer = consumer.clone();
             std::thread::Builder::new()
-                .name("kafka-commit".into())
-                .spawn(move || commit::run(checkpoints, consumer, store, handle, metrics))?
+                .name("kafka-source".into())
+                .spawn(move || poll_loop(&consumer, &settings, &stop, &metrics))?
         };
-        let poll = std::thread::Builder::new()
-            .name("kafka-source".into())
-            .spawn(move || poll_loop(&consumer, &settings, &stop, &metrics))?;
         Ok(KafkaSource {
             poll,
-            commit,
+            consumer,
+            store,
             groups,
             input_partitions,
         })
     }
 
-    /// Waits for the poll thread (it ends after `stop`); hands back the committer.
-    pub fn join_poll(self) -> JoinHandle<()> {
+    /// Where the sink stage stores this source's barriers: the state topic, then the
+    /// consumer group's offsets. It holds the consumer, which leaves the group when the
+    /// last holder lets go.
+    pub fn checkpointer(&self) -> KafkaCheckpoints {
+        KafkaCheckpoints {
+            consumer: self.consumer.clone(),
+            store: self.store.clone(),
+        }
+    }
+
+    /// Waits for the poll thread (it ends after `stop`, once every partition's last
+    /// checkpoint is settled).
+    pub fn join(self) {
         if self.poll.join().is_err() {
             tracing::error!("the kafka source thread panicked");
         }
-        self.commit
     }
 }
 
@@ -184,7 +193,7 @@ fn poll_loop(
 ) {
     let ctx = consumer.context();
     // Whatever happens here, let go of the processor channel at the end (also on a panic), so
-    // the processor, then the committer, then the consumer can end.
+    // the processor, then the sink stage (holding the consumer for its checkpoints) can end.
     struct Release<'a>(&'a Rebalancer);
     impl Drop for Release<'_> {
         fn drop(&mut self) {
@@ -305,12 +314,9 @@ fn refused(
     DeadLetter {
         reason: reason.to_owned(),
         detail,
-        origin: format!("{at}@{offset}"),
-        topic: Some(at.topic.to_string()),
-        partition: Some(at.partition),
-        offset: Some(offset),
         ..DeadLetter::default()
     }
+    .at(&at.topic, at.partition, offset)
     .with_bytes(bytes)
 }
 
