@@ -68,18 +68,12 @@ const RECALL_FLOORS: &[RecallFloor] = &[
     recall("bot", "swarm", 0.9, 120.0),
     recall("click-fraud", "ads", 0.9, 30.0),
     recall("click-fraud", "slow-subnet", 0.9, 330.0),
-    // Lowered from 0.5: funnel-drop 0.2 finds 1 of the 4 classic site-wide checkout breaks
-    // drawn into these worlds (0.1 found 2), while it finds 17 of 20 one-device outages
-    // (0.1: 10) at precision 1.00 (0.1: 0.67). A known gap, listed in the doc.
-    recall("funnel-drop", "checkout", 0.25, 210.0),
+    recall("funnel-drop", "checkout", 0.5, 210.0),
     recall("funnel-drop", "device", 0.85, 330.0),
     recall("traffic-drop", "after-ramp", 0.9, 150.0),
-    // The two delay ceilings above their earlier values (90 s, 120 s): those were medians of
-    // the 2 category outages and 2 page drops found then (one product page each); level
-    // alerts find 10 of 20 and 3 of 6, confirmed after one or two 60 s buckets.
-    recall("traffic-drop", "category", 0.5, 120.0),
+    recall("traffic-drop", "category", 0.5, 90.0),
     recall("traffic-drop", "category-404", 0.45, 150.0),
-    recall("traffic-drop", "page", 0.5, 150.0),
+    recall("traffic-drop", "page", 0.5, 120.0),
     recall("traffic-drop", "site", 0.6, 120.0),
     recall("traffic-spike", "page", 0.65, 210.0),
     recall("traffic-spike", "site", 0.85, 300.0),

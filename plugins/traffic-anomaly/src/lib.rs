@@ -60,7 +60,7 @@
 //! - **error pages** (`/404`, `/error`, ...) are never alerted; their rise is listed in the
 //!   drop alerts of that bucket.
 //! - **decisive buckets**: a drop bucket 6 sigmas below its baseline confirms alone.
-//! - **sequential drop test** (`sequential_tail`, 1e-6): between bucket closes, every series
+//! - **sequential drop test** (`sequential_tail`, 1e-8): between bucket closes, every series
 //!   busy enough to alert a drop runs a continuous-time Poisson CUSUM
 //!   ([`clickwatch_sdk::detect::DropCusum`]) on its events per second against its baseline,
 //!   for the rate below `drop_ratio` of it, quasi-likelihood with the dispersion its robust
@@ -455,8 +455,8 @@ impl TrafficAnomaly {
 
     /// Advances the sequential drop test of every watched series to `until` in the open bucket
     /// starting at `bucket`, and alerts the drops it proves, named in the site's tree as the
-    /// bucket report names them: not a node whose drop an ancestor shares (unless it lost
-    /// `drop_dominance` times the ancestor's share), nor one whose drop one child carries.
+    /// bucket report names them: not a node whose ancestor is moving down (naming a child
+    /// that lost more is left to the bucket report), nor one whose drop one child carries.
     fn sequential(&mut self, bucket: i64, until: i64, out: &mut Output) {
         let r = self.page_rules;
         if !r.seq_threshold.is_finite() || self.watched.is_empty() {
@@ -495,9 +495,10 @@ impl TrafficAnomaly {
             let carried = self.ancestors_of(&id).iter().any(|a| {
                 self.series(a).is_some_and(|a| {
                     let ra = a.recent_ratio(bucket, frac);
-                    a.holt() >= r.min_drop_baseline
-                        && moving(a, ra)
-                        && (1.0 - ratio) < drop_dominance * (1.0 - ra)
+                    // Within a bucket, ratios over windows of different starts are too
+                    // noisy to tell a child that lost more: any ancestor moving down carries
+                    // the drop, and naming a child is left to the bucket report.
+                    a.holt() >= r.min_drop_baseline && moving(a, ra)
                 })
             });
             let children = self.children_of(&id);

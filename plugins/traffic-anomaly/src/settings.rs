@@ -65,7 +65,7 @@ pub struct Settings {
     /// Drops are also tested sequentially, within buckets: a continuous-time Poisson CUSUM
     /// per watched series (busy enough to alert a drop) for the rate falling below
     /// `drop_ratio` of its baseline, signalling when the evidence's likelihood ratio reaches
-    /// `1/sequential_tail` (default 1e-6; 0 turns the test off), so an outage is proven as soon
+    /// `1/sequential_tail` (default 1e-8; 0 turns the test off), so an outage is proven as soon
     /// as the missing events suffice, wherever in a bucket it began.
     pub sequential_tail: f64,
     /// Watch each page (`url`) separately (default true).
@@ -118,7 +118,7 @@ impl Default for Settings {
             max_episode_buckets: 90,
             dominance: 2.0,
             drop_dominance: 1.5,
-            sequential_tail: 1e-6,
+            sequential_tail: 1e-8,
             pages: true,
             pages_skip_conversions: true,
             site: true,
