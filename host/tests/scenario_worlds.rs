@@ -7,6 +7,11 @@
 //!
 //! Run: `cargo xtask plugins && CLICKWATCH_WASM_DIR=target/plugins cargo test -p clickwatch
 //! --test scenario_worlds -- --nocapture` (the tables are printed).
+//!
+//! While working on a detector, `CLICKWATCH_WORLD_SEEDS=5,11` replays only those seeds (run
+//! `i` of the verbose listing is seed `i + 1`) and `CLICKWATCH_WORLD_DETECTORS=traffic-anomaly`
+//! only those detectors; the tables are printed and the floors, which hold over the whole
+//! distribution, are not asserted.
 
 mod common;
 
@@ -171,6 +176,7 @@ fn case(index: usize, seed: u64) -> Case {
 
 /// What one run produced.
 struct RunResult {
+    seed: u64,
     labels: Vec<Label>,
     alerts: Vec<Alert>,
     hours: f64,
@@ -215,6 +221,7 @@ fn replay_case(c: &Case, dir: &std::path::Path) -> RunResult {
         c.world.describe()
     );
     RunResult {
+        seed: c.seed,
         labels,
         hours: outcome.hours(),
         alerts: outcome.alerts,
@@ -366,7 +373,7 @@ fn kind_row(report: &Report, kind: &str) -> KindRow {
 /// With `CLICKWATCH_SCENARIO_VERBOSE` set: every alert (bots aside) that matches no label,
 /// with the labels whose window (plus grace) it falls in, and every missed label.
 fn print_unmatched(results: &[RunResult]) {
-    for (i, r) in results.iter().enumerate() {
+    for r in results {
         let start = r.labels.iter().map(|l| l.start_ms).min().unwrap_or(0);
         let during = |t: i64| -> Vec<String> {
             r.labels
@@ -388,7 +395,8 @@ fn print_unmatched(results: &[RunResult]) {
                 .any(|l| replay::score::matches(&as_answer(a), l, DEFAULT_GRACE_MS));
             if !matched {
                 eprintln!(
-                    "run {i} +{:>5.1} min false {} {:?} {} {} in {:?}: {}",
+                    "seed {:>2} +{:>5.1} min false {} {:?} {} {} in {:?}: {}",
+                    r.seed,
                     (a.time_ms - start) as f64 / 60_000.0,
                     a.kind,
                     a.severity,
@@ -408,7 +416,8 @@ fn print_unmatched(results: &[RunResult]) {
                 None => "missed".to_owned(),
             };
             eprintln!(
-                "run {i} +{:>5.1} min {found} {}/{} {}",
+                "seed {:>2} +{:>5.1} min {found} {}/{} {}",
+                r.seed,
                 (l.start_ms - start) as f64 / 60_000.0,
                 l.kind,
                 l.variant.clone().unwrap_or_default(),
@@ -420,13 +429,34 @@ fn print_unmatched(results: &[RunResult]) {
 
 #[test]
 fn detectors_hold_their_floors_across_randomized_worlds() {
+    let list = |var: &str| -> Option<Vec<String>> {
+        let v = std::env::var(var).ok()?;
+        Some(v.split(',').map(|s| s.trim().to_owned()).collect())
+    };
+    let only_seeds = list("CLICKWATCH_WORLD_SEEDS");
+    let only_detectors = list("CLICKWATCH_WORLD_DETECTORS");
+    let subset = only_seeds.is_some() || only_detectors.is_some();
     let dir = tempfile::tempdir().expect("temp dir");
     for (_, name) in DETECTORS {
+        if only_detectors
+            .as_ref()
+            .is_some_and(|d| !d.iter().any(|d| d == name))
+        {
+            continue;
+        }
         std::fs::write(dir.path().join(format!("{name}.wasm")), common::wasm(name))
             .expect("copy plugin");
     }
     let started = std::time::Instant::now();
-    let cases: Vec<Case> = SEEDS.enumerate().map(|(i, s)| case(i, s)).collect();
+    let cases: Vec<Case> = SEEDS
+        .enumerate()
+        .filter(|(_, s)| {
+            only_seeds
+                .as_ref()
+                .is_none_or(|o| o.iter().any(|o| *o == s.to_string()))
+        })
+        .map(|(i, s)| case(i, s))
+        .collect();
     // A pool as wide as the machine: each worker replays whole runs.
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, RunResult)>> = Mutex::new(Vec::new());
@@ -504,6 +534,10 @@ fn detectors_hold_their_floors_across_randomized_worlds() {
         );
     }
 
+    if subset {
+        eprintln!("a subset of seeds or detectors: the floors are not asserted");
+        return;
+    }
     let mut failures = Vec::new();
     for f in RECALL_FLOORS {
         let Some((n, d, median)) = variants.get(&(f.kind.to_owned(), f.variant.to_owned())) else {
