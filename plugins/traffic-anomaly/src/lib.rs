@@ -340,11 +340,17 @@ impl TrafficAnomaly {
         self.refresh_watched();
     }
 
-    /// The series the sequential drop test watches: warm, and expecting enough events for a
-    /// drop to be alerted (error pages never are).
+    /// The series the sequential drop test watches: warm and expecting enough events for a
+    /// drop to be alerted (error pages never are); a page also enough for the test to prove
+    /// a total loss within one bucket. The test is there to be faster than the bucket test;
+    /// on a quieter page it cannot be (it needs `ln(1/tail)·φ/(1 − ρ)` expected events, ~22
+    /// at φ = 1), and its Poisson model is at its weakest there: a quiet page's events come
+    /// from a few visitors each viewing it in a burst, so the bucket test and its
+    /// confirmation decide alone. A level pools many pages' visitors and keeps the test.
     fn refresh_watched(&mut self) {
         let r = &self.page_rules;
         let busy = |s: &Series| s.warm(r) && s.holt() >= r.min_drop_baseline;
+        let fast = |s: &Series| s.holt() * (1.0 - r.rho) >= r.seq_threshold * s.dispersion();
         self.watched.clear();
         if self.state.site.as_ref().is_some_and(busy) {
             self.watched.push(NodeId::Site);
@@ -360,7 +366,7 @@ impl TrafficAnomaly {
             self.state
                 .pages
                 .iter()
-                .filter(|(u, s)| busy(s) && !levels::is_error_page(u))
+                .filter(|(u, s)| busy(s) && fast(s) && !levels::is_error_page(u))
                 .map(|(u, _)| NodeId::Page(u.clone())),
         );
         self.watched.sort();
@@ -487,6 +493,20 @@ impl TrafficAnomaly {
         };
         for id in crossed {
             let Some(s) = self.series(&id) else { continue };
+            // How the node's ancestors moved meanwhile, each over its own excursion (where its
+            // drop, if any, began): only an excursion holding at least as many expected events
+            // as the node's own counts (a shorter one is a blip of noise). The node's evidence
+            // must hold against the lowest of them too: a page is named only when it falls
+            // apart from its parents, not when it follows the site down (the site, 10 times
+            // busier, may take longer to prove its own drop when its scale is wide).
+            let parents = self
+                .ancestors_of(&id)
+                .iter()
+                .filter_map(|a| self.series(a))
+                .filter(|a| a.seq.statistic > 0.0 && a.seq.expected >= s.seq.expected)
+                .map(|a| ((a.seq.observed + 1.0) / (a.seq.expected + 1.0)).min(1.0))
+                .fold(1.0_f64, f64::min);
+            let factor = factor.min(parents);
             // The same evidence against the baseline times the common factor: a drop every
             // page shares is no page's (or level's) drop.
             let shared = id != NodeId::Site
@@ -581,6 +601,7 @@ impl TrafficAnomaly {
                 &affected,
                 None,
                 &[],
+                Proof::Sequential,
             ));
             if let Some(s) = self.series_mut(&id) {
                 s.seq.reset();
@@ -725,7 +746,15 @@ impl TrafficAnomaly {
             } else {
                 &[]
             };
-            out.alert(alert(f, &naming, secs, &affected, surge, error_pages));
+            out.alert(alert(
+                f,
+                &naming,
+                secs,
+                &affected,
+                surge,
+                error_pages,
+                Proof::Bucket,
+            ));
         }
     }
 }
@@ -738,6 +767,25 @@ struct Naming {
     level: Option<String>,
 }
 
+/// Which test proved a finding: the bucket test when a bucket closed, or the sequential drop
+/// test between closes (named in the alert's details as `test`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proof {
+    Bucket,
+    Sequential,
+}
+
+impl Proof {
+    fn name(self) -> &'static str {
+        match self {
+            Proof::Bucket => "bucket",
+            Proof::Sequential => "sequential",
+        }
+    }
+}
+
+// The finding, what it is about and the evidence beside it; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn alert(
     f: &Finding,
     naming: &Naming,
@@ -745,6 +793,7 @@ fn alert(
     affected: &[(String, f64, f64)],
     surge: Option<surge::Verdict>,
     error_pages: &[&str],
+    proof: Proof,
 ) -> Alert {
     let ratio = f.observed / f.expected.max(0.5);
     let is_surge = surge.as_ref().is_some_and(|v| v.surge);
@@ -772,6 +821,9 @@ fn alert(
          {word} baseline for {} buckets",
         f.observed, f.expected, f.buckets
     );
+    if proof == Proof::Sequential {
+        message.push_str(" (sequential test)");
+    }
     if naming.level.is_some() && !most.is_empty() {
         message.push_str(&format!("; most affected: {}", most.join(", ")));
     }
@@ -804,6 +856,7 @@ fn alert(
             "conversion_ratio": surge.as_ref().map(|v| v.ratio),
             "conversion_drop_tail": surge.as_ref().map(|v| v.tail),
             "error_pages_rising": error_pages,
+            "test": proof.name(),
         }))
 }
 
