@@ -81,6 +81,15 @@ pub fn bernoulli_rho(p0: f64, r: f64) -> f64 {
     0.5 * (lo + hi)
 }
 
+/// The sequential test's threshold: the evidence of two buckets each at the `z` tail,
+/// `2·ln(1/tail(z))` (13.2 at `z` 3). The window test confirms after two drop-like buckets;
+/// the sequential test looks after every bucket, so it is held to the same joint evidence.
+/// (A CUSUM at threshold `h` raises a false alarm at most about once every `e^h` entries
+/// (Lorden 1971): at one `z` tail, `e^6.6` ≈ 740 entries, a few hours of a busy site's carts.)
+pub fn sequential_threshold(z: f64) -> f64 {
+    -2.0 * clickwatch_sdk::detect::tail::normal_sf(z).ln()
+}
+
 /// A confirmed drop, as reported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
@@ -197,7 +206,7 @@ impl Transition {
             self.seq_start_ms = bucket_ms;
         }
         self.seq = (self.seq + llr).max(0.0);
-        self.seq >= -clickwatch_sdk::detect::tail::normal_sf(s.z_threshold).ln()
+        self.seq >= sequential_threshold(s.z_threshold)
     }
 
     /// Folds one bucket's counts into the baseline, except during a drop: an outage must not
