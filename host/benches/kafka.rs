@@ -7,7 +7,8 @@
 //!   4. host, raw in SQLite: the same with the embedded raw store.
 //!
 //! `EVENTS=N` sets the number of events (default 1 000 000); `PLUGINS=a,b` the plugins;
-//! `PARTITIONS=P` the input topic's partitions (default 4). The host re-partitions the input by
+//! `PARTITIONS=P` the input topic's partitions (default 4); `WORKERS=W` the host's
+//! `pipeline.workers` (default: the cores). The host re-partitions the input by
 //! the plugins' state keys (one internal topic per key group), so an event counts as processed
 //! once per key group; the rate below is of input events, and the bytes the re-partitioning
 //! writes per input event are printed.
@@ -174,9 +175,12 @@ fn main() {
             raw
         };
         let group = format!("bench-host-{}-{suffix}", label.len());
+        let workers = std::env::var("WORKERS")
+            .map(|w| format!("workers = {w}\n"))
+            .unwrap_or_default();
         let config = format!(
             "[source]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\ngroup_id = \"{group}\"\n\
-             [pipeline]\nbatch_size = 5000\nbatch_linger_ms = 50\n\
+             [pipeline]\nbatch_size = 5000\nbatch_linger_ms = 50\n{workers}\
              [plugins]\ndir = \"{}\"\nwatch = false\n\
              [sinks.raw]\n{raw}\n\
              [sinks.aggregates]\ntype = \"sqlite\"\npath = \"{out}/agg.sqlite\"\n\

@@ -74,11 +74,7 @@ async fn insert_baseline(server: &str, events: &[ClickEvent], batch: usize) -> f
                 .push_bind(&e.user_agent)
                 .push_bind(&e.device)
                 .push_bind(&e.country)
-                .push_bind(
-                    e.properties
-                        .as_ref()
-                        .and_then(|p| serde_json::to_string(p).ok()),
-                )
+                .push_bind(e.properties.as_ref().map(|p| p.as_str()))
                 .push_unseparated("::jsonb");
         });
         q.push(" ON CONFLICT (event_id) DO NOTHING");

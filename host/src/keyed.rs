@@ -83,7 +83,7 @@ impl StateKey {
             StateKey::Property(name) => {
                 match event.properties.as_ref().and_then(|p| p.get(name.as_str())) {
                     None | Some(serde_json::Value::Null) => Cow::Borrowed(""),
-                    Some(serde_json::Value::String(s)) => Cow::Borrowed(s.as_str()),
+                    Some(serde_json::Value::String(s)) => Cow::Owned(s),
                     Some(other) => Cow::Owned(other.to_string()),
                 }
             }

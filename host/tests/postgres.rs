@@ -9,7 +9,7 @@ static SERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use clickwatch::event::{ClickEvent, encode};
+use clickwatch::event::{ClickEvent, Properties, encode};
 use clickwatch::generator::{Generator, GeneratorSettings};
 use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
@@ -102,6 +102,35 @@ async fn n_events_are_stored_exactly_once_even_when_delivered_twice() {
 }
 
 #[tokio::test]
+async fn properties_are_stored_as_sent_even_numbers_beyond_a_double() {
+    let _server = SERVER.read().await;
+    let url = fresh_database(true).await;
+    let mut sink = PostgresRawSink::open(&settings(&url)).await.unwrap();
+    let mut batch = events(4, 10);
+    let text = r#"{"big":123456789012345678901234567890,"price":0.1000}"#;
+    batch[3].properties = Some(Properties::parse(text).unwrap());
+    // Read back through the wire format, as the sources do.
+    let event = clickwatch::event::decode(encode(&batch[3]).as_bytes()).unwrap();
+    assert_eq!(
+        event.properties.as_ref().map(Properties::as_str),
+        Some(text)
+    );
+    assert_eq!(sink.write(&[event]).await.unwrap().stored, 1);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let (big, price): (String, String) = sqlx::query_as(
+        "SELECT properties->>'big', properties->>'price' FROM click_events WHERE event_id = $1",
+    )
+    .bind(&batch[3].event_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (big.as_str(), price.as_str()),
+        ("123456789012345678901234567890", "0.1000")
+    );
+}
+
+#[tokio::test]
 async fn a_row_the_server_rejects_is_isolated_and_its_siblings_stored() {
     let _server = SERVER.read().await;
     let url = fresh_database(true).await;
@@ -113,7 +142,7 @@ async fn a_row_the_server_rejects_is_isolated_and_its_siblings_stored() {
         "note".into(),
         serde_json::Value::String("nul \u{0} inside".into()),
     );
-    batch[137].properties = Some(bad);
+    batch[137].properties = Properties::from_map(&bad);
     let written = sink.write(&batch).await.unwrap();
     assert_eq!(written.stored, 299);
     assert_eq!(written.rejected.len(), 1);
@@ -192,7 +221,7 @@ async fn a_postgres_restart_mid_run_loses_nothing_and_rejects_go_to_dead_letters
     let mut batch = events(3, 1_000);
     let mut bad = serde_json::Map::new();
     bad.insert("note".into(), serde_json::Value::String("\u{0}".into()));
-    batch[500].properties = Some(bad);
+    batch[500].properties = Properties::from_map(&bad);
     let input = dir.path().join("events.jsonl");
     std::fs::write(
         &input,
@@ -237,7 +266,7 @@ async fn kafka_coordinates_are_kept_per_event_even_when_a_row_is_refused() {
     let mut batch = events(9, 3_000);
     let mut bad = serde_json::Map::new();
     bad.insert("note".into(), serde_json::Value::String("nul \u{0}".into()));
-    batch[2_345].properties = Some(bad);
+    batch[2_345].properties = Properties::from_map(&bad);
     let sources: Vec<(i32, i64)> = (0..batch.len())
         .map(|i| ((i % 3) as i32, 10_000 + i as i64))
         .collect();

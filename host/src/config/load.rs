@@ -132,6 +132,9 @@ fn apply_override(table: &mut toml::Table, path: &str, value: &str) {
     );
 }
 
+/// Most worker threads a pipeline may ask for.
+const MAX_WORKERS: usize = 256;
+
 /// Checks a `[pipeline]` section; the error names the key and what was expected. Shared with
 /// `replay`, which reads the section of a pipeline config on its own.
 pub fn validate_pipeline(p: &super::PipelineConfig) -> Result<(), (&'static str, String)> {
@@ -154,8 +157,19 @@ pub fn validate_pipeline(p: &super::PipelineConfig) -> Result<(), (&'static str,
     if p.idle_advance_ms == 0 {
         return Err(("pipeline.idle_advance_ms", positive));
     }
+    if p.shutdown_grace_ms == 0 {
+        return Err(("pipeline.shutdown_grace_ms", positive));
+    }
     if p.checkpoint_interval_ms == 0 {
         return Err(("pipeline.checkpoint_interval_ms", positive));
+    }
+    if let Some(workers) = p.workers
+        && !(1..=MAX_WORKERS).contains(&workers)
+    {
+        return Err((
+            "pipeline.workers",
+            format!("expected 1..={MAX_WORKERS} threads, got {workers}"),
+        ));
     }
     if p.tick_interval_ms == 0 || p.tick_interval_ms > 3_600_000 {
         return Err((

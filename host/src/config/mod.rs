@@ -156,6 +156,22 @@ pub struct PipelineConfig {
     /// position, ms (default 5000): a crash re-reads at most this much input. A Kafka input
     /// uses `source.checkpoint_interval_ms`.
     pub checkpoint_interval_ms: u64,
+    /// On a stop (SIGINT/SIGTERM), how long output that keeps failing is still retried, ms
+    /// (default 20000). Then the host stops without it and without a checkpoint after it: the
+    /// next run reads that input again.
+    pub shutdown_grace_ms: u64,
+    /// Threads running the tasks of a Kafka input (default: the number of cores). Each
+    /// partition's task runs on one of them; an embedded source has one task, so one thread.
+    pub workers: Option<usize>,
+}
+
+impl PipelineConfig {
+    /// The worker threads to run: `workers`, or the number of cores.
+    pub fn worker_threads(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
 }
 
 impl Default for PipelineConfig {
@@ -168,6 +184,8 @@ impl Default for PipelineConfig {
             idle_advance_ms: 2_000,
             tick_interval_ms: 1_000,
             checkpoint_interval_ms: 5_000,
+            shutdown_grace_ms: 20_000,
+            workers: None,
         }
     }
 }

@@ -64,7 +64,7 @@ struct Wire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     country: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    properties: Option<serde_json::Map<String, serde_json::Value>>,
+    properties: Option<super::Properties>,
 }
 
 fn field(field: &'static str, problem: impl Into<String>) -> InvalidEvent {
@@ -201,6 +201,10 @@ mod tests {
         assert_eq!(e.time_ms, 1_795_860_000_250);
         assert_eq!(e.user_id.as_deref(), Some("u1"));
         assert_eq!(decode(encode(&e).as_bytes()).unwrap(), e);
+        // Properties are kept as sent, beyond what a double holds.
+        let big = GOOD.replace("19.99", "123456789012345678901234567890");
+        let e = decode(big.as_bytes()).unwrap();
+        assert!(encode(&e).contains(r#""properties":{"price":123456789012345678901234567890}"#));
     }
 
     #[test]
@@ -222,6 +226,10 @@ mod tests {
                 "outside 2000..2100",
             ),
             (&GOOD.replace(r#""DE""#, r#""de""#), "field `country`"),
+            (
+                &GOOD.replace(r#"{"price":19.99}"#, "[19.99]"),
+                "expected a JSON object",
+            ),
             (
                 &GOOD.replace(r#""mobile""#, r#""mobile","colour":"red""#),
                 "unknown field `colour`",

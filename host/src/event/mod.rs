@@ -1,8 +1,10 @@
 //! The click event model: what one event is, and how it is read from and written to JSON.
 
 mod json;
+mod properties;
 
 pub use json::{InvalidEvent, MAX_EVENT_BYTES, decode, encode, format_time};
+pub use properties::Properties;
 
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +114,6 @@ pub struct ClickEvent {
     pub device: Option<String>,
     /// ISO 3166-1 alpha-2 country code.
     pub country: Option<String>,
-    /// Free-form properties (price, element id, ...), a JSON object.
-    pub properties: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Free-form properties (price, element id, ...): a JSON object, kept as sent.
+    pub properties: Option<Properties>,
 }

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use super::browse;
 use super::site::ORIGIN as SITE;
 use super::world::{Navigation, World};
-use crate::event::{ClickEvent, EventKind};
+use crate::event::{ClickEvent, EventKind, Properties};
 
 const COUNTRIES: [(&str, u32); 10] = [
     ("US", 30),
@@ -312,7 +312,7 @@ impl Session {
                     "price".into(),
                     serde_json::json!((rng.random_range(500..20_000) as f64) / 100.0),
                 );
-                Some(m)
+                Properties::from_map(&m)
             }
             EventKind::Click => {
                 let mut m = serde_json::Map::new();
@@ -320,7 +320,7 @@ impl Session {
                     "element_id".into(),
                     serde_json::json!(format!("btn-{}", rng.random_range(1..20))),
                 );
-                Some(m)
+                Properties::from_map(&m)
             }
             _ => None,
         };

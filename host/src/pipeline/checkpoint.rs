@@ -21,8 +21,8 @@ pub struct Barrier {
     pub source: String,
     /// One state per task.
     pub states: Vec<PartitionState>,
-    /// Signalled once the checkpoint is stored or given up (a revoke waits for it before the
-    /// partitions move to another member).
+    /// Dropped once the checkpoint is stored or given up: a revoke waits until every clone of
+    /// its sender is gone before the partitions move to another member.
     pub done: Vec<std::sync::mpsc::SyncSender<()>>,
 }
 
@@ -52,11 +52,10 @@ impl Barrier {
         self.source = later.source;
     }
 
-    /// Tells whoever waits on this barrier that it is settled.
+    /// Tells whoever waits on this barrier that it is settled (by letting go of their
+    /// senders).
     pub fn settle(self) {
-        for done in self.done {
-            let _ = done.send(());
-        }
+        drop(self.done);
     }
 }
 
@@ -236,13 +235,17 @@ mod tests {
             partition,
             ..state(next_offset)
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
         let mut first = Barrier::new("kafka", vec![at(0, 10), at(1, 10)]);
         let mut revoke = Barrier::new("kafka", vec![at(1, 15), at(2, 3)]);
         revoke.done.push(tx);
         first.merge(revoke);
         assert_eq!(first.states, vec![at(0, 10), at(1, 15), at(2, 3)]);
         first.settle();
-        assert_eq!(rx.try_recv(), Ok(()), "the revoke's waiter is told");
+        assert_eq!(
+            rx.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Disconnected),
+            "the revoke's waiter is told"
+        );
     }
 }

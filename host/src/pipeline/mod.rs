@@ -10,13 +10,15 @@ mod sink_stage;
 mod status;
 mod task;
 mod tasks;
+mod workers;
 
 pub use checkpoint::{Barrier, CHECKPOINT_FILE, CheckpointError, Checkpointer, LocalCheckpoints};
 pub use clock::EventTime;
 pub use processor::{Ending, Processor};
-pub use sink_stage::{SinkWork, Sinks, run_sinks};
+pub use sink_stage::{GiveUp, SinkWork, Sinks, run_sinks};
 pub use status::{Outputs, Summary, outputs, status_line};
 pub use task::{Role, Task};
+pub use workers::Workers;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -265,7 +267,7 @@ pub async fn run_with(
 
     let event_time = EventTime::of(p);
     let mut kafka = None;
-    let (processor, skip) = match &config.source {
+    let (processors, skip) = match &config.source {
         SourceConfig::Kafka(k) => {
             if config.plugins.state_dir.is_some() {
                 tracing::warn!(
@@ -303,14 +305,30 @@ pub async fn run_with(
                 "input re-partitioned by state key"
             );
             kafka = Some(started);
-            let processor = Processor::partitioned(
-                plugins,
-                router,
-                event_time,
-                metrics.clone(),
-                Duration::from_millis(k.checkpoint_interval_ms),
+            // One processor per worker thread, each with its own template of the plugins
+            // (fresh instances of the same modules).
+            let every = Duration::from_millis(k.checkpoint_interval_ms);
+            let now = Instant::now();
+            let mut processors = Vec::new();
+            for _ in 1..p.worker_threads() {
+                let (template, failed) = plugins.fork(now);
+                for (plugin, error) in failed {
+                    tracing::error!(%plugin, %error, "plugin could not start on a worker thread; that worker's partitions miss it");
+                }
+                let processor = Processor::partitioned(
+                    template,
+                    router.clone(),
+                    event_time,
+                    metrics.clone(),
+                    every,
+                );
+                processors.push(processor.secondary());
+            }
+            processors.insert(
+                0,
+                Processor::partitioned(plugins, router, event_time, metrics.clone(), every),
             );
-            (processor, 0)
+            (processors, 0)
         }
         _ => {
             // Resume after what the last run of the same source checkpointed.
@@ -319,6 +337,7 @@ pub async fn run_with(
             let restored = local.as_ref().and_then(|c| c.load(&id));
             let skip = restored.as_ref().map_or(0, |s| s.next_offset.max(0) as u64);
             let every = Duration::from_millis(p.checkpoint_interval_ms);
+            // One task, so one worker.
             let processor = Processor::new(
                 plugins,
                 event_time,
@@ -326,14 +345,22 @@ pub async fn run_with(
                 local.map(|_| (id, every)),
                 restored.as_ref(),
             );
-            (processor, skip)
+            (vec![processor], skip)
         }
     };
-    let sink_task = tokio::spawn(run_sinks(sinks, sink_rx, metrics.clone()));
-    let processor_thread = std::thread::Builder::new()
-        .name("processor".into())
-        .spawn(move || processor.run(source_rx, control_rx, sink_tx))
-        .map_err(|e| PipelineError::Stage(e.to_string()))?;
+    // A stop the user asked for waits this long for outputs that keep failing.
+    let (give_up_tx, give_up_rx) = watch::channel(false);
+    let give_up = GiveUp::after(give_up_rx, Duration::from_millis(p.shutdown_grace_ms));
+    let sink_task = tokio::spawn(run_sinks(sinks, sink_rx, metrics.clone(), give_up));
+    let workers = Workers::start(
+        processors,
+        source_rx,
+        control_rx,
+        sink_tx,
+        p.queue_batches,
+        metrics.clone(),
+    )
+    .map_err(|e| PipelineError::Stage(e.to_string()))?;
 
     let watcher = if config.plugins.watch {
         let plugins = config.plugins.clone();
@@ -404,6 +431,9 @@ pub async fn run_with(
         ending = shutdown => Some(ending),
     };
     let _ = stop_tx.send(true);
+    if ending == Some(Ending::Stopped) {
+        let _ = give_up_tx.send(true);
+    }
     if let Some(ending) = ending {
         let _ = (&mut source).await;
         if ending == Ending::Exhausted {
@@ -411,10 +441,10 @@ pub async fn run_with(
         }
     }
     drop(source_tx);
-    let (ending, plugins) = tokio::task::spawn_blocking(move || processor_thread.join())
+    let (ending, plugins) = tokio::task::spawn_blocking(move || workers.join())
         .await
         .map_err(|e| PipelineError::Stage(e.to_string()))?
-        .map_err(|_| PipelineError::Stage("the processor thread panicked".into()))?;
+        .map_err(PipelineError::Stage)?;
     let sinks = sink_task
         .await
         .map_err(|e| PipelineError::Stage(e.to_string()))?;

@@ -51,6 +51,9 @@ pub struct Processor {
     /// Plugins refused only because another file still provides their name, by name: they go
     /// live when that file is removed (a deploy that adds the new file, then deletes the old).
     parked: std::collections::HashMap<String, crate::plugin::Prepared>,
+    /// False on every worker thread but the first: the same plugin change reaches each, and
+    /// only one counts and reports it.
+    primary: bool,
 }
 
 /// Task key of the embedded sources' only task: partition 0 of the embedded input.
@@ -131,7 +134,15 @@ impl Processor {
             last_checkpoint: Instant::now(),
             last_idle_check: Instant::now(),
             parked: std::collections::HashMap::new(),
+            primary: true,
         }
+    }
+
+    /// This processor on another worker thread: it applies plugin changes without counting
+    /// or reporting them (the primary does).
+    pub fn secondary(mut self) -> Self {
+        self.primary = false;
+        self
     }
 
     /// Runs until the input channel closes or the source says it is exhausted.
@@ -196,7 +207,7 @@ impl Processor {
                         self.checkpoint(&partitions, true, Some(done))
                     } else {
                         Partitioned::drop_lost(&mut self.tasks, &partitions);
-                        let _ = done.send(());
+                        drop(done);
                         SinkWork::default()
                     };
                     if output.blocking_send(work).is_err() {
@@ -266,9 +277,7 @@ impl Processor {
         match &self.partitioned {
             Some(p) => p.checkpoint(&mut self.tasks, partitions, drop, done),
             None => {
-                if let Some(done) = done {
-                    let _ = done.send(());
-                }
+                std::mem::drop(done);
                 SinkWork::default()
             }
         }
@@ -300,6 +309,7 @@ impl Processor {
             Control::Install(prepared) => {
                 let file = prepared.path.display().to_string();
                 match self.install(*prepared) {
+                    Ok(done) if !self.primary => work.tables = done.tables,
                     Ok(done) => {
                         Metrics::add(&self.metrics.plugin_loads, 1);
                         match &done.replaced {
@@ -315,10 +325,15 @@ impl Processor {
                         other,
                         prepared,
                     }) => {
-                        tracing::warn!(file, plugin = %name, other = %other,
-                            "plugin {name} is already loaded from another file; this one goes live when that file is removed");
+                        if self.primary {
+                            tracing::warn!(file, plugin = %name, other = %other,
+                                "plugin {name} is already loaded from another file; this one goes live when that file is removed");
+                            Metrics::add(&self.metrics.plugins_parked, 1);
+                        }
                         self.parked.insert(name, *prepared);
-                        Metrics::add(&self.metrics.plugins_parked, 1);
+                    }
+                    Err(error) if !self.primary => {
+                        tracing::debug!(file, %error, "plugin refused on a secondary worker")
                     }
                     Err(error) => {
                         Metrics::add(&self.metrics.plugin_rejections, 1);
@@ -336,7 +351,9 @@ impl Processor {
                     removed = task.plugins.remove_path(&path).or(removed);
                 }
                 if let Some(name) = removed {
-                    tracing::info!(plugin = %name, file = %path.display(), "plugin unloaded");
+                    if self.primary {
+                        tracing::info!(plugin = %name, file = %path.display(), "plugin unloaded");
+                    }
                     if let Some(next) = self.parked.remove(&name) {
                         return self.apply(Control::Install(Box::new(next)));
                     }
@@ -352,9 +369,11 @@ impl Processor {
                 .next()
                 .map_or(0, |t| t.plugins.len()),
         };
-        self.metrics
-            .plugins_loaded
-            .store(loaded as u64, std::sync::atomic::Ordering::Relaxed);
+        if self.primary {
+            self.metrics
+                .plugins_loaded
+                .store(loaded as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         work
     }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::checkpoint::{Barrier, Checkpointer};
 use crate::aggregate::{AggregateRow, TableSchema};
@@ -93,19 +93,55 @@ pub struct Sinks {
     pub checkpoints: Option<Box<dyn Checkpointer>>,
 }
 
+/// When a stop the user asked for gives up on output that still cannot be written: retrying
+/// forever is right while running (backpressure, nothing lost), but a host told to stop must
+/// stop. Output given up on is not lost: no checkpoint after it is stored, so the input is
+/// read again by the next run.
+pub struct GiveUp {
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+    since: Option<std::time::Instant>,
+}
+
+impl GiveUp {
+    /// Gives up `grace` after `stop` turns true.
+    pub fn after(stop: watch::Receiver<bool>, grace: Duration) -> Self {
+        GiveUp {
+            stop,
+            grace,
+            since: None,
+        }
+    }
+
+    /// Never gives up.
+    pub fn never() -> Self {
+        GiveUp::after(watch::channel(false).1, Duration::MAX)
+    }
+
+    /// Whether the grace after a stop has run out.
+    fn due(&mut self) -> bool {
+        if !*self.stop.borrow() {
+            return false;
+        }
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        since.elapsed() >= self.grace
+    }
+}
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Retries an async write expression until it succeeds or fails permanently; logs what it
-/// waits for. (A macro rather than a closure-taking fn: async closures borrowing the work are
-/// not `Send` on stable.)
+/// Retries an async write expression until it succeeds, fails permanently, or a stop gives up
+/// on it (then the error is still `retryable`); logs what it waits for. (A macro rather than a
+/// closure-taking fn: async closures borrowing the work are not `Send` on stable.)
 macro_rules! retry {
-    ($metrics:expr, $what:expr, $op:expr) => {{
+    ($metrics:expr, $give_up:expr, $what:expr, $op:expr) => {{
         let mut backoff = FIRST_BACKOFF;
         loop {
             match $op.await {
                 Ok(v) => break Ok(v),
                 Err(e) if !e.retryable => break Err(e),
+                Err(e) if $give_up.due() => break Err(e),
                 Err(error) => {
                     Metrics::add(&$metrics.sink_retries, 1);
                     tracing::warn!(sink = error.sink, what = $what, %error, retry_in_ms = backoff.as_millis() as u64,
@@ -121,145 +157,214 @@ macro_rules! retry {
 }
 
 /// Writes work until the channel closes; hands the sinks back (closing some blocks, e.g. a
-/// consumer leaving its group, so the caller drops them off the async workers).
+/// consumer leaving its group, so the caller drops them off the async workers). Once
+/// `give_up` is due, the rest of the work is drained unwritten and its checkpoints are not
+/// stored, so the stages before can end.
 pub async fn run_sinks(
     mut sinks: Sinks,
     mut rx: mpsc::Receiver<SinkWork>,
     metrics: Arc<Metrics>,
+    mut give_up: GiveUp,
 ) -> Sinks {
     // False once some output could not be written: no later checkpoint may be stored (it
     // would skip the lost output's input on a restart), so the input is read again instead.
     let mut confirmed = true;
+    let mut abandoned = false;
     while let Some(mut work) = rx.recv().await {
-        for table in &work.tables {
-            if let Err(error) = retry!(
-                metrics,
-                "create table",
-                sinks.aggregates.ensure_table(table)
-            ) {
-                tracing::error!(table = %table.name, %error, "cannot create aggregate table; its rows will be dead-lettered");
+        if abandoned {
+            // Waiters on the barrier (a revoke) are released; nothing is stored.
+            if let Some(barrier) = work.barrier.take() {
+                barrier.settle();
+            }
+            continue;
+        }
+        if let Err(outcome) = write(&mut sinks, &mut work, &metrics, &mut give_up).await {
+            confirmed = false;
+            if outcome == Outcome::GaveUp {
+                abandoned = true;
+                Metrics::add(&metrics.checkpoint_failures, 1);
+                tracing::error!(
+                    "stopping with output still failing after the shutdown grace; it is not written, and no checkpoint after it is stored, so the next run reads its input again"
+                );
             }
         }
-        if !work.events.is_empty() {
-            match retry!(
-                metrics,
-                "raw events",
-                sinks.raw.write_with_sources(&work.events, &work.sources)
-            ) {
-                Ok(written) => {
-                    Metrics::add(&metrics.raw_rows, written.stored);
-                    let located = work.sources.len() == work.events.len();
-                    let (sources, input) = (&work.sources, work.input.as_deref());
-                    let at = |i: usize| {
-                        located
-                            .then(|| sources.get(i).copied())
-                            .flatten()
-                            .zip(input)
-                    };
-                    for letter in rejected_letters(
-                        "raw store",
-                        written.rejected,
-                        |i| work.events.get(i).map(crate::event::encode),
-                        at,
-                    ) {
-                        work.dead.push(letter);
-                    }
+        if let Some(barrier) = work.barrier.take() {
+            if !abandoned {
+                store_checkpoint(&mut sinks, &barrier, confirmed, &metrics).await;
+            }
+            barrier.settle();
+        }
+    }
+    sinks
+}
+
+/// Why a unit of work was not wholly written.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Some output is lost for good (dead letters or routed events could not be written).
+    Lost,
+    /// A stop gave up on a write that kept failing.
+    GaveUp,
+}
+
+/// Writes one unit of work to every sink, in order.
+async fn write(
+    sinks: &mut Sinks,
+    work: &mut SinkWork,
+    metrics: &Metrics,
+    give_up: &mut GiveUp,
+) -> Result<(), Outcome> {
+    let mut result = Ok(());
+    // A retryable error coming back means a stop gave up on it: the rest is not tried.
+    macro_rules! gave_up {
+        ($error:expr) => {
+            if $error.retryable {
+                tracing::warn!(sink = $error.sink, error = %$error, "write given up at shutdown");
+                return Err(Outcome::GaveUp);
+            }
+        };
+    }
+    for table in &work.tables {
+        if let Err(error) = retry!(
+            metrics,
+            give_up,
+            "create table",
+            sinks.aggregates.ensure_table(table)
+        ) {
+            gave_up!(error);
+            tracing::error!(table = %table.name, %error, "cannot create aggregate table; its rows will be dead-lettered");
+        }
+    }
+    if !work.events.is_empty() {
+        match retry!(
+            metrics,
+            give_up,
+            "raw events",
+            sinks.raw.write_with_sources(&work.events, &work.sources)
+        ) {
+            Ok(written) => {
+                Metrics::add(&metrics.raw_rows, written.stored);
+                let located = work.sources.len() == work.events.len();
+                let (sources, input) = (&work.sources, work.input.as_deref());
+                let at = |i: usize| {
+                    located
+                        .then(|| sources.get(i).copied())
+                        .flatten()
+                        .zip(input)
+                };
+                for letter in rejected_letters(
+                    "raw store",
+                    written.rejected,
+                    |i| work.events.get(i).map(crate::event::encode),
+                    at,
+                ) {
+                    work.dead.push(letter);
                 }
-                Err(error) => dead_letter_all(
+            }
+            Err(error) => {
+                gave_up!(error);
+                dead_letter_all(
                     &mut work.dead,
                     &error,
                     work.events.iter().map(crate::event::encode),
-                ),
+                );
             }
         }
-        if !work.rows.is_empty() {
-            match retry!(
-                metrics,
-                "aggregate rows",
-                sinks.aggregates.write(&work.rows)
-            ) {
-                Ok(rejected) => {
-                    Metrics::add(
-                        &metrics.aggregate_rows,
-                        (work.rows.len() - rejected.len()) as u64,
-                    );
-                    let letters = rejected_letters(
-                        "aggregate store",
-                        rejected,
-                        |i| {
-                            work.rows
-                                .get(i)
-                                .map(|r| serde_json::to_string(r).unwrap_or_default())
-                        },
-                        |_| None,
-                    );
-                    work.dead.extend(letters);
-                }
-                Err(error) => dead_letter_all(
+    }
+    if !work.rows.is_empty() {
+        match retry!(
+            metrics,
+            give_up,
+            "aggregate rows",
+            sinks.aggregates.write(&work.rows)
+        ) {
+            Ok(rejected) => {
+                Metrics::add(
+                    &metrics.aggregate_rows,
+                    (work.rows.len() - rejected.len()) as u64,
+                );
+                let letters = rejected_letters(
+                    "aggregate store",
+                    rejected,
+                    |i| {
+                        work.rows
+                            .get(i)
+                            .map(|r| serde_json::to_string(r).unwrap_or_default())
+                    },
+                    |_| None,
+                );
+                work.dead.extend(letters);
+            }
+            Err(error) => {
+                gave_up!(error);
+                dead_letter_all(
                     &mut work.dead,
                     &error,
                     work.rows
                         .iter()
                         .map(|r| serde_json::to_string(r).unwrap_or_default()),
-                ),
+                );
             }
         }
-        if !work.alerts.is_empty() {
-            match retry!(metrics, "alerts", sinks.alerts.write(&work.alerts)) {
-                Ok(()) => {
-                    Metrics::add(&metrics.alerts, work.alerts.len() as u64);
-                    metrics.count_alerts(work.alerts.iter().map(|a| a.detector.as_str()));
-                }
-                Err(error) => dead_letter_all(
+    }
+    if !work.alerts.is_empty() {
+        match retry!(metrics, give_up, "alerts", sinks.alerts.write(&work.alerts)) {
+            Ok(()) => {
+                Metrics::add(&metrics.alerts, work.alerts.len() as u64);
+                metrics.count_alerts(work.alerts.iter().map(|a| a.detector.as_str()));
+            }
+            Err(error) => {
+                gave_up!(error);
+                dead_letter_all(
                     &mut work.dead,
                     &error,
                     work.alerts.iter().map(|a| a.to_json().to_string()),
-                ),
+                );
             }
-        }
-        if !work.routed.is_empty() {
-            match &mut sinks.routed {
-                Some(sink) => match retry!(metrics, "routed events", sink.write(&work.routed)) {
-                    Ok(()) => {
-                        Metrics::add(&metrics.routed_records, work.routed.len() as u64);
-                        let bytes = work.routed.iter().map(|r| r.bytes.len() as u64).sum();
-                        Metrics::add(&metrics.routed_bytes, bytes);
-                    }
-                    Err(error) => {
-                        // Only a broken producer fails for good; the input is not committed,
-                        // so the next owner routes these events again.
-                        tracing::error!(%error, records = work.routed.len(), "routed events could not be written; no later checkpoint is stored");
-                        confirmed = false;
-                    }
-                },
-                None => {
-                    tracing::error!(
-                        records = work.routed.len(),
-                        "routed events without internal topics; no later checkpoint is stored"
-                    );
-                    confirmed = false;
-                }
-            }
-        }
-        if !work.dead.is_empty() {
-            match retry!(
-                metrics,
-                "dead letters",
-                sinks.dead_letters.write(&work.dead)
-            ) {
-                Ok(()) => Metrics::add(&metrics.dead_letters, work.dead.len() as u64),
-                Err(error) => {
-                    tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; no later checkpoint is stored, so their input is read again");
-                    confirmed = false;
-                }
-            }
-        }
-        if let Some(barrier) = work.barrier.take() {
-            store_checkpoint(&mut sinks, &barrier, confirmed, &metrics).await;
-            barrier.settle();
         }
     }
-    sinks
+    if !work.routed.is_empty() {
+        match &mut sinks.routed {
+            Some(sink) => match retry!(metrics, give_up, "routed events", sink.write(&work.routed))
+            {
+                Ok(()) => {
+                    Metrics::add(&metrics.routed_records, work.routed.len() as u64);
+                    let bytes = work.routed.iter().map(|r| r.bytes.len() as u64).sum();
+                    Metrics::add(&metrics.routed_bytes, bytes);
+                }
+                Err(error) => {
+                    gave_up!(error);
+                    // Only a broken producer fails for good; the input is not committed,
+                    // so the next owner routes these events again.
+                    tracing::error!(%error, records = work.routed.len(), "routed events could not be written; no later checkpoint is stored");
+                    result = Err(Outcome::Lost);
+                }
+            },
+            None => {
+                tracing::error!(
+                    records = work.routed.len(),
+                    "routed events without internal topics; no later checkpoint is stored"
+                );
+                result = Err(Outcome::Lost);
+            }
+        }
+    }
+    if !work.dead.is_empty() {
+        match retry!(
+            metrics,
+            give_up,
+            "dead letters",
+            sinks.dead_letters.write(&work.dead)
+        ) {
+            Ok(()) => Metrics::add(&metrics.dead_letters, work.dead.len() as u64),
+            Err(error) => {
+                gave_up!(error);
+                tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; no later checkpoint is stored, so their input is read again");
+                result = Err(Outcome::Lost);
+            }
+        }
+    }
+    result
 }
 
 /// Stores a barrier's checkpoint once its work is confirmed. A failure is logged and counted:
@@ -435,7 +540,7 @@ mod tests {
         };
         let (tx, rx) = mpsc::channel(1);
         let metrics = Arc::new(Metrics::default());
-        let stage = tokio::spawn(run_sinks(sinks, rx, metrics.clone()));
+        let stage = tokio::spawn(run_sinks(sinks, rx, metrics.clone(), GiveUp::never()));
         let events: Vec<ClickEvent> = (0..3)
             .map(|i| crate::event::decode(format!(r#"{{"event_id":"e{i}","session_id":"s","event_type":"page_view","url":"/","event_time":"2026-01-01T00:00:0{i}Z"}}"#).as_bytes()).expect("event"))
             .collect();
@@ -486,5 +591,75 @@ mod tests {
             (Some("clicks"), Some(2), Some(11))
         );
         assert!(refused.payload.contains("\"e1\""), "{}", refused.payload);
+    }
+
+    /// A raw store that is down (every write fails, retryably) and counts the attempts.
+    struct DownRaw(Arc<std::sync::atomic::AtomicU64>);
+    #[async_trait]
+    impl RawSink for DownRaw {
+        async fn write(&mut self, _: &[ClickEvent]) -> Result<RawWrite, SinkError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(SinkError::transient("raw", "connection refused"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stop_gives_up_on_a_sink_that_stays_down_without_storing_a_checkpoint() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let attempts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sinks = Sinks {
+            raw: Box::new(DownRaw(attempts.clone())),
+            aggregates: Box::new(NoRows),
+            alerts: Box::new(NoAlerts),
+            dead_letters: Box::new(Letters(seen.clone(), Default::default())),
+            routed: None,
+            checkpoints: Some(Box::new(Store(seen.clone()))),
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let metrics = Arc::new(Metrics::default());
+        let give_up = GiveUp::after(stop_rx, Duration::ZERO);
+        let stage = tokio::spawn(run_sinks(sinks, rx, metrics.clone(), give_up));
+        let event = crate::event::decode(br#"{"event_id":"e","session_id":"s","event_type":"page_view","url":"/","event_time":"2026-01-01T00:00:00Z"}"#).expect("event");
+        let (done, waiting) = std::sync::mpsc::sync_channel::<()>(1);
+        let mut revoke = barrier(1).unwrap();
+        revoke.done.push(done);
+        tx.send(SinkWork {
+            events: vec![event.clone()],
+            barrier: Some(revoke),
+            ..SinkWork::default()
+        })
+        .await
+        .unwrap();
+        // Retrying while running: the outage is waited out, not given up.
+        while attempts.load(std::sync::atomic::Ordering::Relaxed) < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!stage.is_finished());
+        stop_tx.send(true).unwrap();
+        tx.send(SinkWork {
+            events: vec![event],
+            barrier: barrier(2),
+            ..SinkWork::default()
+        })
+        .await
+        .unwrap();
+        drop(tx);
+        let stage = tokio::time::timeout(Duration::from_secs(60), stage).await;
+        assert!(stage.is_ok(), "the stage ends once the grace is over");
+        assert_eq!(
+            waiting.recv(),
+            Err(std::sync::mpsc::RecvError),
+            "a revoke waiting on an abandoned barrier is released"
+        );
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen.checkpoints.is_empty(),
+            "no checkpoint after unwritten output"
+        );
+        assert!(
+            seen.dead.is_empty(),
+            "events given up on are not dead letters: they are read again"
+        );
     }
 }

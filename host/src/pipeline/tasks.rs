@@ -48,7 +48,7 @@ impl Tasks {
 /// Adds the counters of `statuses` into `all`, by plugin name. `statuses` are the newer ones
 /// (tasks dropped later, or still live), so their version and file win: a plugin swapped after
 /// a rebalance is reported at its current version.
-fn merge_status(all: &mut BTreeMap<String, PluginStatus>, statuses: Vec<PluginStatus>) {
+pub(super) fn merge_status(all: &mut BTreeMap<String, PluginStatus>, statuses: Vec<PluginStatus>) {
     for status in statuses {
         match all.get_mut(&status.name) {
             Some(sum) => {

@@ -16,7 +16,6 @@ pub fn encode_batch(events: &[ClickEvent]) -> ClickBatch {
     };
     b.starts.push(0);
     b.starts.push(0);
-    let mut props: Vec<u8> = Vec::new();
     let mut batch = ClickBatch {
         len: n as u32,
         text: Vec::new(),
@@ -47,17 +46,7 @@ pub fn encode_batch(events: &[ClickEvent]) -> ClickBatch {
         batch.device.push(b.intern_opt(e.device.as_deref()));
         batch.country.push(b.intern_opt(e.country.as_deref()));
         let p = match &e.properties {
-            Some(map) if !map.is_empty() => {
-                // Serialised straight from the map: no clone on the per-event path.
-                props.clear();
-                match serde_json::to_writer(&mut props, map)
-                    .ok()
-                    .and_then(|()| std::str::from_utf8(&props).ok())
-                {
-                    Some(json) => b.intern(json),
-                    None => 0,
-                }
-            }
+            Some(p) if !p.is_empty() => b.intern(p.as_str()),
             _ => 0,
         };
         batch.properties.push(p);

@@ -26,6 +26,20 @@ pub struct Prepared {
     pub instance: Instance,
 }
 
+impl Prepared {
+    /// Another fresh, initialised instance of the same module and settings (for another
+    /// worker thread's tasks).
+    pub fn again(&self) -> Result<Prepared, CallError> {
+        let instance = self.module.instantiate(&self.settings)?;
+        Ok(Prepared {
+            path: self.path.clone(),
+            module: self.module.clone(),
+            settings: self.settings.clone(),
+            instance,
+        })
+    }
+}
+
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")

@@ -128,11 +128,7 @@ fn encode_event(e: &ClickEvent, out: &mut Vec<u8>) {
     put_opt(out, e.user_agent.as_deref());
     put_opt(out, e.device.as_deref());
     put_opt(out, e.country.as_deref());
-    let properties = e
-        .properties
-        .as_ref()
-        .and_then(|p| serde_json::to_string(p).ok());
-    put_opt(out, properties.as_deref());
+    put_opt(out, e.properties.as_ref().map(|p| p.as_str()));
 }
 
 fn decode_event(r: &mut Reader<'_>) -> Result<ClickEvent, BadRecord> {

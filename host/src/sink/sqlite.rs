@@ -141,11 +141,7 @@ impl RawSink for SqliteStore {
                     .push_bind(&e.user_agent)
                     .push_bind(&e.device)
                     .push_bind(&e.country)
-                    .push_bind(
-                        e.properties
-                            .as_ref()
-                            .and_then(|p| serde_json::to_string(p).ok()),
-                    )
+                    .push_bind(e.properties.as_ref().map(|p| p.as_str()))
                     .push_bind(ingest);
             });
             stored += q

@@ -39,7 +39,8 @@ pub enum SourceMsg {
         restored: Option<PartitionState>,
     },
     /// A partitioned source loses these partitions: checkpoint their tasks (state and offset,
-    /// after the sinks acknowledged everything before), drop them, then signal `done`.
+    /// after the sinks acknowledged everything before), drop them, then let go of `done` (the
+    /// source waits until every clone of it is dropped).
     Revoke {
         /// The partitions.
         partitions: Vec<TopicPartition>,
@@ -47,7 +48,7 @@ pub enum SourceMsg {
         /// someone else may already own them): drop the tasks without storing their state,
         /// so a stale state never overwrites the new owner's.
         checkpoint: bool,
-        /// Signalled once the checkpoint is stored and committed (or failed, logged).
+        /// Dropped once the checkpoint is stored and committed (or failed, logged).
         done: std::sync::mpsc::SyncSender<()>,
     },
     /// The input is exhausted: no event will ever follow, so every window may close.

@@ -43,10 +43,7 @@ pub fn encode_row(
     } else {
         None
     };
-    let properties = event
-        .properties
-        .as_ref()
-        .and_then(|p| serde_json::to_string(p).ok());
+    let properties = event.properties.as_ref().map(|p| p.as_str());
     scratch.clear();
     let _ = write!(scratch, "{}", format_time(event.time_ms));
     let fields: [Option<&str>; 13] = [
@@ -62,7 +59,7 @@ pub fn encode_row(
         event.user_agent.as_deref(),
         event.device.as_deref(),
         event.country.as_deref(),
-        properties.as_deref(),
+        properties,
     ];
     for f in fields {
         field(buf, f);

@@ -86,7 +86,8 @@ impl Rebalancer {
             done: done_tx,
         };
         if tx.blocking_send(msg).is_ok() {
-            // An error means the processor is gone: nothing more can be checkpointed.
+            // Returns once every worker's part of the revoke is settled (each drops its clone
+            // of `done_tx`), or the processor is gone: nothing more can be checkpointed.
             let _ = done_rx.recv();
         }
     }
