@@ -179,10 +179,10 @@ impl Transition {
 
     /// The sequential test (a Bernoulli CUSUM, Page 1954): adds one bucket's entries and
     /// conversions and says whether the excursion now proves a drop below `drop_ratio` of the
-    /// baseline at the tail of `z_threshold` sigmas. Each entry that does not convert adds
+    /// baseline at [`sequential_threshold`]. Each entry that does not convert adds
     /// `ln((1 − ρ·p0)/(1 − p0))`, each conversion `ln ρ` ([`bernoulli_rho`]), so a broken step
-    /// is proven after about `ln(1/tail)/ln((1 − ρ·p0)/(1 − p0))` entries (18 at `p0` 0.5,
-    /// `tail` 3e-5), instead of when a window of buckets has filled with the break. Conversions
+    /// is proven after about `h/ln((1 − ρ·p0)/(1 − p0))` entries (36 at `p0` 0.5, `h` 13.2),
+    /// instead of when a window of buckets has filled with the break. Conversions
     /// trail their entries, which at a break's start only delays the proof.
     pub fn sequential(
         &mut self,

@@ -34,9 +34,10 @@
 //!   `max_episode_buckets` (240) becomes the new baseline.
 //! - **sequential test** (the site's funnel): a Bernoulli CUSUM per transition on each
 //!   bucket's entries and conversions, for conversion below `drop_ratio` of the baseline
-//!   ([`funnel::bernoulli_rho`]), signalling at `ln(1/tail)` with the tail of `z_threshold`
-//!   sigmas (Wald's bound), so a broken step is proven after a score of entries instead of
-//!   when the window has filled with the break; judged under the same volume floor and traffic
+//!   ([`funnel::bernoulli_rho`]), signalling at `2·ln(1/tail)` with the tail of
+//!   `z_threshold` sigmas (the joint evidence the window needs from its two confirming
+//!   buckets, [`funnel::sequential_threshold`]), so a broken step is proven after a few dozen
+//!   entries instead of when the window has filled with the break; judged under the same volume floor and traffic
 //!   guard as the window, and named by the same rules.
 //! - **traffic guard**: while the window's product-step entries are below
 //!   `min_traffic_ratio` (0.5) of their baseline, or any bucket of the window has site events

@@ -60,13 +60,15 @@
 //! - **error pages** (`/404`, `/error`, ...) are never alerted; their rise is listed in the
 //!   drop alerts of that bucket.
 //! - **decisive buckets**: a drop bucket 6 sigmas below its baseline confirms alone.
-//! - **sequential drop test** (`sequential_tail`, 1e-8): between bucket closes, every series
-//!   busy enough to alert a drop runs a continuous-time Poisson CUSUM
+//! - **sequential drop test** (`sequential_tail`, 1e-8): between bucket closes, the site and
+//!   every level busy enough to alert a drop, and every page busy enough for the test to
+//!   prove a total loss within one bucket, run a continuous-time Poisson CUSUM
 //!   ([`clickwatch_sdk::detect::DropCusum`]) on its events per second against its baseline,
 //!   for the rate below `drop_ratio` of it, quasi-likelihood with the dispersion its robust
 //!   scale shows. When it signals, the drop is named in the tree as above (an ancestor moving
 //!   down alike carries it, a busy child that lost more explains it, and the evidence must
-//!   also hold against the common factor of the elapsed part of the bucket), and alerted at
+//!   also hold against the common factor of the elapsed part of the bucket and against each
+//!   ancestor's own excursion), and alerted at
 //!   that second: an outage is proven as soon as the missing events suffice, wherever in a
 //!   bucket it began.
 

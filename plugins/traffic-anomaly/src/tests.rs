@@ -666,3 +666,56 @@ fn with_second_ticks_events_ahead_of_the_watermark_count_at_their_own_time() {
     let alerts = simulate_catalogue_ticked(&mut h, &mut rng, T0, 120, -1_000, none, |_| 20.0);
     assert!(alerts.is_empty(), "{alerts:#?}");
 }
+
+#[test]
+fn with_second_ticks_a_site_drop_deepest_on_the_home_page_is_the_sites() {
+    let mut h = harness();
+    let mut rng = Rng(24);
+    let none = |_: i64, _: i64, _: &str| 1.0;
+    let quiet = simulate_catalogue_ticked(&mut h, &mut rng, T0, 60, 1_000, none, |_| 20.0);
+    assert!(quiet.is_empty(), "{quiet:#?}");
+    // From 10 s into minute 60 every page keeps 0.3 of its traffic, the home page 0.1: the
+    // home page follows the site down (it lost more, but not `drop_dominance` times more).
+    let start = T0 + 60 * MIN;
+    let drop_ms = start + 10_000;
+    let alerts = simulate_catalogue_ticked(
+        &mut h,
+        &mut rng,
+        start,
+        20,
+        1_000,
+        |m, ms, url| match (start + m * MIN + ms >= drop_ms, url) {
+            (false, _) => 1.0,
+            (true, "/") => 0.1,
+            (true, _) => 0.3,
+        },
+        |_| 20.0,
+    );
+    assert!(!alerts.is_empty());
+    for a in &alerts {
+        assert_eq!(
+            (a.kind.as_str(), a.entity.as_str()),
+            ("traffic-drop", SITE),
+            "{alerts:#?}"
+        );
+    }
+}
+
+#[test]
+fn the_sequential_test_watches_a_page_only_when_it_can_prove_a_loss_within_a_bucket() {
+    let mut h = harness();
+    let mut rng = Rng(25);
+    simulate_catalogue(&mut h, &mut rng, T0, 60, |_, _| 1.0, |_| 20.0);
+    let p = h.plugin();
+    let pages: Vec<&str> = p
+        .watched
+        .iter()
+        .filter_map(|n| match n {
+            NodeId::Page(u) => Some(u.as_str()),
+            _ => None,
+        })
+        .collect();
+    // The home page (120 a minute) is watched; the category pages (15 a minute, enough to be
+    // alerted at the bucket close) are not.
+    assert_eq!(pages, vec!["/"], "{:?}", p.watched);
+}
