@@ -7,6 +7,11 @@
 //!
 //! Run: `cargo xtask plugins && CLICKWATCH_WASM_DIR=target/plugins cargo test -p clickwatch
 //! --test scenario_worlds -- --nocapture` (the tables are printed).
+//!
+//! While working on a detector, `CLICKWATCH_WORLD_SEEDS=5,11` replays only those seeds (run
+//! `i` of the verbose listing is seed `i + 1`) and `CLICKWATCH_WORLD_DETECTORS=traffic-anomaly`
+//! only those detectors; the tables are printed and the floors, which hold over the whole
+//! distribution, are not asserted.
 
 mod common;
 
@@ -61,32 +66,32 @@ struct KindFloor {
 const RECALL_FLOORS: &[RecallFloor] = &[
     // kind, variant, min recall, max median delay (s)
     recall("bot", "crawler", 0.9, 30.0),
-    recall("bot", "farm", 0.55, 150.0),
+    recall("bot", "farm", 0.9, 30.0),
     recall("bot", "headless", 0.9, 30.0),
     recall("bot", "ordinary", 0.9, 30.0),
     recall("bot", "regular", 0.9, 30.0),
-    recall("bot", "swarm", 0.15, 570.0),
+    recall("bot", "swarm", 0.9, 120.0),
     recall("click-fraud", "ads", 0.9, 30.0),
-    recall("click-fraud", "slow-subnet", 0.9, 450.0),
+    recall("click-fraud", "slow-subnet", 0.9, 330.0),
     recall("funnel-drop", "checkout", 0.5, 210.0),
-    recall("funnel-drop", "device", 0.5, 480.0),
+    recall("funnel-drop", "device", 0.85, 330.0),
     recall("traffic-drop", "after-ramp", 0.9, 150.0),
-    recall("traffic-drop", "category", 0.1, 90.0),
-    recall("traffic-drop", "category-404", 0.05, 180.0),
-    recall("traffic-drop", "page", 0.3, 120.0),
-    recall("traffic-drop", "site", 0.6, 150.0),
+    recall("traffic-drop", "category", 0.5, 90.0),
+    recall("traffic-drop", "category-404", 0.45, 150.0),
+    recall("traffic-drop", "page", 0.5, 120.0),
+    recall("traffic-drop", "site", 0.6, 120.0),
     recall("traffic-spike", "page", 0.65, 210.0),
-    recall("traffic-spike", "site", 0.75, 300.0),
+    recall("traffic-spike", "site", 0.85, 300.0),
 ];
 
 /// See [`RECALL_FLOORS`].
 const KIND_FLOORS: &[KindFloor] = &[
     // kind, min precision, max false alerts per hour of normal traffic, max surge warnings
-    kind("traffic-spike", 0.5, 0.05, 7),
-    kind("traffic-drop", 0.3, 0.2, 31),
+    kind("traffic-spike", 0.9, 0.05, 0),
+    kind("traffic-drop", 0.9, 0.1, 1),
     kind("bot", 0.9, 0.05, 2),
     kind("click-fraud", 0.9, 0.05, 0),
-    kind("funnel-drop", 0.65, 0.05, 2),
+    kind("funnel-drop", 0.9, 0.05, 0),
 ];
 
 const fn recall(
@@ -171,6 +176,7 @@ fn case(index: usize, seed: u64) -> Case {
 
 /// What one run produced.
 struct RunResult {
+    seed: u64,
     labels: Vec<Label>,
     alerts: Vec<Alert>,
     hours: f64,
@@ -215,6 +221,7 @@ fn replay_case(c: &Case, dir: &std::path::Path) -> RunResult {
         c.world.describe()
     );
     RunResult {
+        seed: c.seed,
         labels,
         hours: outcome.hours(),
         alerts: outcome.alerts,
@@ -230,11 +237,25 @@ fn path_of(url: &str) -> &str {
     }
 }
 
+/// An alert as the recall side reads it: a `traffic-surge` (info: more visitors converting as
+/// usual or better) answers a `traffic-spike` label, since the generator's site spike is
+/// ordinary visitors arriving ×2.7–3.3, a demand surge by issue #11's definition. Surges are
+/// not anomaly claims, so they stay out of the spike kind's precision (the host's report keeps
+/// them under their own kind).
+fn as_answer(a: &Alert) -> Alert {
+    let mut a = a.clone();
+    if a.kind == "traffic-surge" {
+        a.kind = "traffic-spike/surge".to_owned();
+    }
+    a
+}
+
 /// Detection and delay of every label by its answerable detector (`None` = missed).
 fn detections<'a>(labels: &'a [Label], alerts: &[Alert]) -> Vec<(&'a Label, Option<i64>)> {
+    let alerts: Vec<Alert> = alerts.iter().map(as_answer).collect();
     // Alerts by (detector, entity type, entity): a label only looks at alerts naming it.
     let mut index: HashMap<(&str, &str, &str), Vec<&Alert>> = HashMap::new();
-    for a in alerts {
+    for a in &alerts {
         let entity = if a.entity_type == "page" {
             path_of(&a.entity)
         } else {
@@ -349,15 +370,93 @@ fn kind_row(report: &Report, kind: &str) -> KindRow {
     }
 }
 
+/// With `CLICKWATCH_SCENARIO_VERBOSE` set: every alert (bots aside) that matches no label,
+/// with the labels whose window (plus grace) it falls in, and every missed label.
+fn print_unmatched(results: &[RunResult]) {
+    for r in results {
+        let start = r.labels.iter().map(|l| l.start_ms).min().unwrap_or(0);
+        let during = |t: i64| -> Vec<String> {
+            r.labels
+                .iter()
+                .filter(|l| l.variant.as_deref() != Some("ordinary"))
+                .filter(|l| t >= l.start_ms && t <= l.end_ms + DEFAULT_GRACE_MS)
+                .map(|l| format!("{}/{}", l.kind, l.variant.clone().unwrap_or_default()))
+                .collect()
+        };
+        // Session verdicts on ordinary bots are too many to list; IP and network ones are not.
+        for a in r
+            .alerts
+            .iter()
+            .filter(|a| a.detector != "bot-detector" || a.entity_type != "session")
+        {
+            let matched = r
+                .labels
+                .iter()
+                .any(|l| replay::score::matches(&as_answer(a), l, DEFAULT_GRACE_MS));
+            if !matched {
+                eprintln!(
+                    "seed {:>2} +{:>5.1} min false {} {:?} {} {} in {:?}: {}",
+                    r.seed,
+                    (a.time_ms - start) as f64 / 60_000.0,
+                    a.kind,
+                    a.severity,
+                    a.entity_type,
+                    a.entity,
+                    during(a.time_ms),
+                    a.message
+                );
+            }
+        }
+        for (l, d) in detections(&r.labels, &r.alerts) {
+            if l.variant.as_deref() == Some("ordinary") {
+                continue;
+            }
+            let found = match d {
+                Some(d) => format!("found after {:.0} s", d as f64 / 1000.0),
+                None => "missed".to_owned(),
+            };
+            eprintln!(
+                "seed {:>2} +{:>5.1} min {found} {}/{} {}",
+                r.seed,
+                (l.start_ms - start) as f64 / 60_000.0,
+                l.kind,
+                l.variant.clone().unwrap_or_default(),
+                l.note
+            );
+        }
+    }
+}
+
 #[test]
 fn detectors_hold_their_floors_across_randomized_worlds() {
+    let list = |var: &str| -> Option<Vec<String>> {
+        let v = std::env::var(var).ok()?;
+        Some(v.split(',').map(|s| s.trim().to_owned()).collect())
+    };
+    let only_seeds = list("CLICKWATCH_WORLD_SEEDS");
+    let only_detectors = list("CLICKWATCH_WORLD_DETECTORS");
+    let subset = only_seeds.is_some() || only_detectors.is_some();
     let dir = tempfile::tempdir().expect("temp dir");
     for (_, name) in DETECTORS {
+        if only_detectors
+            .as_ref()
+            .is_some_and(|d| !d.iter().any(|d| d == name))
+        {
+            continue;
+        }
         std::fs::write(dir.path().join(format!("{name}.wasm")), common::wasm(name))
             .expect("copy plugin");
     }
     let started = std::time::Instant::now();
-    let cases: Vec<Case> = SEEDS.enumerate().map(|(i, s)| case(i, s)).collect();
+    let cases: Vec<Case> = SEEDS
+        .enumerate()
+        .filter(|(_, s)| {
+            only_seeds
+                .as_ref()
+                .is_none_or(|o| o.iter().any(|o| *o == s.to_string()))
+        })
+        .map(|(i, s)| case(i, s))
+        .collect();
     // A pool as wide as the machine: each worker replays whole runs.
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, RunResult)>> = Mutex::new(Vec::new());
@@ -397,6 +496,9 @@ fn detectors_hold_their_floors_across_randomized_worlds() {
     );
     eprintln!("\nall worlds together:\n{report}");
 
+    if std::env::var_os("CLICKWATCH_SCENARIO_VERBOSE").is_some() {
+        print_unmatched(&results);
+    }
     let variants = by_variant(&detections(&labels, &alerts));
     eprintln!(
         "{} seeds, {hours:.1} simulated hours ({normal:.1} h normal traffic), {} alerts, {:.0} s",
@@ -432,6 +534,10 @@ fn detectors_hold_their_floors_across_randomized_worlds() {
         );
     }
 
+    if subset {
+        eprintln!("a subset of seeds or detectors: the floors are not asserted");
+        return;
+    }
     let mut failures = Vec::new();
     for f in RECALL_FLOORS {
         let Some((n, d, median)) = variants.get(&(f.kind.to_owned(), f.variant.to_owned())) else {

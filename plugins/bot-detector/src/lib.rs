@@ -27,6 +27,7 @@
 //! - [`rules`]: per-session and per-IP evidence and the rules.
 //! - this file: the plugin (routing events, alerts, eviction, snapshots).
 
+pub mod crowd;
 pub mod rules;
 pub mod settings;
 
@@ -38,6 +39,8 @@ use std::collections::HashMap;
 use clickwatch_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use clickwatch_sdk::detect::EventRate;
+use crowd::Crowd;
 use rules::{IpState, SessionState, Verdict, headless_marker};
 pub use settings::{RULES, Settings};
 
@@ -51,6 +54,20 @@ struct State {
     ips: HashMap<String, IpState>,
     #[serde(default)]
     untracked: u64,
+    /// Session-start evidence keyed `ip:<address>` or `net:<network>` (absent in 0.2
+    /// snapshots).
+    #[serde(default)]
+    crowds: HashMap<String, Crowd>,
+    /// Session starts from a source (IP, network) already active, this instance-wide: the
+    /// prior of the crowd test. On the open internet a visitor's address rarely starts a
+    /// second session within minutes; where it does (offices, carrier NAT), this says so.
+    #[serde(default)]
+    repeats_ip: EventRate,
+    #[serde(default)]
+    repeats_net: EventRate,
+    /// Crowd entries per kind (`ip`, `net`), kept with the map so no call counts it.
+    #[serde(default)]
+    active: (u32, u32),
 }
 
 /// The detector.
@@ -66,6 +83,113 @@ impl BotDetector {
     /// Sessions and IPs currently tracked.
     pub fn tracked(&self) -> (usize, usize) {
         (self.state.sessions.len(), self.state.ips.len())
+    }
+
+    fn memory_min(&self) -> f64 {
+        self.settings.idle_timeout_secs as f64 / 60.0
+    }
+
+    /// The crowd test's null for a source of `kind` (`ip` or `net`) at `t`: the instance's
+    /// repeat session starts (the source's own left out) spread over its active sources of
+    /// that kind, plus one pseudo-session per memory.
+    fn crowd_null(&self, kind: &str, key: &str, t: i64) -> crowd::Null {
+        let tau = self.memory_min();
+        let (ips, nets) = self.state.active;
+        let active = f64::from(if kind == "ip" { ips } else { nets }.max(1));
+        let own = self
+            .state
+            .crowds
+            .get(key)
+            .map_or(0.0, |c| c.all.per_min(t, tau));
+        let repeats = if kind == "ip" {
+            &self.state.repeats_ip
+        } else {
+            &self.state.repeats_net
+        };
+        let others = (repeats.per_min(t, tau) - own).max(0.0);
+        crowd::Null {
+            prior_per_min: (others + 1.0 / tau) / active,
+            min_rate: self.settings.crowd_min_rate_per_min,
+            threshold: (1.0 / self.settings.crowd_tail).ln(),
+            tau_min: tau,
+        }
+    }
+
+    /// A session (not opened by an ad click) started from `ip` at `t`: the crowd tests of the
+    /// IP and of its network. Returns the alert when one convicts.
+    fn crowd_session(&mut self, ip: &str, t: i64, click: &Click<'_>) -> Option<Alert> {
+        let tau = self.memory_min();
+        let digest = rules::short_hash(ip);
+        let network = clickwatch_sdk::net::network(ip);
+        let mut found = None;
+        for (kind, value) in [("ip", Some(ip.to_owned())), ("net", network)] {
+            let rule = if kind == "ip" { "ip-farm" } else { "network" };
+            let Some(value) = value else { continue };
+            if !self.settings.enabled(rule) {
+                continue;
+            }
+            let key = format!("{kind}:{value}");
+            let null = self.crowd_null(kind, &key, t);
+            if self.state.crowds.contains_key(&key) {
+                let repeats = if kind == "ip" {
+                    &mut self.state.repeats_ip
+                } else {
+                    &mut self.state.repeats_net
+                };
+                repeats.add(t, tau);
+            } else {
+                if self.state.crowds.len() >= 2 * self.settings.max_ips as usize {
+                    continue;
+                }
+                self.state.crowds.insert(key.clone(), Crowd::default());
+                if kind == "ip" {
+                    self.state.active.0 += 1;
+                } else {
+                    self.state.active.1 += 1;
+                }
+            }
+            let Some(crowd) = self.state.crowds.get_mut(&key) else {
+                continue;
+            };
+            let Some(c) = crowd.session(t, digest, &null) else {
+                continue;
+            };
+            if kind == "net" && c.ips < self.settings.min_network_ips as usize {
+                // A network's evidence from one or two addresses is theirs (judged as IPs).
+                continue;
+            }
+            crowd.alerted = true;
+            if kind == "ip" {
+                match self.state.ips.get_mut(ip) {
+                    Some(st) if st.alerted => continue,
+                    Some(st) => st.alerted = true,
+                    None => {}
+                }
+            }
+            let (entity_type, severity) = if kind == "ip" {
+                ("ip", Severity::Critical)
+            } else {
+                ("subnet", Severity::Warning)
+            };
+            let v = Verdict {
+                rule,
+                window_start_ms: c.start_ms,
+                score: c.statistic,
+                message: format!(
+                    "{} sessions from {} {value} since {:.1} min ago ({} IPs; {:.3} a minute \
+                     expected)",
+                    c.sessions,
+                    if kind == "ip" { "IP" } else { "network" },
+                    (t - c.start_ms) as f64 / 60_000.0,
+                    c.ips,
+                    c.mu0
+                ),
+            };
+            found = found.or(Some(
+                alert(v, entity_type, &value, t, click).severity(severity),
+            ));
+        }
+        found
     }
 }
 
@@ -108,7 +232,9 @@ impl Plugin for BotDetector {
     }
 
     fn process(&mut self, batch: &Batch<'_>, out: &mut Output) -> Result<(), String> {
-        let s = &self.settings;
+        // A copy, so the crowd test below can borrow the detector (once per batch).
+        let settings = self.settings.clone();
+        let s = &settings;
         for click in batch.iter() {
             let t = click.time_ms();
             let sessions = &mut self.state.sessions;
@@ -142,6 +268,20 @@ impl Plugin for BotDetector {
                     out.alert(alert(v, "ip", ip, t, &click).severity(Severity::Critical));
                 }
             }
+            // Sessions of a signed-in user are not counted: a returning customer opening
+            // several sessions is the commonest legitimate repeat, and an account answers for
+            // itself.
+            if is_new
+                && click.kind() != EventKind::AdClick
+                && click.user().is_none()
+                && let Some(ip) = click.ip()
+                && let Some(a) = self.crowd_session(ip, t, &click)
+            {
+                out.alert(a);
+            }
+            let Some(state) = self.state.sessions.get_mut(click.session()) else {
+                continue;
+            };
             if state.alerted {
                 continue;
             }
@@ -171,6 +311,15 @@ impl Plugin for BotDetector {
             watermark_ms.saturating_sub(self.settings.idle_timeout_secs.saturating_mul(1000));
         self.state.sessions.retain(|_, s| s.last_seen >= horizon);
         self.state.ips.retain(|_, s| s.last_seen >= horizon);
+        self.state.crowds.retain(|_, c| c.last_seen >= horizon);
+        let ips = self
+            .state
+            .crowds
+            .keys()
+            .filter(|k| k.starts_with("ip:"))
+            .count();
+        let nets = self.state.crowds.len() - ips;
+        self.state.active = (ips as u32, nets as u32);
         Ok(())
     }
 

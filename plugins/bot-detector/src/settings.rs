@@ -3,13 +3,14 @@
 use serde::Deserialize;
 
 /// The rules, by the name used in alert kinds (`bot/<rule>`) and in `disabled_rules`.
-pub const RULES: [&str; 6] = [
+pub const RULES: [&str; 7] = [
     "fast-clicker",
     "no-dwell",
     "regular-gaps",
     "page-breadth",
     "headless",
     "ip-farm",
+    "network",
 ];
 
 /// Settings. Unknown keys are refused; missing keys take the defaults listed on each field.
@@ -41,6 +42,16 @@ pub struct Settings {
     /// `ip-farm`: flagged when one IP starts more than this many sessions within the window
     /// (default 20).
     pub max_sessions_per_ip: u32,
+    /// `ip-farm` and `network`: a sequential test (CUSUM) of session starts per IP and per
+    /// network (/24, /48) also convicts a source that starts sessions faster than an ordinary
+    /// one by this many per minute (default 0.5) ...
+    pub crowd_min_rate_per_min: f64,
+    /// ... with this false-alarm probability per in-control run of one source (default 1e-6;
+    /// the threshold is `ln(1/tail)`).
+    pub crowd_tail: f64,
+    /// `network`: a network is alerted only when its evidence comes from at least this many
+    /// IPs (default 3; fewer are judged as IPs).
+    pub min_network_ips: u32,
     /// Rules to switch off, by name (default none).
     pub disabled_rules: Vec<String>,
     /// A session or IP unseen for this long (event time) is forgotten (default 600: humans
@@ -84,6 +95,9 @@ impl Default for Settings {
             .to_vec(),
             ip_window_secs: 600,
             max_sessions_per_ip: 20,
+            crowd_min_rate_per_min: 0.5,
+            crowd_tail: 1e-6,
+            min_network_ips: 3,
             disabled_rules: Vec::new(),
             idle_timeout_secs: 600,
             max_sessions: 200_000,
@@ -139,6 +153,24 @@ impl Settings {
         }
         if self.ip_window_secs <= 0 || self.idle_timeout_secs <= 0 {
             return Err("ip_window_secs and idle_timeout_secs must be positive".into());
+        }
+        if !(self.crowd_min_rate_per_min.is_finite() && self.crowd_min_rate_per_min > 0.0) {
+            return Err(format!(
+                "crowd_min_rate_per_min must be above zero, got {}",
+                self.crowd_min_rate_per_min
+            ));
+        }
+        if !(self.crowd_tail.is_finite() && self.crowd_tail > 0.0 && self.crowd_tail < 1.0) {
+            return Err(format!(
+                "crowd_tail must be in (0, 1), got {}",
+                self.crowd_tail
+            ));
+        }
+        if self.min_network_ips < 2 {
+            return Err(format!(
+                "min_network_ips must be at least 2, got {}",
+                self.min_network_ips
+            ));
         }
         if self.headless_markers.iter().any(|m| m.is_empty()) {
             return Err("headless_markers must not contain an empty string".into());

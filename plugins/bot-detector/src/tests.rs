@@ -94,7 +94,9 @@ fn a_thousand_human_sessions_raise_nothing() {
         let out = h
             .process(&session(
                 &format!("h{i}"),
-                &format!("10.0.{}.{}", i / 250, i % 250),
+                // Each visitor from its own network, as on the open internet (a never-seen
+                // network starting a session a second is the `network` rule's business).
+                &format!("10.{}.{}.7", i / 250, i % 250),
                 i * 1_000,
                 gaps,
             ))
@@ -243,4 +245,125 @@ fn a_convicted_session_keeps_no_evidence() {
     }
     assert!(session.recent.is_empty() && session.gaps.is_empty() && session.pages.is_empty());
     assert_eq!(session.last_seen, 19_900, "still seen, for eviction");
+}
+
+/// Log-normal-ish gaps with a coefficient of variation near `cv` around `median_ms`.
+fn jittered_gaps(rng: &mut Rng, n: usize, median_ms: f64, cv: f64) -> Vec<i64> {
+    let sigma = (1.0 + cv * cv).ln().sqrt();
+    (0..n)
+        .map(|_| {
+            // Box-Muller from two uniforms.
+            let u1 = rng.next_f64().max(1e-12);
+            let u2 = rng.next_f64();
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            (median_ms * (sigma * z).exp()) as i64
+        })
+        .collect()
+}
+
+#[test]
+fn a_jittered_farm_of_one_network_is_found_whatever_its_timing() {
+    // Twenty IPs of one /24, each browsing like a human (gaps cv 0.9, median 8 s): no session
+    // rule can tell them from people, the network's burst of sessions can.
+    let mut h = Harness::<BotDetector>::new("{}").unwrap();
+    let mut rng = Rng(7);
+    // Background: ordinary visitors, each from its own network.
+    let mut clicks = Vec::new();
+    for i in 0..600 {
+        let gaps = human_gaps(&mut rng, 8);
+        clicks.extend(session(
+            &format!("h{i}"),
+            &format!("10.{}.{}.7", i / 200, i % 200),
+            i * 2_000,
+            gaps,
+        ));
+    }
+    let t0 = 600_000;
+    for ip in 0..20 {
+        let gaps = jittered_gaps(&mut rng, 15, 8_000.0, 0.9);
+        clicks.extend(session(
+            &format!("farm{ip}"),
+            &format!("198.51.100.{}", 10 + ip),
+            t0 + ip * 700,
+            gaps,
+        ));
+    }
+    clicks.sort_by_key(|c| c.time_ms);
+    let alerts = h.process(&clicks).unwrap().alerts;
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(
+        (a.kind.as_str(), a.entity_type.as_str(), a.entity.as_str()),
+        ("bot/network", "subnet", "198.51.100.0/24")
+    );
+    assert!(a.time_ms - t0 <= 30_000, "after {} ms", a.time_ms - t0);
+}
+
+#[test]
+fn a_swarm_of_short_sessions_from_one_ip_is_found() {
+    let mut h = Harness::<BotDetector>::new("{}").unwrap();
+    let mut rng = Rng(8);
+    let mut clicks = Vec::new();
+    for i in 0..1_200 {
+        let gaps = human_gaps(&mut rng, 8);
+        let ip = format!("10.{}.{}.7", i / 200, i % 200);
+        clicks.extend(session(&format!("h{i}"), &ip, i * 1_000, gaps));
+    }
+    for i in 0..30 {
+        let gaps = human_gaps(&mut rng, 4);
+        clicks.extend(session(
+            &format!("sw{i}"),
+            "203.0.113.50",
+            300_000 + i * 40_000,
+            gaps,
+        ));
+    }
+    clicks.sort_by_key(|c| c.time_ms);
+    let alerts = h.process(&clicks).unwrap().alerts;
+    let ip: Vec<_> = alerts.iter().filter(|a| a.entity_type == "ip").collect();
+    assert_eq!(ip.len(), 1, "{alerts:#?}");
+    assert_eq!(ip[0].kind, "bot/ip-farm");
+    let after = ip[0].time_ms - 300_000;
+    assert!(after <= 5 * 40_000, "after {after} ms");
+}
+
+/// Upgrade: a snapshot as 0.2 wrote it (no crowd tests) restores into this version and the
+/// network rule works from there.
+#[test]
+fn a_0_2_snapshot_restores_and_the_network_rule_starts_from_there() {
+    let mut h = Harness::<BotDetector>::new("{}").unwrap();
+    let mut rng = Rng(9);
+    let mut clicks = Vec::new();
+    for i in 0..300 {
+        let gaps = human_gaps(&mut rng, 6);
+        let ip = format!("10.{}.{}.7", i / 200, i % 200);
+        clicks.extend(session(&format!("h{i}"), &ip, i * 1_000, gaps));
+    }
+    clicks.sort_by_key(|c| c.time_ms);
+    assert!(h.process(&clicks).unwrap().alerts.is_empty());
+    let mut v: serde_json::Value = serde_json::from_slice(&h.snapshot().unwrap()).unwrap();
+    let fields = v.as_object_mut().unwrap();
+    for f in ["crowds", "repeats_ip", "repeats_net"] {
+        assert!(fields.remove(f).is_some(), "{f}");
+    }
+    let tracked = h.plugin().tracked();
+    h.restore(&serde_json::to_vec(&v).unwrap()).unwrap();
+    assert_eq!(h.plugin().tracked(), tracked);
+    let mut clicks = Vec::new();
+    for ip in 0..12 {
+        let gaps = jittered_gaps(&mut rng, 10, 6_000.0, 0.8);
+        let ip_name = format!("198.51.100.{}", 10 + ip);
+        clicks.extend(session(
+            &format!("f{ip}"),
+            &ip_name,
+            400_000 + ip * 500,
+            gaps,
+        ));
+    }
+    clicks.sort_by_key(|c| c.time_ms);
+    let alerts = h.process(&clicks).unwrap().alerts;
+    assert!(
+        alerts.iter().any(|a| a.kind == "bot/network"),
+        "{alerts:#?}"
+    );
 }

@@ -35,6 +35,7 @@
 //! - [`group`]: the referrer/device exit rule.
 //! - this file: the plugin (IP rule, exit verdicts, buckets, eviction, snapshots).
 
+pub mod evidence;
 pub mod group;
 pub mod settings;
 
@@ -46,6 +47,8 @@ use std::collections::{HashMap, VecDeque};
 use clickwatch_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use clickwatch_sdk::detect::EventRate as Rate;
+use evidence::{Conviction, Null, Source};
 use group::Group;
 pub use settings::Settings;
 
@@ -64,7 +67,65 @@ struct Pending {
     ad_ms: i64,
     referrer: Option<String>,
     device: Option<String>,
+    /// The ad click's IP (absent in 0.1 snapshots).
+    #[serde(default)]
+    ip: Option<String>,
 }
+
+/// Site-wide exit statistics the sequential test's null is made of.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct ExitShare {
+    /// Exits and settled ad sessions over the memory (`sequential_memory_secs`) and over the
+    /// last few minutes ([`evidence::FAST_MIN`]).
+    exits: Rate,
+    settled: Rate,
+    exits_fast: Rate,
+    settled_fast: Rate,
+    /// Every event of the site, over the memory ...
+    #[serde(default)]
+    events: Rate,
+    /// ... and per second over the last `2 × exit_secs` (second, events), oldest first.
+    #[serde(default)]
+    seconds: VecDeque<(i64, u32)>,
+}
+
+impl ExitShare {
+    fn count_event(&mut self, t: i64, tau_min: f64) {
+        self.events.add(t, tau_min);
+        let sec = t.div_euclid(1000);
+        match self.seconds.iter_mut().rev().find(|(s, _)| *s == sec) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => {
+                // Out-of-order seconds are appended too; sums do not care about the order.
+                self.seconds.push_back((sec, 1));
+            }
+        }
+        // Bounded whatever the input: far more seconds than a watermark's worth means the
+        // input is far out of order, and the oldest go.
+        while self.seconds.len() > MAX_SECONDS {
+            self.seconds.pop_front();
+        }
+    }
+
+    /// Forgets seconds older than `keep_secs` before the watermark.
+    fn prune(&mut self, watermark_ms: i64, keep_secs: i64) {
+        let horizon = watermark_ms.div_euclid(1000).saturating_sub(keep_secs);
+        self.seconds.retain(|(s, _)| *s >= horizon);
+    }
+
+    /// Site events with a time in `(from_ms, to_ms]`.
+    fn events_between(&self, from_ms: i64, to_ms: i64) -> u64 {
+        let (a, b) = (from_ms.div_euclid(1000), to_ms.div_euclid(1000));
+        self.seconds
+            .iter()
+            .filter(|(s, _)| *s > a && *s <= b)
+            .map(|(_, n)| u64::from(*n))
+            .sum()
+    }
+}
+
+/// Seconds of site event counts kept at most (an hour; the exit window needs a minute or two).
+const MAX_SECONDS: usize = 3_600;
 
 /// Everything that survives a reload.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -73,6 +134,11 @@ struct State {
     pending: HashMap<String, Pending>,
     /// Groups keyed `referrer:<value>` or `device:<value>`.
     groups: HashMap<String, Group>,
+    /// Sequential evidence per network, keyed `subnet:<network>` (absent in 0.1 snapshots).
+    #[serde(default)]
+    sources: HashMap<String, Source>,
+    #[serde(default)]
+    share: ExitShare,
     next_close_ms: Option<i64>,
     untracked: u64,
 }
@@ -193,23 +259,150 @@ impl ClickFraud {
         )
     }
 
-    /// Settles the exit verdict of ad-click sessions whose grace ran out by `watermark_ms`.
-    fn settle_exits(&mut self, watermark_ms: i64) {
+    /// Settles the exit verdict of ad-click sessions whose grace ran out by `watermark_ms`,
+    /// in time order (then session id), so the sequential tests see the same sequence however
+    /// the input was batched.
+    fn settle_exits(&mut self, watermark_ms: i64, out: &mut Output) {
         let grace = i64::from(self.settings.exit_secs) * 1000;
-        let due: Vec<String> = self
+        let mut due: Vec<(i64, String)> = self
             .state
             .pending
             .iter()
             .filter(|(_, p)| p.ad_ms.saturating_add(grace) <= watermark_ms)
-            .map(|(k, _)| k.clone())
+            .map(|(k, p)| (p.ad_ms, k.clone()))
             .collect();
-        for key in due {
+        due.sort_unstable();
+        for (_, key) in due {
             if let Some(p) = self.state.pending.remove(&key) {
                 let at = p.ad_ms.saturating_add(grace);
                 self.count_group("referrer", p.referrer.as_deref(), at, true);
                 self.count_group("device", p.device.as_deref(), at, true);
+                if let Some(alert) = self.settle(&p, at, true) {
+                    out.alert(alert);
+                }
             }
         }
+    }
+
+    /// The null of the sequential test for `source` at `t`. Site figures leave the network's
+    /// own sessions out, so a fraud that is most of the site's ad traffic does not set its
+    /// own null.
+    fn null(&self, source: Option<&Source>, t: i64) -> Null {
+        let s = &self.settings;
+        let tau_min = f64::from(s.sequential_memory_secs) / 60.0;
+        let active = self.state.sources.len().max(1);
+        let share = &self.state.share;
+        let own = |f: fn(&Source) -> &Rate, tau: f64| source.map_or(0.0, |s| f(s).per_min(t, tau));
+        let fast = evidence::FAST_MIN;
+        let exits = (share.exits.per_min(t, tau_min) - own(|s| &s.exits, tau_min)).max(0.0);
+        // The long-run share of exits among settled ad sessions, at least 2 %: a site whose
+        // ad visitors hardly ever exit would otherwise read any exit as an outage's.
+        let settled = share.settled.per_min(t, tau_min).max(1e-9);
+        let long = (share.exits.per_min(t, tau_min) / settled).clamp(0.02, 0.9);
+        let fast_exits =
+            (share.exits_fast.per_min(t, fast) - own(|s| &s.exits_fast, fast)).max(0.0);
+        let fast_settled =
+            (share.settled_fast.per_min(t, fast) - own(|s| &s.settled_fast, fast)).max(0.0);
+        // With too few other sessions in the last minutes there is no current share to speak of.
+        let short = if fast_settled * fast >= 10.0 {
+            fast_exits / fast_settled
+        } else {
+            long
+        };
+        Null {
+            // One pseudo-exit per memory (a Laplace-style prior): a site without exits does
+            // not make a network's first exit infinitely unlikely.
+            prior_per_min: (exits + 1.0 / tau_min) / active as f64,
+            exits_per_continued: long / (1.0 - long),
+            scale: (short / long).max(1.0),
+            min_rate: s.sequential_min_rate_per_min,
+            threshold: (1.0 / s.sequential_tail).ln(),
+            tau_min,
+        }
+    }
+
+    /// One ad session's verdict (an exit settled at `t`, or continued at `t`) for its
+    /// network's test. An exit while the site's traffic was thin during its exit window (an
+    /// outage, or the end of a surge, cuts sessions short everywhere) feeds the rates but is
+    /// no evidence. Returns the alert when the exit convicts the network.
+    fn settle(&mut self, p: &Pending, t: i64, exit: bool) -> Option<Alert> {
+        if !self.settings.sequential_rule {
+            return None;
+        }
+        let tau_min = f64::from(self.settings.sequential_memory_secs) / 60.0;
+        let share = &mut self.state.share;
+        share.settled.add(t, tau_min);
+        share.settled_fast.add(t, evidence::FAST_MIN);
+        if exit {
+            share.exits.add(t, tau_min);
+            share.exits_fast.add(t, evidence::FAST_MIN);
+        }
+        let share = &self.state.share;
+        let window_ms = i64::from(self.settings.exit_secs) * 1000;
+        let usual = share.events.per_min(t, tau_min) * window_ms as f64 / 60_000.0;
+        let site_thinned = (share.events_between(t - window_ms, t) as f64)
+            < self.settings.min_group_ad_ratio * usual;
+        let network = p.ip.as_deref().and_then(evidence::network)?;
+        let key = format!("subnet:{network}");
+        if !self.state.sources.contains_key(&key) {
+            if self.state.sources.len() >= self.settings.max_ips as usize {
+                self.state.untracked += 1;
+                return None;
+            }
+            self.state.sources.insert(key.clone(), Source::default());
+        }
+        let null = self.null(self.state.sources.get(&key), t);
+        let cooldown = i64::from(self.settings.group_cooldown_secs) * 1000;
+        let source = self.state.sources.get_mut(&key)?;
+        if !exit {
+            source.continued(t, &null);
+            return None;
+        }
+        let c = source.exited(t, p.ip.as_deref(), &null, !site_thinned)?;
+        source.quiet_until_ms = t.saturating_add(cooldown);
+        let alert = self.convicted(&network, &c, t)?;
+        Some(alert.details(serde_json::json!({
+            "rule": "sequential",
+            "subnet": network,
+            "ad_clicks": c.exits,
+            "ips": c.ips,
+            "statistic": c.statistic,
+            "expected_exits_per_min": c.mu0,
+            "referrer": p.referrer,
+            "device": p.device,
+        })))
+    }
+
+    /// The alert for a convicted network, when its evidence came from at least two IPs (one
+    /// IP clicking is the IP rule's to judge: two bounced ad clicks from one address are a
+    /// person as often as not).
+    fn convicted(&mut self, network: &str, c: &Conviction, t: i64) -> Option<Alert> {
+        if c.ips.len() < 2 {
+            return None;
+        }
+        let (kind, entity_type, entity) = ("click-fraud/subnet", "subnet", network.to_owned());
+        Some(
+            Alert::new(kind, entity_type, &entity)
+                .severity(Severity::Critical)
+                .window(c.start_ms, t)
+                .score(c.statistic)
+                .message(format!(
+                    "{} unconverted ad clicks from network {network} in {:.1} min ({} IPs; \
+                     {:.3} exits per minute expected)",
+                    c.exits,
+                    (t - c.start_ms) as f64 / 60_000.0,
+                    c.ips.len(),
+                    c.mu0
+                ))
+                .details(serde_json::json!({
+                    "rule": "sequential",
+                    "subnet": network,
+                    "ad_clicks": c.exits,
+                    "ips": c.ips,
+                    "statistic": c.statistic,
+                    "expected_exits_per_min": c.mu0,
+                })),
+        )
     }
 }
 
@@ -231,13 +424,21 @@ impl Plugin for ClickFraud {
     }
 
     fn process(&mut self, batch: &Batch<'_>, out: &mut Output) -> Result<(), String> {
-        let groups_on = self.settings.referrer_rule || self.settings.device_rule;
+        let groups_on = self.settings.referrer_rule
+            || self.settings.device_rule
+            || self.settings.sequential_rule;
+        let tau_min = f64::from(self.settings.sequential_memory_secs) / 60.0;
         for click in batch.iter() {
             let kind = click.kind();
+            if self.settings.sequential_rule {
+                self.state.share.count_event(click.time_ms(), tau_min);
+            }
             if kind != EventKind::AdClick {
                 // Any further activity clears the session of being an exit.
-                if !self.state.pending.is_empty() {
-                    self.state.pending.remove(click.session());
+                if !self.state.pending.is_empty()
+                    && let Some(p) = self.state.pending.remove(click.session())
+                {
+                    self.settle(&p, click.time_ms(), false);
                 }
                 if is_conversion(kind)
                     && let Some(ip) = click.ip()
@@ -266,6 +467,7 @@ impl Plugin for ClickFraud {
                         ad_ms: t,
                         referrer: click.referrer().map(str::to_owned),
                         device: click.device().map(str::to_owned),
+                        ip: click.ip().map(str::to_owned),
                     },
                 );
             }
@@ -274,7 +476,10 @@ impl Plugin for ClickFraud {
     }
 
     fn tick(&mut self, watermark_ms: i64, out: &mut Output) -> Result<(), String> {
-        self.settle_exits(watermark_ms);
+        self.settle_exits(watermark_ms, out);
+        self.state
+            .share
+            .prune(watermark_ms, 2 * i64::from(self.settings.exit_secs));
         let len = i64::from(self.settings.bucket_secs) * 1000;
         let next = match self.state.next_close_ms {
             Some(n) => Some(n),
@@ -333,6 +538,7 @@ impl Plugin for ClickFraud {
         self.state.ips.retain(|_, s| s.last_seen_ms >= horizon);
         self.state.pending.retain(|_, p| p.ad_ms >= horizon);
         self.state.groups.retain(|_, g| g.last_seen_ms >= horizon);
+        self.state.sources.retain(|_, s| !s.idle(horizon));
         Ok(())
     }
 

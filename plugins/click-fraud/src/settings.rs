@@ -44,6 +44,17 @@ pub struct Settings {
     pub group_z_threshold: f64,
     /// After a group alert the group stays quiet this long, in seconds (default 3600).
     pub group_cooldown_secs: u32,
+    /// Sequential test (CUSUM) of ad-click exits per network (/24, /48) and per referrer
+    /// (default true).
+    pub sequential_rule: bool,
+    /// Its false-alarm probability per in-control run of one source (default 1e-5; the
+    /// threshold is `ln(1/tail)`).
+    pub sequential_tail: f64,
+    /// The least excess of exits per minute over a source's null it tests for (default 0.2:
+    /// one extra unconverted ad click every five minutes).
+    pub sequential_min_rate_per_min: f64,
+    /// Memory of the rates the null is made of, in seconds (default 1800).
+    pub sequential_memory_secs: u32,
     /// IPs, pending sessions and groups idle this long (event time) are forgotten
     /// (default 1800).
     pub idle_timeout_secs: u32,
@@ -73,6 +84,10 @@ impl Default for Settings {
             group_exit_ratio: 3.0,
             group_z_threshold: 4.0,
             group_cooldown_secs: 3_600,
+            sequential_rule: true,
+            sequential_tail: 1e-5,
+            sequential_min_rate_per_min: 0.2,
+            sequential_memory_secs: 1_800,
             idle_timeout_secs: 1_800,
             max_ips: 100_000,
             max_pending: 100_000,
@@ -91,6 +106,7 @@ impl Settings {
             ("bucket_secs", self.bucket_secs),
             ("group_window_buckets", self.group_window_buckets),
             ("idle_timeout_secs", self.idle_timeout_secs),
+            ("sequential_memory_secs", self.sequential_memory_secs),
         ] {
             if v == 0 {
                 return Err(format!("{name} must be at least 1"));
@@ -143,6 +159,22 @@ impl Settings {
             return Err(format!(
                 "group_exit_ratio must be at least 1, got {}",
                 self.group_exit_ratio
+            ));
+        }
+        if !(self.sequential_tail.is_finite()
+            && self.sequential_tail > 0.0
+            && self.sequential_tail < 1.0)
+        {
+            return Err(format!(
+                "sequential_tail must be in (0, 1), got {}",
+                self.sequential_tail
+            ));
+        }
+        if !(self.sequential_min_rate_per_min.is_finite() && self.sequential_min_rate_per_min > 0.0)
+        {
+            return Err(format!(
+                "sequential_min_rate_per_min must be above zero, got {}",
+                self.sequential_min_rate_per_min
             ));
         }
         if !(self.group_z_threshold.is_finite() && self.group_z_threshold >= 0.0) {

@@ -10,6 +10,33 @@ use crate::Settings;
 /// after the step it fails to reach (`funnel-drop/purchase`).
 pub const STEPS: [&str; 4] = ["product", "cart", "checkout", "purchase"];
 
+/// One funnel as judged for the site or a segment: its judging window and transitions.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Series {
+    /// Closed buckets inside the judging window, oldest first.
+    pub window: std::collections::VecDeque<[u32; 4]>,
+    pub transitions: [Transition; 3],
+    pub learned: u32,
+}
+
+impl Series {
+    /// Pushes a closed bucket and returns the window sums.
+    pub fn push(&mut self, counts: [u32; 4], window_buckets: u32) -> [u64; 4] {
+        self.window.push_back(counts);
+        while self.window.len() > window_buckets as usize {
+            self.window.pop_front();
+        }
+        let mut sums = [0u64; 4];
+        for b in &self.window {
+            for (sum, n) in sums.iter_mut().zip(b) {
+                *sum += u64::from(*n);
+            }
+        }
+        sums
+    }
+}
+
 /// A run of drop-like buckets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Episode {
@@ -27,6 +54,40 @@ pub struct Transition {
     pub initialised: bool,
     pub episode: Option<Episode>,
     pub quiet_until_ms: i64,
+    /// The sequential test's statistic and the bucket its excursion began (absent in 0.2.0
+    /// snapshots).
+    #[serde(default)]
+    pub seq: f64,
+    #[serde(default)]
+    pub seq_start_ms: i64,
+}
+
+/// The alternative `ρ` of the Bernoulli CUSUM on a conversion with baseline `p0`: the test
+/// drifts upwards exactly when conversion is below `r·p0`, i.e. the root in `(0, r)` of
+/// `r·p0·ln ρ + (1 − r·p0)·ln((1 − ρ·p0)/(1 − p0)) = 0` (at `ρ = r` the left side is the
+/// Kullback-Leibler divergence, positive; towards 0 it falls without bound).
+pub fn bernoulli_rho(p0: f64, r: f64) -> f64 {
+    let q = r * p0;
+    let f = |rho: f64| q * rho.ln() + (1.0 - q) * ((1.0 - rho * p0) / (1.0 - p0)).ln();
+    let (mut lo, mut hi) = (1e-9_f64, r);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if f(mid) < 0.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// The sequential test's threshold: the evidence of two buckets each at the `z` tail,
+/// `2·ln(1/tail(z))` (13.2 at `z` 3). The window test confirms after two drop-like buckets;
+/// the sequential test looks after every bucket, so it is held to the same joint evidence.
+/// (A CUSUM at threshold `h` raises a false alarm at most about once every `e^h` entries
+/// (Lorden 1971): at one `z` tail, `e^6.6` ≈ 740 entries, a few hours of a busy site's carts.)
+pub fn sequential_threshold(z: f64) -> f64 {
+    -2.0 * clickwatch_sdk::detect::tail::normal_sf(z).ln()
 }
 
 /// A confirmed drop, as reported.
@@ -49,6 +110,8 @@ impl Transition {
 
     /// Judges the window ending with the bucket starting at `bucket_ms`: `entered` sessions
     /// reached this step, `converted` reached the next one.
+    // The counts and the judging context of one bucket; a struct for them would only rename.
+    #[allow(clippy::too_many_arguments)]
     pub fn judge(
         &mut self,
         bucket_ms: i64,
@@ -56,17 +119,29 @@ impl Transition {
         warm: bool,
         entered: u64,
         converted: u64,
+        tests: usize,
+        learned: u32,
+        min_volume: u32,
         s: &Settings,
     ) -> Option<Finding> {
         let p0 = self.baseline().filter(|_| warm)?;
         let n = entered as f64;
         let x = converted as f64;
-        let spread = (n * p0 * (1.0 - p0)).sqrt().max(0.5);
-        let z = (x - n * p0) / spread;
-        let drop_like = entered >= u64::from(s.min_window_volume)
+        // The baseline counts as the evidence of the buckets it remembers (~1/alpha).
+        let memory = f64::from(learned).min(1.0 / s.baseline_alpha).max(1.0);
+        let tail = clickwatch_sdk::detect::proportion::drop_tail(
+            x,
+            n,
+            self.num * memory,
+            self.den * memory,
+        );
+        // Bonferroni across the series judged this bucket.
+        let tail = (tail * tests.max(1) as f64).min(1.0);
+        let z = -clickwatch_sdk::detect::tail::surprise(tail);
+        let drop_like = entered >= u64::from(min_volume)
             && p0 > 0.0
             && x / n.max(1.0) <= s.drop_ratio * p0
-            && z <= -s.z_threshold;
+            && tail <= clickwatch_sdk::detect::tail::normal_sf(s.z_threshold);
         if !drop_like {
             if self.episode.take().is_some_and(|e| e.alerted) {
                 self.quiet_until_ms =
@@ -102,6 +177,38 @@ impl Transition {
         })
     }
 
+    /// The sequential test (a Bernoulli CUSUM, Page 1954): adds one bucket's entries and
+    /// conversions and says whether the excursion now proves a drop below `drop_ratio` of the
+    /// baseline at [`sequential_threshold`]. Each entry that does not convert adds
+    /// `ln((1 − ρ·p0)/(1 − p0))`, each conversion `ln ρ` ([`bernoulli_rho`]), so a broken step
+    /// is proven after about `h/ln((1 − ρ·p0)/(1 − p0))` entries (36 at `p0` 0.5, `h` 13.2),
+    /// instead of when a window of buckets has filled with the break. Conversions
+    /// trail their entries, which at a break's start only delays the proof.
+    pub fn sequential(
+        &mut self,
+        bucket_ms: i64,
+        entered: u32,
+        converted: u32,
+        warm: bool,
+        s: &Settings,
+    ) -> bool {
+        let testable = warm
+            && bucket_ms >= self.quiet_until_ms
+            && !self.episode.as_ref().is_some_and(|e| e.alerted);
+        let Some(p0) = self.baseline().filter(|p| testable && *p > 0.0 && *p < 1.0) else {
+            self.seq = 0.0;
+            return false;
+        };
+        let rho = bernoulli_rho(p0, s.drop_ratio);
+        let (n, x) = (f64::from(entered), f64::from(converted));
+        let llr = x * rho.ln() + (n - x).max(0.0) * ((1.0 - rho * p0) / (1.0 - p0)).ln();
+        if self.seq <= 0.0 {
+            self.seq_start_ms = bucket_ms;
+        }
+        self.seq = (self.seq + llr).max(0.0);
+        self.seq >= sequential_threshold(s.z_threshold)
+    }
+
     /// Folds one bucket's counts into the baseline, except during a drop: an outage must not
     /// become the normal it is judged against.
     pub fn learn_unless_in_episode(&mut self, entered: u32, converted: u32, alpha: f64) {
@@ -123,30 +230,80 @@ impl Transition {
     }
 }
 
-/// The alert for transition `k`.
-pub fn alert(k: usize, f: &Finding, window_buckets: u32) -> Alert {
+fn details(k: usize, f: &Finding) -> serde_json::Value {
     let (from, to) = (STEPS[k], STEPS[(k + 1).min(STEPS.len() - 1)]);
     let p = f.converted as f64 / (f.entered as f64).max(1.0);
+    let (lo, hi) =
+        clickwatch_sdk::detect::proportion::wilson(f.converted as f64, f.entered as f64, 1.96);
+    serde_json::json!({
+        "from": from,
+        "to": to,
+        "entered": f.entered,
+        "converted": f.converted,
+        "conversion": p,
+        "conversion_95": [lo, hi],
+        "baseline": f.baseline,
+        "surprise": f.z.abs(),
+        "buckets": f.buckets,
+    })
+}
+
+fn message(k: usize, f: &Finding, window_buckets: u32, whom: &str) -> String {
+    let (from, to) = (STEPS[k], STEPS[(k + 1).min(STEPS.len() - 1)]);
+    let p = f.converted as f64 / (f.entered as f64).max(1.0);
+    format!(
+        "{from} → {to} conversion{whom} {:.1}% against a baseline of {:.1}% \
+         ({} of {} sessions over the last {window_buckets} buckets)",
+        p * 100.0,
+        f.baseline * 100.0,
+        f.converted,
+        f.entered
+    )
+}
+
+/// The site-wide alert for transition `k`, naming the most affected segments.
+pub fn alert(
+    k: usize,
+    f: &Finding,
+    window_buckets: u32,
+    segments: Vec<serde_json::Value>,
+) -> Alert {
+    let to = STEPS[(k + 1).min(STEPS.len() - 1)];
+    let mut d = details(k, f);
+    d["segments"] = serde_json::Value::Array(segments);
     Alert::new(&format!("funnel-drop/{to}"), "site", "*")
         .severity(Severity::Critical)
         .window(f.start_ms, f.time_ms)
         .score(f.z.abs())
-        .message(format!(
-            "{from} → {to} conversion {:.1}% against a baseline of {:.1}% \
-             ({} of {} sessions over the last {window_buckets} buckets)",
-            p * 100.0,
-            f.baseline * 100.0,
-            f.converted,
-            f.entered
+        .message(message(k, f, window_buckets, ""))
+        .details(d)
+}
+
+/// The alert for one segment's drop on transition `k`; `remainder` is the rest of the
+/// site's conversion relative to its baseline.
+pub fn segment_alert(
+    k: usize,
+    f: &Finding,
+    window_buckets: u32,
+    dimension: &str,
+    value: &str,
+    remainder: f64,
+) -> Alert {
+    let to = STEPS[(k + 1).min(STEPS.len() - 1)];
+    let mut d = details(k, f);
+    d["dimension"] = dimension.into();
+    d["segment"] = value.into();
+    d["step"] = format!("{to}:{value}").into();
+    d["rest_of_site_ratio"] = remainder.into();
+    Alert::new(&format!("funnel-drop/{to}"), dimension, value)
+        .severity(Severity::Critical)
+        .window(f.start_ms, f.time_ms)
+        .score(f.z.abs())
+        .message(message(
+            k,
+            f,
+            window_buckets,
+            &format!(" for {dimension} {value}"),
         ))
-        .details(serde_json::json!({
-            "from": from,
-            "to": to,
-            "entered": f.entered,
-            "converted": f.converted,
-            "conversion": p,
-            "baseline": f.baseline,
-            "z": f.z,
-            "buckets": f.buckets,
-        }))
+        .details(d)
 }

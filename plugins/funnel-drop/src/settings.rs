@@ -20,12 +20,25 @@ pub struct Settings {
     /// A window is drop-like when its conversion is at or below this fraction of the baseline
     /// conversion (default 0.5).
     pub drop_ratio: f64,
-    /// Steps are judged only while the window's product-step entries are at least this
-    /// fraction of their baseline (default 0.5): during a traffic outage sessions are cut
-    /// short and every conversion falls, which is the traffic detector's business.
+    /// Steps are judged only while the window's product-step entries, and the site's events,
+    /// are at least this fraction of their baseline, and the site's events at most its
+    /// inverse (default 0.5, so between half and twice the usual traffic): during a traffic
+    /// outage sessions are cut short and every conversion falls, a surge brings visitors of
+    /// another mix; both are the traffic detector's business.
     pub min_traffic_ratio: f64,
-    /// ... and at least this many binomial standard deviations below it (default 3.0).
+    /// ... and significant: the one-sided likelihood-ratio tail probability of the drop,
+    /// times the number of series judged that bucket (Bonferroni), at most the normal tail at
+    /// this many sigma (default 4.0, about 3e-5).
     pub z_threshold: f64,
+    /// A segment is judged only with at least this many sessions at the step's entry in the
+    /// window (default 8); the significance test does the rest.
+    pub min_segment_volume: u32,
+    /// While the whole site is drop-like, a segment is named instead only if the rest of the
+    /// site converts at least this fraction of its baseline without it (default 0.75).
+    pub remainder_ratio: f64,
+    /// Tracked values per segment dimension, `other` included (default 12); further values
+    /// count as `other`.
+    pub max_segment_values: u32,
     /// Consecutive drop-like buckets before alerting (default 2).
     pub confirm_buckets: u32,
     /// After an alerted episode ends, the step stays quiet this many buckets (default 60).
@@ -51,7 +64,10 @@ impl Default for Settings {
             warmup_buckets: 30,
             min_window_volume: 30,
             drop_ratio: 0.5,
-            z_threshold: 3.0,
+            z_threshold: 4.0,
+            min_segment_volume: 8,
+            remainder_ratio: 0.75,
+            max_segment_values: 12,
             min_traffic_ratio: 0.5,
             confirm_buckets: 2,
             cooldown_buckets: 60,
@@ -100,6 +116,7 @@ impl Settings {
             ("confirm_buckets", self.confirm_buckets),
             ("max_episode_buckets", self.max_episode_buckets),
             ("idle_timeout_secs", self.idle_timeout_secs),
+            ("max_segment_values", self.max_segment_values),
         ] {
             if v == 0 {
                 return Err(format!("{name} must be at least 1"));

@@ -9,6 +9,7 @@
 //! - [`output`]: alerts and aggregate rows the plugin hands back.
 //! - [`info`]: what a plugin declares about itself (name, kind, state key, tables).
 //! - [`log`]: structured logging into the host's log.
+//! - [`net`]: client networks (/24, /48) of an address.
 //! - [`state`]: helpers to snapshot and restore serde-serialisable state.
 //! - [`detect`]: the statistical core detectors share (baselines, tail-probability tests).
 //! - [`testing`]: a native harness, so plugin logic is tested with plain `cargo test`.
@@ -46,6 +47,7 @@ pub mod batch;
 pub mod detect;
 pub mod info;
 pub mod log;
+pub mod net;
 pub mod output;
 pub mod state;
 pub mod testing;

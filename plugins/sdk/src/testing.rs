@@ -258,6 +258,20 @@ impl<P: Plugin> Harness<P> {
         Ok(())
     }
 
+    /// The plugin's snapshot, as the host would store it.
+    pub fn snapshot(&self) -> Result<Vec<u8>, String> {
+        self.plugin.snapshot()
+    }
+
+    /// Does what an upgrade does: a fresh instance from the same settings restores `state`
+    /// (say, a snapshot an older version wrote) and carries on.
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        let mut fresh = P::new(parse_settings(&self.settings)?)?;
+        fresh.restore(state)?;
+        self.plugin = fresh;
+        Ok(())
+    }
+
     /// The plugin itself, for assertions on its state.
     pub fn plugin(&self) -> &P {
         &self.plugin

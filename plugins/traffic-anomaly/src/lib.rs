@@ -46,21 +46,48 @@
 //!   alike). Only one of the two is alerted. Pages do not learn while the site is in an
 //!   episode, so its end is not a page "drop".
 //!
-//! Legitimate surges stay under the ratios: a flash sale ramps the site to ~1.7x (< 2.2) and
-//! a newsletter doubles a few landing pages (< 3.0), while injected incidents are x3 (site),
-//! x4..x8 (page) or x0..x0.3 (drops).
-//!
+//! - **levels** ([`levels`]): between the site and its pages, series per url path prefix
+//!   (`/shop/books/`) and name stem (`/p/books-*`), learned from the urls seen, watched for
+//!   drops like pages; an outage spread over many quiet pages is found at its level and named
+//!   `category` (or `section`) with its most affected children. A node of the site → levels →
+//!   pages tree that moves with its ancestor is the ancestor's anomaly, unless it moved
+//!   `dominance`/`drop_dominance` times more.
+//! - **common factor**: the weighted median of count / baseline over the warm pages; a page or
+//!   level drop must also be a drop against its baseline times that factor, so the end of a
+//!   sale or an outage that moves every page alike is no page's drop.
+//! - **surge or spike** ([`surge`]): a site spike whose conversion share did not fall to half
+//!   its baseline or less (significantly, `surge_tail`) is a `traffic-surge`, severity info.
+//! - **error pages** (`/404`, `/error`, ...) are never alerted; their rise is listed in the
+//!   drop alerts of that bucket.
+//! - **decisive buckets**: a drop bucket 6 sigmas below its baseline confirms alone.
+//! - **sequential drop test** (`sequential_tail`, 1e-8): between bucket closes, the site and
+//!   every level busy enough to alert a drop, and every page busy enough for the test to
+//!   prove a total loss within one bucket, run a continuous-time Poisson CUSUM
+//!   ([`clickwatch_sdk::detect::DropCusum`]) on its events per second against its baseline,
+//!   for the rate below `drop_ratio` of it, quasi-likelihood with the dispersion its robust
+//!   scale shows. When it signals, the drop is named in the tree as above (an ancestor moving
+//!   down alike carries it, a busy child that lost more explains it, and the evidence must
+//!   also hold against the common factor of the elapsed part of the bucket and against each
+//!   ancestor's own excursion), and alerted at
+//!   that second: an outage is proven as soon as the missing events suffice, wherever in a
+//!   bucket it began.
+
 //! # State
-//! One [`series::Series`] per page, about 200 bytes plus the url; pages idle for
-//! `idle_timeout_secs` are evicted (unless in an episode) and at most `max_pages` are tracked.
+//! One [`series::Series`] per page and per level, about 200 bytes plus the name; pages and
+//! levels idle for `idle_timeout_secs` are evicted (unless in an episode), at most `max_pages`
+//! and `max_levels` are tracked. A 0.1 snapshot (no levels, no conversion share) restores.
 //!
 //! # Layout
 //! - [`settings`]: the documented settings.
 //! - [`series`]: one watched rate and its baseline.
+//! - [`levels`]: the url levels of a page, their names, error pages.
+//! - [`surge`]: the site's conversion share, surge or spike.
 //! - this file: the plugin (counting, closing buckets, alerts, eviction, snapshots).
 
+pub mod levels;
 pub mod series;
 pub mod settings;
+pub mod surge;
 
 #[cfg(test)]
 mod tests;
@@ -72,9 +99,17 @@ use serde::{Deserialize, Serialize};
 
 use series::{Direction, Finding, Rules, Series};
 pub use settings::Settings;
+use surge::Conversion;
 
 /// Entity of the site-wide series.
 pub const SITE: &str = "*";
+
+/// Least expected events per bucket over the warm pages for a common factor to be measured.
+const MIN_FACTOR_WEIGHT: f64 = 50.0;
+
+/// Least expected events of a page, in the elapsed part of a bucket, for its ratio to count
+/// towards the common factor there.
+const MIN_PARTIAL_EXPECTED: f64 = 5.0;
 
 /// The detector.
 #[derive(Debug)]
@@ -83,6 +118,12 @@ pub struct TrafficAnomaly {
     page_rules: Rules,
     site_rules: Rules,
     state: State,
+    /// Levels of the urls seen (see [`levels`]), so each event does not split its url again;
+    /// cleared when it outgrows `max_pages`.
+    levels: HashMap<String, Vec<String>>,
+    /// Series the sequential drop test watches (warm and busy enough to alert a drop),
+    /// coarsest first; derived from the state at each bucket close and on restore.
+    watched: Vec<NodeId>,
 }
 
 /// Everything that survives a reload.
@@ -92,10 +133,47 @@ struct State {
     next_close_ms: Option<i64>,
     site: Option<Series>,
     pages: HashMap<String, Series>,
+    /// Levels between the site and its pages (url path prefixes and stems; absent in 0.1
+    /// snapshots).
+    #[serde(default)]
+    groups: HashMap<String, Series>,
+    /// The site's conversion share, which tells a demand surge from other spikes (absent in
+    /// 0.1 snapshots).
+    #[serde(default)]
+    conversion: Conversion,
     /// Events older than the last closed bucket (should not happen behind a watermark).
     late: u64,
     /// Events of pages not tracked because `max_pages` was reached.
     untracked: u64,
+}
+
+/// Which series a node of the site's tree is. Ordered coarsest first: the site, then levels
+/// (a level's name is a prefix of its sub-levels'), then pages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum NodeId {
+    Site,
+    Group(String),
+    Page(String),
+}
+
+/// One series as closed in this bucket: what naming needs.
+struct Node {
+    id: NodeId,
+    parent: Option<NodeId>,
+    dir: Option<Direction>,
+    ratio: f64,
+    count: f64,
+    expected: f64,
+    alertable: bool,
+    finding: Option<Finding>,
+}
+
+/// The parent level of a level: `/p/books-*` → `/p/`, `/category/books/` → `/category/`,
+/// `/p/` → none (the site).
+fn parent_level(level: &str) -> Option<&str> {
+    let body = level.strip_suffix('/').unwrap_or(level);
+    let cut = body.rfind('/')?;
+    (cut > 0).then(|| &level[..=cut])
 }
 
 impl TrafficAnomaly {
@@ -108,92 +186,666 @@ impl TrafficAnomaly {
         self.state.pages.len()
     }
 
-    /// Forgets pages idle since before `watermark_ms − idle_timeout_secs`, unless they are in
-    /// an episode (a page that dropped to nothing is idle, and still being watched).
+    /// Number of levels (url prefixes and stems) currently tracked.
+    pub fn tracked_levels(&self) -> usize {
+        self.state.groups.len()
+    }
+
+    /// Forgets pages and levels idle since before `watermark_ms − idle_timeout_secs`, unless
+    /// they are in an episode (a page that dropped to nothing is idle, and still being watched).
     fn evict(&mut self, watermark_ms: i64) {
         let horizon =
             watermark_ms.saturating_sub(i64::from(self.settings.idle_timeout_secs) * 1000);
         self.state
             .pages
             .retain(|_, s| s.last_seen_ms >= horizon || s.episode.is_some());
+        self.state
+            .groups
+            .retain(|_, s| s.last_seen_ms >= horizon || s.episode.is_some());
+    }
+
+    /// The nearest tracked level above a page, if any.
+    fn page_parent(&self, url: &str) -> Option<NodeId> {
+        let levels = match self.levels.get(url) {
+            Some(l) => l.clone(),
+            None => levels::levels(url),
+        };
+        levels
+            .into_iter()
+            .rev()
+            .find(|l| self.state.groups.contains_key(l))
+            .map(NodeId::Group)
+    }
+
+    fn group_parent(&self, level: &str) -> Option<NodeId> {
+        let mut at = parent_level(level);
+        while let Some(p) = at {
+            if self.state.groups.contains_key(p) {
+                return Some(NodeId::Group(p.to_owned()));
+            }
+            at = parent_level(p);
+        }
+        None
+    }
+
+    /// Counts one event for every level above its page (creating levels up to `max_levels`).
+    fn count_levels(&mut self, url: &str, bucket: i64, t: i64) {
+        if !self.levels.contains_key(url) {
+            if self.levels.len() >= self.settings.max_pages as usize {
+                self.levels.clear();
+            }
+            self.levels.insert(url.to_owned(), levels::levels(url));
+        }
+        let Some(levels) = self.levels.get(url) else {
+            return;
+        };
+        let groups = &mut self.state.groups;
+        for level in levels {
+            if let Some(series) = groups.get_mut(level) {
+                series.count(bucket, t);
+            } else if groups.len() < self.settings.max_levels as usize {
+                let mut series = Series::new(bucket);
+                series.count(bucket, t);
+                groups.insert(level.clone(), series);
+            }
+        }
+    }
+
+    /// How the site's pages as a whole moved in the bucket starting at `bucket`: the median of
+    /// count / baseline over the warm pages, each weighted by its baseline. A sale, the end of
+    /// one, or an outage moves every page alike and so moves the median; one page or one
+    /// category moving alone does not (it is a minority of the weight). 1 when too few events
+    /// are expected to tell.
+    fn common_factor(&self, bucket: i64) -> f64 {
+        let mut points: Vec<(f64, f64)> = self
+            .state
+            .pages
+            .values()
+            .filter(|s| s.first_bucket_ms <= bucket && s.warm(&self.page_rules))
+            .map(|s| (s.holt(), f64::from(s.peek(bucket))))
+            .filter(|(e, _)| *e >= 1.0)
+            .map(|(e, c)| (c / e, e))
+            .collect();
+        let total: f64 = points.iter().map(|(_, w)| w).sum();
+        if total < MIN_FACTOR_WEIGHT {
+            return 1.0;
+        }
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut acc = 0.0;
+        for (ratio, w) in points {
+            acc += w;
+            if acc >= total / 2.0 {
+                return ratio;
+            }
+        }
+        1.0
     }
 
     fn close_bucket(&mut self, bucket: i64, out: &mut Output) {
         let secs = self.settings.bucket_secs;
-        let mut site_finding = None;
-        let mut site_dir = None;
-        let mut site_ratio = 1.0;
+        let min_drop = self.settings.min_drop_baseline;
+        let mut nodes: Vec<Node> = Vec::new();
+        let node_of = |id: NodeId, parent: Option<NodeId>, s: &Series, f: Option<Finding>| Node {
+            id,
+            parent,
+            dir: s.episode.as_ref().map(|e| e.dir),
+            ratio: s.last_ratio,
+            count: s.last_count,
+            expected: s.last_expected,
+            alertable: s.last_expected >= min_drop,
+            finding: f,
+        };
+        let mut conversions = self.state.conversion.take(bucket);
         if let Some(site) = &mut self.state.site
             && site.first_bucket_ms <= bucket
         {
             let n = site.take(bucket);
-            site_finding = site.close(bucket, n, &self.site_rules, false);
-            site_dir = site.episode.as_ref().map(|e| e.dir);
-            site_ratio = site.last_ratio;
+            let was = site.episode.is_some();
+            let f = site.close(bucket, n, &self.site_rules, false, None);
+            conversions.events = f64::from(n);
+            self.state
+                .conversion
+                .close(conversions, was || site.episode.is_some());
+            nodes.push(node_of(NodeId::Site, None, site, f));
         }
-        let (dominance, drop_dominance) = (self.settings.dominance, self.settings.drop_dominance);
-        // Whether a page moved much more than the site: then the site's move is that page's
-        // doing (extra visitors landing on it), and the page is the anomaly to name. Drops
-        // compare the share lost, not ratios: near zero, ratios of ratios are noise.
-        let dominant = |dir: Direction, page_ratio: f64| match dir {
-            Direction::Spike => page_ratio >= dominance * site_ratio,
-            Direction::Drop => (1.0 - page_ratio) >= drop_dominance * (1.0 - site_ratio),
-        };
-        let mut site_explained = false;
-        for (url, s) in &mut self.state.pages {
+        let site_moving = nodes.first().is_some_and(|n| n.dir.is_some());
+        let factor = self.common_factor(bucket);
+        // Coarse levels first (for the tree, below).
+        let mut keys: Vec<String> = self.state.groups.keys().cloned().collect();
+        keys.sort_by_key(|k| (k.matches('/').count(), k.clone()));
+        for key in keys {
+            let parent = self.group_parent(&key);
+            let Some(s) = self.state.groups.get_mut(&key) else {
+                continue;
+            };
             if s.first_bucket_ms > bucket {
                 continue;
             }
             let n = s.take(bucket);
-            let finding = s.close(bucket, n, &self.page_rules, site_dir.is_some());
-            if let Some(d) = site_dir
-                && s.episode.as_ref().is_some_and(|e| e.dir == d)
-                && dominant(d, s.last_ratio)
-            {
-                site_explained = true;
-            }
-            let Some(f) = finding else {
+            let f = s.close(bucket, n, &self.page_rules, site_moving, Some(factor));
+            nodes.push(node_of(NodeId::Group(key), parent, s, f));
+        }
+        let urls: Vec<String> = self.state.pages.keys().cloned().collect();
+        for url in urls {
+            let parent = self.page_parent(&url);
+            let Some(s) = self.state.pages.get_mut(&url) else {
                 continue;
             };
-            // A page that merely moves with the whole site is the site's anomaly, named once
-            // about `*`; a page that moves far more than the site is its own.
-            if site_dir != Some(f.dir) || dominant(f.dir, s.last_ratio) {
-                out.alert(alert(&f, "page", url, secs));
+            if s.first_bucket_ms > bucket {
+                continue;
+            }
+            let n = s.take(bucket);
+            let f = s.close(bucket, n, &self.page_rules, site_moving, Some(factor));
+            nodes.push(node_of(NodeId::Page(url), parent, s, f));
+        }
+        self.report(bucket, secs, &nodes, out);
+        self.refresh_watched();
+    }
+
+    /// The series the sequential drop test watches: warm and expecting enough events for a
+    /// drop to be alerted (error pages never are); a page also enough for the test to prove
+    /// a total loss within one bucket. The test is there to be faster than the bucket test;
+    /// on a quieter page it cannot be (it needs `ln(1/tail)·φ/(1 − ρ)` expected events, ~22
+    /// at φ = 1), and its Poisson model is at its weakest there: a quiet page's events come
+    /// from a few visitors each viewing it in a burst, so the bucket test and its
+    /// confirmation decide alone. A level pools many pages' visitors and keeps the test.
+    fn refresh_watched(&mut self) {
+        let r = &self.page_rules;
+        let busy = |s: &Series| s.warm(r) && s.holt() >= r.min_drop_baseline;
+        let fast = |s: &Series| s.holt() * (1.0 - r.rho) >= r.seq_threshold * s.dispersion();
+        self.watched.clear();
+        if self.state.site.as_ref().is_some_and(busy) {
+            self.watched.push(NodeId::Site);
+        }
+        self.watched.extend(
+            self.state
+                .groups
+                .iter()
+                .filter(|(_, s)| busy(s))
+                .map(|(k, _)| NodeId::Group(k.clone())),
+        );
+        self.watched.extend(
+            self.state
+                .pages
+                .iter()
+                .filter(|(u, s)| busy(s) && fast(s) && !levels::is_error_page(u))
+                .map(|(u, _)| NodeId::Page(u.clone())),
+        );
+        self.watched.sort();
+    }
+
+    fn series(&self, id: &NodeId) -> Option<&Series> {
+        match id {
+            NodeId::Site => self.state.site.as_ref(),
+            NodeId::Group(k) => self.state.groups.get(k),
+            NodeId::Page(u) => self.state.pages.get(u),
+        }
+    }
+
+    fn series_mut(&mut self, id: &NodeId) -> Option<&mut Series> {
+        match id {
+            NodeId::Site => self.state.site.as_mut(),
+            NodeId::Group(k) => self.state.groups.get_mut(k),
+            NodeId::Page(u) => self.state.pages.get_mut(u),
+        }
+    }
+
+    /// The common factor (see [`Self::common_factor`]) over the elapsed `frac` of the open
+    /// bucket.
+    fn partial_factor(&self, bucket: i64, frac: f64) -> f64 {
+        let mut points: Vec<(f64, f64)> = self
+            .state
+            .pages
+            .values()
+            .filter(|s| s.first_bucket_ms <= bucket && s.warm(&self.page_rules))
+            .map(|s| (s.holt() * frac, f64::from(s.peek(bucket))))
+            // Within a bucket most pages expect less than an event: their ratios are 0 or
+            // large, and a median of them says nothing. Only pages expecting a few count.
+            .filter(|(e, _)| *e >= MIN_PARTIAL_EXPECTED)
+            .map(|(e, c)| (c / e, e))
+            .collect();
+        let total: f64 = points.iter().map(|(_, w)| w).sum();
+        if total < MIN_FACTOR_WEIGHT {
+            return 1.0;
+        }
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut acc = 0.0;
+        for (ratio, w) in points {
+            acc += w;
+            if acc >= total / 2.0 {
+                return ratio;
             }
         }
-        if let Some(f) = site_finding
-            && !site_explained
-        {
-            out.alert(alert(&f, "site", SITE, secs));
+        1.0
+    }
+
+    /// The ancestors of a node, nearest first, ending with the site.
+    fn ancestors_of(&self, id: &NodeId) -> Vec<NodeId> {
+        let mut chain = Vec::new();
+        let mut at = match id {
+            NodeId::Site => return chain,
+            NodeId::Group(k) => self.group_parent(k),
+            NodeId::Page(u) => self.page_parent(u),
+        };
+        while let Some(NodeId::Group(k)) = at {
+            at = self.group_parent(&k);
+            chain.push(NodeId::Group(k));
+        }
+        chain.push(NodeId::Site);
+        chain
+    }
+
+    /// The children of a node in the site's tree.
+    fn children_of(&self, id: &NodeId) -> Vec<NodeId> {
+        if matches!(id, NodeId::Page(_)) {
+            return Vec::new();
+        }
+        let parent = |p: Option<NodeId>| match p {
+            None => *id == NodeId::Site,
+            Some(p) => p == *id,
+        };
+        let mut out: Vec<NodeId> = self
+            .state
+            .groups
+            .keys()
+            .filter(|k| parent(self.group_parent(k)))
+            .map(|k| NodeId::Group(k.clone()))
+            .collect();
+        out.extend(
+            self.state
+                .pages
+                .keys()
+                .filter(|u| parent(self.page_parent(u)))
+                .map(|u| NodeId::Page(u.clone())),
+        );
+        out
+    }
+
+    /// Advances the sequential drop test of every watched series to `until` in the open bucket
+    /// starting at `bucket`, and alerts the drops it proves, named in the site's tree as the
+    /// bucket report names them: not a node whose ancestor is moving down (naming a child
+    /// that lost more is left to the bucket report), nor one whose drop one child carries.
+    fn sequential(&mut self, bucket: i64, until: i64, out: &mut Output) {
+        let r = self.page_rules;
+        if !r.seq_threshold.is_finite() || self.watched.is_empty() {
+            return;
+        }
+        let mut crossed = Vec::new();
+        let watched = std::mem::take(&mut self.watched);
+        for id in &watched {
+            if let Some(s) = self.series_mut(id)
+                && s.first_bucket_ms <= bucket
+                && s.advance_drop_test(bucket, until, &r)
+                    .is_some_and(|x| x >= r.seq_threshold)
+            {
+                crossed.push(id.clone());
+            }
+        }
+        self.watched = watched;
+        if crossed.is_empty() {
+            return;
+        }
+        let len = self.bucket_ms();
+        let frac = ((until - bucket) as f64 / len as f64).clamp(0.0, 1.0);
+        let factor = self.partial_factor(bucket, frac).min(1.0);
+        let drop_dominance = self.settings.drop_dominance;
+        let moving_cut = (1.0 + r.drop_ratio) / 2.0;
+        let moving = |s: &Series, ratio: f64| {
+            s.episode.as_ref().is_some_and(|e| e.dir == Direction::Drop) || ratio <= moving_cut
+        };
+        for id in crossed {
+            let Some(s) = self.series(&id) else { continue };
+            // How the node's ancestors moved meanwhile, each over its own excursion (where its
+            // drop, if any, began): only an excursion holding at least as many expected events
+            // as the node's own counts (a shorter one is a blip of noise). The node's evidence
+            // must hold against the lowest of them too: a page is named only when it falls
+            // apart from its parents, not when it follows the site down (the site, 10 times
+            // busier, may take longer to prove its own drop when its scale is wide).
+            let parents = self
+                .ancestors_of(&id)
+                .iter()
+                .filter_map(|a| self.series(a))
+                .filter(|a| a.seq.statistic > 0.0 && a.seq.expected >= s.seq.expected)
+                .map(|a| ((a.seq.observed + 1.0) / (a.seq.expected + 1.0)).min(1.0))
+                .fold(1.0_f64, f64::min);
+            let factor = factor.min(parents);
+            // The same evidence against the baseline times the common factor: a drop every
+            // page shares is no page's (or level's) drop.
+            let shared = id != NodeId::Site
+                && s.seq.statistic_scaled(factor, s.dispersion(), r.rho) < r.seq_threshold;
+            let ratio = s.recent_ratio(bucket, frac);
+            let carried = self.ancestors_of(&id).iter().any(|a| {
+                self.series(a).is_some_and(|a| {
+                    let ra = a.recent_ratio(bucket, frac);
+                    // Within a bucket, ratios over windows of different starts are too
+                    // noisy to tell a child that lost more: any ancestor moving down carries
+                    // the drop, and naming a child is left to the bucket report.
+                    a.holt() >= r.min_drop_baseline && moving(a, ra)
+                })
+            });
+            let children = self.children_of(&id);
+            let explained = children.iter().any(|c| {
+                self.series(c).is_some_and(|c| {
+                    // Only a child busy enough to be alerted itself can take the drop over.
+                    let rc = c.recent_ratio(bucket, frac);
+                    c.holt() >= r.min_drop_baseline
+                        && moving(c, rc)
+                        && (1.0 - rc) >= drop_dominance * (1.0 - ratio)
+                })
+            });
+            if shared || carried || explained {
+                if let Some(s) = self.series_mut(&id) {
+                    if shared && !carried && !explained {
+                        // Part of the move is every page's: keep only the evidence beyond it.
+                        let phi = s.dispersion();
+                        s.seq.rescale(factor, phi, r.rho);
+                    } else {
+                        // The evidence is another node's: start over.
+                        s.seq.reset();
+                    }
+                }
+                continue;
+            }
+            let mut affected: Vec<(String, f64, f64)> = children
+                .iter()
+                .filter_map(|c| {
+                    let (count, expected) = self.series(c)?.recent(bucket, frac);
+                    let name = match c {
+                        NodeId::Page(u) | NodeId::Group(u) => u.clone(),
+                        NodeId::Site => SITE.to_owned(),
+                    };
+                    Some((name, count, expected))
+                })
+                .collect();
+            affected.sort_by(|a, b| {
+                (b.2 - b.1)
+                    .total_cmp(&(a.2 - a.1))
+                    .then_with(|| a.0.cmp(&b.0))
+            });
+            affected.truncate(3);
+            let naming = match &id {
+                NodeId::Site => Naming {
+                    entity_type: "site",
+                    entity: SITE.to_owned(),
+                    level: None,
+                },
+                NodeId::Group(level) => {
+                    let (entity_type, entity) = levels::name(level);
+                    Naming {
+                        entity_type,
+                        entity,
+                        level: Some(level.clone()),
+                    }
+                }
+                NodeId::Page(url) => Naming {
+                    entity_type: "page",
+                    entity: url.clone(),
+                    level: None,
+                },
+            };
+            // Reported per bucket, like the bucket test's findings.
+            let span = (until - s.seq.start_ms).max(1) as f64;
+            let per_bucket = len as f64 / span;
+            let (o, e) = (s.seq.observed, s.seq.expected);
+            let finding = Finding {
+                dir: Direction::Drop,
+                start_ms: s.seq.start_ms,
+                time_ms: until,
+                observed: o * per_bucket,
+                expected: e * per_bucket,
+                z: (o - e) / (s.dispersion() * e).max(1e-9).sqrt(),
+                buckets: (span / len as f64).ceil() as u32,
+            };
+            out.alert(alert(
+                &finding,
+                &naming,
+                self.settings.bucket_secs,
+                &affected,
+                None,
+                &[],
+                Proof::Sequential,
+            ));
+            if let Some(s) = self.series_mut(&id) {
+                s.seq.reset();
+                match &mut s.episode {
+                    Some(e) if e.dir == Direction::Drop => e.alerted = true,
+                    other => {
+                        *other = Some(series::Episode {
+                            dir: Direction::Drop,
+                            start_ms: bucket,
+                            buckets: 0,
+                            strong: 0,
+                            alerted: true,
+                            sum_dev: 0.0,
+                            sum_var: 0.0,
+                            sum_ref: 0.0,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Names each confirmed episode once: at the highest level that moved the same way and is
+    /// not merely carried by one of its children.
+    fn report(&self, _bucket: i64, secs: u32, nodes: &[Node], out: &mut Output) {
+        let (dominance, drop_dominance) = (self.settings.dominance, self.settings.drop_dominance);
+        // Whether a child moved much more than its ancestor: then the ancestor's move is that
+        // child's doing (extra visitors landing on one page lift the whole site), and the child
+        // is the anomaly to name. Drops compare the share lost, not ratios: near zero, ratios
+        // of ratios are noise.
+        let dominant = |dir: Direction, child: f64, ancestor: f64| match dir {
+            Direction::Spike => child >= dominance * ancestor,
+            Direction::Drop => (1.0 - child) >= drop_dominance * (1.0 - ancestor),
+        };
+        let index: HashMap<&NodeId, usize> =
+            nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
+        let ancestors = |i: usize| {
+            let mut chain = Vec::new();
+            let mut at = nodes[i].parent.as_ref();
+            if at.is_none() && nodes[i].id != NodeId::Site {
+                at = Some(&NodeId::Site);
+            }
+            while let Some(p) = at {
+                let Some(&j) = index.get(p) else { break };
+                chain.push(j);
+                at = nodes[j].parent.as_ref();
+                if at.is_none() && nodes[j].id != NodeId::Site {
+                    at = Some(&NodeId::Site);
+                }
+            }
+            chain
+        };
+        let mut explained = vec![false; nodes.len()];
+        let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let chain = ancestors(i);
+            if let Some(&p) = chain.first() {
+                children.entry(p).or_default().push(i);
+            }
+            let Some(d) = n.dir else { continue };
+            for j in chain {
+                if nodes[j].dir == Some(d) && dominant(d, n.ratio, nodes[j].ratio) {
+                    explained[j] = true;
+                }
+            }
+        }
+        // Error pages rising: evidence of breakage for the drops reported in this bucket.
+        let errors: Vec<&str> = nodes
+            .iter()
+            .filter_map(|n| match &n.id {
+                NodeId::Page(u) if n.dir == Some(Direction::Spike) && levels::is_error_page(u) => {
+                    Some(u.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        for (i, n) in nodes.iter().enumerate() {
+            let Some(f) = &n.finding else { continue };
+            if explained[i] {
+                continue;
+            }
+            let carried = ancestors(i).into_iter().any(|j| {
+                let a = &nodes[j];
+                a.dir == Some(f.dir)
+                    && (a.alertable || f.dir == Direction::Spike)
+                    && !dominant(f.dir, n.ratio, a.ratio)
+            });
+            if carried {
+                continue;
+            }
+            match &n.id {
+                // A rise of an error page is a symptom (of pages now answering it), not demand,
+                // and its fall is good news.
+                NodeId::Page(u) if levels::is_error_page(u) => continue,
+                // Levels are watched for outages spread over many pages. A rise of one is
+                // one crawler walking its pages, or demand that its landing page shows.
+                NodeId::Group(_) if f.dir == Direction::Spike => continue,
+                _ => {}
+            }
+            let mut affected: Vec<(String, f64, f64)> = children
+                .get(&i)
+                .into_iter()
+                .flatten()
+                .map(|&c| {
+                    let name = match &nodes[c].id {
+                        NodeId::Page(u) | NodeId::Group(u) => u.clone(),
+                        NodeId::Site => SITE.to_owned(),
+                    };
+                    (name, nodes[c].count, nodes[c].expected)
+                })
+                .collect();
+            let moved = |(_, c, e): &(String, f64, f64)| match f.dir {
+                Direction::Drop => e - c,
+                Direction::Spike => c - e,
+            };
+            affected.sort_by(|a, b| moved(b).total_cmp(&moved(a)).then_with(|| a.0.cmp(&b.0)));
+            affected.truncate(3);
+            let naming = match &n.id {
+                NodeId::Site => Naming {
+                    entity_type: "site",
+                    entity: SITE.to_owned(),
+                    level: None,
+                },
+                NodeId::Group(level) => {
+                    let (entity_type, entity) = levels::name(level);
+                    Naming {
+                        entity_type,
+                        entity,
+                        level: Some(level.clone()),
+                    }
+                }
+                NodeId::Page(url) => Naming {
+                    entity_type: "page",
+                    entity: url.clone(),
+                    level: None,
+                },
+            };
+            let surge = (n.id == NodeId::Site && f.dir == Direction::Spike)
+                .then(|| self.state.conversion.surge(self.settings.surge_tail));
+            let error_pages = if f.dir == Direction::Drop {
+                &errors[..]
+            } else {
+                &[]
+            };
+            out.alert(alert(
+                f,
+                &naming,
+                secs,
+                &affected,
+                surge,
+                error_pages,
+                Proof::Bucket,
+            ));
         }
     }
 }
 
-fn alert(f: &Finding, entity_type: &str, entity: &str, bucket_secs: u32) -> Alert {
+/// What an alert is about.
+struct Naming {
+    entity_type: &'static str,
+    entity: String,
+    /// The level's pattern (`/p/books-*`), for a level.
+    level: Option<String>,
+}
+
+/// Which test proved a finding: the bucket test when a bucket closed, or the sequential drop
+/// test between closes (named in the alert's details as `test`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proof {
+    Bucket,
+    Sequential,
+}
+
+impl Proof {
+    fn name(self) -> &'static str {
+        match self {
+            Proof::Bucket => "bucket",
+            Proof::Sequential => "sequential",
+        }
+    }
+}
+
+// The finding, what it is about and the evidence beside it; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+fn alert(
+    f: &Finding,
+    naming: &Naming,
+    bucket_secs: u32,
+    affected: &[(String, f64, f64)],
+    surge: Option<surge::Verdict>,
+    error_pages: &[&str],
+    proof: Proof,
+) -> Alert {
     let ratio = f.observed / f.expected.max(0.5);
+    let is_surge = surge.as_ref().is_some_and(|v| v.surge);
     let (kind, word) = match f.dir {
+        Direction::Spike if is_surge => ("traffic-surge", "above"),
         Direction::Spike => ("traffic-spike", "above"),
         Direction::Drop => ("traffic-drop", "below"),
     };
-    let severity = if entity_type == "site" {
-        Severity::Critical
-    } else {
-        Severity::Warning
+    let severity = match naming.entity_type {
+        _ if is_surge => Severity::Info,
+        "site" => Severity::Critical,
+        _ => Severity::Warning,
     };
-    let subject = if entity_type == "site" {
-        "site-wide traffic".to_owned()
-    } else {
-        format!("traffic on {entity}")
+    let subject = match (naming.entity_type, &naming.level) {
+        ("site", _) => "site-wide traffic".to_owned(),
+        (_, Some(level)) => format!("traffic under {level}"),
+        _ => format!("traffic on {}", naming.entity),
     };
-    Alert::new(kind, entity_type, entity)
+    let most: Vec<String> = affected
+        .iter()
+        .map(|(name, c, e)| format!("{name} ({c:.0} vs {e:.1})"))
+        .collect();
+    let mut message = format!(
+        "{subject} {ratio:.2}x the expected rate ({:.0} vs {:.1} events per {bucket_secs} s), \
+         {word} baseline for {} buckets",
+        f.observed, f.expected, f.buckets
+    );
+    if proof == Proof::Sequential {
+        message.push_str(" (sequential test)");
+    }
+    if naming.level.is_some() && !most.is_empty() {
+        message.push_str(&format!("; most affected: {}", most.join(", ")));
+    }
+    if let Some(v) = &surge
+        && v.surge
+    {
+        message.push_str(&format!(
+            "; conversion share {:.2}x its baseline: a demand surge",
+            v.ratio
+        ));
+    }
+    let children: Vec<serde_json::Value> = affected
+        .iter()
+        .map(|(name, c, e)| serde_json::json!({"name": name, "observed": c, "expected": e}))
+        .collect();
+    Alert::new(kind, naming.entity_type, &naming.entity)
         .severity(severity)
         .window(f.start_ms, f.time_ms)
         .score(f.z.abs())
-        .message(format!(
-            "{subject} {ratio:.2}x the expected rate ({:.0} vs {:.1} events per {bucket_secs} s), \
-             {word} baseline for {} buckets",
-            f.observed, f.expected, f.buckets
-        ))
+        .message(message)
         .details(serde_json::json!({
             "observed": f.observed,
             "expected": f.expected,
@@ -201,6 +853,12 @@ fn alert(f: &Finding, entity_type: &str, entity: &str, bucket_secs: u32) -> Aler
             "z": f.z,
             "buckets": f.buckets,
             "bucket_secs": bucket_secs,
+            "level": naming.level,
+            "most_affected": children,
+            "conversion_ratio": surge.as_ref().map(|v| v.ratio),
+            "conversion_drop_tail": surge.as_ref().map(|v| v.tail),
+            "error_pages_rising": error_pages,
+            "test": proof.name(),
         }))
 }
 
@@ -232,6 +890,12 @@ impl Plugin for TrafficAnomaly {
             cooldown_buckets: settings.cooldown_buckets,
             max_episode_buckets: settings.max_episode_buckets,
             bucket_ms: i64::from(settings.bucket_secs) * 1000,
+            rho: clickwatch_sdk::detect::DropCusum::rho_for(settings.drop_ratio),
+            seq_threshold: if settings.sequential_tail > 0.0 {
+                (1.0 / settings.sequential_tail).ln()
+            } else {
+                f64::INFINITY
+            },
         };
         let site_rules = Rules {
             spike_ratio: settings.spike_ratio_site,
@@ -242,6 +906,8 @@ impl Plugin for TrafficAnomaly {
             page_rules,
             site_rules,
             state: State::default(),
+            levels: HashMap::new(),
+            watched: Vec::new(),
         })
     }
 
@@ -260,6 +926,12 @@ impl Plugin for TrafficAnomaly {
                     .site
                     .get_or_insert_with(|| Series::new(bucket))
                     .count(bucket, t);
+                if matches!(
+                    click.kind(),
+                    EventKind::AddToCart | EventKind::Checkout | EventKind::Purchase
+                ) {
+                    self.state.conversion.count(bucket);
+                }
             }
             if !self.settings.pages
                 || (self.settings.pages_skip_conversions
@@ -269,6 +941,9 @@ impl Plugin for TrafficAnomaly {
                     ))
             {
                 continue;
+            }
+            if self.settings.levels {
+                self.count_levels(click.url(), bucket, t);
             }
             let pages = &mut self.state.pages;
             if let Some(series) = pages.get_mut(click.url()) {
@@ -295,6 +970,7 @@ impl Plugin for TrafficAnomaly {
                     .site
                     .iter()
                     .chain(self.state.pages.values())
+                    .chain(self.state.groups.values())
                     .flat_map(|s| s.open.iter().map(|(b, _)| *b))
                     .min();
                 match earliest {
@@ -321,10 +997,19 @@ impl Plugin for TrafficAnomaly {
             .checked_add(len)
             .is_some_and(|end| end <= watermark_ms)
         {
+            // The sequential test first sees the bucket's last events, then it closes.
+            self.sequential(bucket, bucket + len, out);
             self.close_bucket(bucket, out);
             bucket += len;
         }
         self.state.next_close_ms = Some(bucket);
+        // Within the open bucket only (not after the end-of-input jump).
+        if bucket
+            .checked_add(len)
+            .is_some_and(|end| watermark_ms < end)
+        {
+            self.sequential(bucket, watermark_ms, out);
+        }
         self.evict(watermark_ms);
         Ok(())
     }
@@ -338,6 +1023,7 @@ impl Plugin for TrafficAnomaly {
             return Ok(());
         }
         self.state = clickwatch_sdk::state::decode(state)?;
+        self.refresh_watched();
         Ok(())
     }
 }

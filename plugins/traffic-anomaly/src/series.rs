@@ -7,6 +7,7 @@
 //! so an anomaly never teaches the baseline that it is normal, and its end is not mistaken for
 //! an anomaly in the other direction.
 
+use clickwatch_sdk::detect::DropCusum;
 use serde::{Deserialize, Serialize};
 
 /// Which way the rate moved.
@@ -37,6 +38,10 @@ pub struct Rules {
     pub cooldown_buckets: u32,
     pub max_episode_buckets: u32,
     pub bucket_ms: i64,
+    /// The sequential drop test's alternative (`ρ`, see [`DropCusum::rho_for`]) and its
+    /// threshold `ln(1/tail)` (infinite when disabled).
+    pub rho: f64,
+    pub seq_threshold: f64,
 }
 
 /// A run of consecutive anomalous buckets in one direction.
@@ -100,7 +105,40 @@ pub struct Series {
     /// across series to tell whether one page drives a site-wide move.
     #[serde(skip)]
     pub last_ratio: f64,
+    /// Count and expected count of the bucket closed last (for naming the most affected
+    /// children of a level, and for the sequential test's comparisons within a bucket).
+    #[serde(default)]
+    pub last_count: f64,
+    #[serde(default)]
+    pub last_expected: f64,
+    /// The sequential drop test (absent in 0.2.0 snapshots) and the event time it has reached.
+    #[serde(default)]
+    pub seq: DropCusum,
+    #[serde(default)]
+    pub seq_at_ms: i64,
+    /// Events per second not yet seen by the sequential test: (second start, events). A
+    /// batch may carry events past the watermark; the test must count each at its own time,
+    /// not when it arrived, or the seconds after a batch would look empty.
+    #[serde(default)]
+    pub fine: Vec<(i64, u32)>,
+    /// The common factor of this bucket (see [`Series::close`]).
+    #[serde(skip)]
+    factor_now: Option<f64>,
 }
+
+/// A drop bucket at most this share of its expected count (and 4 sigmas below it) confirms
+/// the drop alone.
+pub const NEAR_TOTAL_LOSS: f64 = 0.1;
+
+/// A drop bucket at least this many sigmas below its baseline confirms the drop alone.
+pub const SINGLE_BUCKET_Z: f64 = 6.0;
+
+/// Resolution of the sequential test's counts, ms.
+pub const FINE_MS: i64 = 1_000;
+
+/// Seconds with events kept per series for the sequential test at most (more means a batch
+/// ran far past the watermark; the oldest are dropped).
+const MAX_FINE: usize = 512;
 
 /// Open buckets kept per series at most: more means the stream is far out of order, and the
 /// oldest counts are dropped rather than growing state without bound.
@@ -129,11 +167,29 @@ impl Series {
                 self.open.push((bucket_ms, 1));
             }
         }
+        // Kept in time order. Events come nearly in order: the newest second is almost
+        // always the last entry.
+        let second = time_ms.div_euclid(FINE_MS) * FINE_MS;
+        match self.fine.last_mut() {
+            Some((s, n)) if *s == second => *n = n.saturating_add(1),
+            Some((s, _)) if *s > second => {
+                match self.fine.binary_search_by_key(&second, |&(s, _)| s) {
+                    Ok(i) => self.fine[i].1 = self.fine[i].1.saturating_add(1),
+                    Err(i) => self.fine.insert(i, (second, 1)),
+                }
+            }
+            _ => self.fine.push((second, 1)),
+        }
+        if self.fine.len() > MAX_FINE {
+            self.fine.remove(0);
+        }
     }
 
     /// Removes and returns the count of the bucket starting at `bucket_ms` (0 when empty), and
     /// drops any older leftovers.
     pub fn take(&mut self, bucket_ms: i64) -> u32 {
+        let stale = self.fine.partition_point(|&(s, _)| s < bucket_ms);
+        self.fine.drain(..stale);
         let mut n = 0;
         self.open.retain(|&(b, c)| {
             if b == bucket_ms {
@@ -146,6 +202,25 @@ impl Series {
 
     /// The count expected for the next bucket.
     pub fn expected(&self) -> f64 {
+        self.holt() * self.factor_now.unwrap_or(1.0)
+    }
+
+    /// The count of the open bucket starting at `bucket_ms`, left in place.
+    pub fn peek(&self, bucket_ms: i64) -> u32 {
+        self.open
+            .iter()
+            .filter(|(b, _)| *b == bucket_ms)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// Whether the series has learned its warm-up.
+    pub fn warm(&self, r: &Rules) -> bool {
+        self.learned >= r.warmup
+    }
+
+    /// The Holt (level + trend) prediction of the count, before any common factor.
+    pub fn holt(&self) -> f64 {
         (self.level + self.trend).max(0.0)
     }
 
@@ -155,31 +230,107 @@ impl Series {
         expected.sqrt().max(1.25 * self.dev).max(1.0)
     }
 
+    /// Variance over mean of the bucket counts (at least 1), from the robust scale: visits
+    /// bring events in bursts, so counts are more variable than Poisson.
+    pub fn dispersion(&self) -> f64 {
+        let e = self.holt().max(1e-9);
+        let s = self.sigma(e);
+        (s * s / e).max(1.0)
+    }
+
+    /// Whether the sequential drop test may run now: warm, busy enough for a drop to be
+    /// alerted, not quiet after an alert and not in an alerted episode.
+    pub fn drop_testable(&self, r: &Rules, now_ms: i64) -> bool {
+        self.warm(r)
+            && self.holt() >= r.min_drop_baseline
+            && now_ms >= self.quiet_until_ms
+            && !self.episode.as_ref().is_some_and(|e| e.alerted)
+    }
+
+    /// Advances the sequential drop test to `until_ms` (whole seconds) inside the bucket
+    /// starting at `bucket_ms`, counting each event at its own time; returns the statistic
+    /// when time advanced (`None` otherwise, or while the series is not testable).
+    pub fn advance_drop_test(&mut self, bucket_ms: i64, until_ms: i64, r: &Rules) -> Option<f64> {
+        let stop = until_ms.div_euclid(FINE_MS) * FINE_MS;
+        let from = self.seq_at_ms.max(bucket_ms);
+        if stop <= from {
+            return None;
+        }
+        // The seconds before `stop` are a prefix (kept in time order).
+        let done = self.fine.partition_point(|&(s, _)| s < stop);
+        let n = self.fine[..done]
+            .iter()
+            .filter(|&&(s, _)| s >= from)
+            .fold(0u32, |n, &(_, c)| n.saturating_add(c));
+        self.fine.drain(..done);
+        self.seq_at_ms = stop;
+        if !self.drop_testable(r, stop) {
+            self.seq.reset();
+            return None;
+        }
+        let expected = self.holt() * (stop - from) as f64 / r.bucket_ms as f64;
+        Some(
+            self.seq
+                .add(from, expected, f64::from(n), self.dispersion(), r.rho),
+        )
+    }
+
+    /// Count over expected count of the last closed bucket and the elapsed `frac` of the open
+    /// one (smoothed by one event): how the series moved lately, for comparing a series with
+    /// its ancestors and children within a bucket.
+    pub fn recent_ratio(&self, bucket_ms: i64, frac: f64) -> f64 {
+        let (c, e) = self.recent(bucket_ms, frac);
+        (c + 1.0) / (e + 1.0)
+    }
+
+    /// Events and expected events of the last closed bucket and the elapsed `frac` of the open
+    /// one.
+    pub fn recent(&self, bucket_ms: i64, frac: f64) -> (f64, f64) {
+        (
+            self.last_count + f64::from(self.peek(bucket_ms)),
+            self.last_expected + self.holt() * frac,
+        )
+    }
+
     /// Judges one closed bucket and learns from it when it looks normal. Returns a finding
     /// when this bucket confirms a new episode.
     ///
     /// With `freeze`, a normal-looking bucket is not learned either: pages do not learn while
     /// the whole site is in an episode, or they would take the site's incident as their normal
     /// and "drop" when it ends.
+    ///
+    /// With `factor`, the bucket's common factor (how the site's pages as a whole moved
+    /// against their own baselines, see `lib.rs`), the series expects its baseline times that
+    /// factor: a sale or an outage that moves every page alike is no page's anomaly, and what
+    /// stands out is a page (or level) moving unlike the rest.
     pub fn close(
         &mut self,
         bucket_ms: i64,
         count: u32,
         r: &Rules,
         freeze: bool,
+        factor: Option<f64>,
     ) -> Option<Finding> {
+        self.factor_now = factor;
         let c = f64::from(count);
         self.last_ratio = 1.0;
+        self.last_count = c;
+        self.last_expected = self.expected();
         if self.learned < r.warmup {
             self.learn(c, r, f64::INFINITY);
             return None;
         }
-        let expected = self.expected();
-        self.last_ratio = (c + 1.0) / (expected + 1.0);
+        // The common factor only ever makes a drop less anomalous: it must be a drop against
+        // the baseline and against the baseline times the factor (the end of a sale, or an
+        // outage, moves every page down alike). Spikes are judged against the baseline (and
+        // the slow reference) alone.
+        let f = self.factor_now.unwrap_or(1.0);
+        self.last_ratio = (c + 1.0) / (self.expected() + 1.0);
+        let expected = self.holt() * f.min(1.0);
         let sigma = self.sigma(expected);
         let z = (c - expected) / sigma;
         let ratio = c / expected.max(0.5);
-        let reference = expected.max(self.slow);
+        let reference = self.holt().max(self.slow);
         let z_up = (c - reference) / self.sigma(reference);
         let spike_like =
             c >= r.min_spike_count && c / reference.max(0.5) >= r.spike_ratio && z_up >= r.z;
@@ -242,7 +393,15 @@ impl Series {
         // The episode as a whole must also clear the ratio, so a run of weak buckets (a surge
         // ending, traffic settling at 0.6x) cannot add up to a "drop".
         let cumulative_ratio = (episode.sum_ref + episode.sum_dev) / episode.sum_ref.max(0.5);
-        let proven = episode.strong >= r.confirm
+        // One drop bucket so far off that its own tail probability is below any per-bucket
+        // false-alarm budget (z ≤ −SINGLE_BUCKET_Z, ~1e-9) proves the drop alone, and so does
+        // a near-total loss (≤ NEAR_TOTAL_LOSS of expected) at 4 sigmas: the signature of an
+        // outage, which noise on a series this busy does not produce.
+        let decisive = dir == Direction::Drop
+            && strong
+            && (z <= -SINGLE_BUCKET_Z || (ratio <= NEAR_TOTAL_LOSS && z <= -4.0));
+        let proven = decisive
+            || episode.strong >= r.confirm
             || (episode.buckets > r.confirm
                 && match dir {
                     // With a margin on the ratio: the sum is more certain about a modest
@@ -290,9 +449,12 @@ impl Series {
             self.learned = 1;
             return;
         }
+        // Clipped around what was expected (the baseline times the common factor); the
+        // baseline itself learns from its own prediction.
         let expected = self.expected();
         let x = c.clamp(expected - clip, expected + clip);
         self.dev += r.alpha * ((x - expected).abs() - self.dev);
+        let expected = self.holt();
         self.slow += r.slow_alpha * (x - self.slow);
         let previous = self.level;
         self.level = (r.alpha * x + (1.0 - r.alpha) * expected).max(0.0);

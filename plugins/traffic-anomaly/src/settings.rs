@@ -62,6 +62,12 @@ pub struct Settings {
     /// When a page and the site drop together, the page is the anomaly if the share of
     /// traffic it lost is this many times the site's (default 1.5), and the site otherwise.
     pub drop_dominance: f64,
+    /// Drops are also tested sequentially, within buckets: a continuous-time Poisson CUSUM
+    /// per watched series (busy enough to alert a drop) for the rate falling below
+    /// `drop_ratio` of its baseline, signalling when the evidence's likelihood ratio reaches
+    /// `1/sequential_tail` (default 1e-8; 0 turns the test off), so an outage is proven as soon
+    /// as the missing events suffice, wherever in a bucket it began.
+    pub sequential_tail: f64,
     /// Watch each page (`url`) separately (default true).
     pub pages: bool,
     /// Leave conversion events (`add_to_cart`, `checkout`, `purchase`) out of the page series
@@ -70,6 +76,16 @@ pub struct Settings {
     pub pages_skip_conversions: bool,
     /// Watch the whole site's rate (default true).
     pub site: bool,
+    /// Watch the levels between the site and its pages, learned from the url paths seen
+    /// (prefixes such as `/p/` and `/category/books/`, stems such as `/p/books-*`; default
+    /// true), so an outage spread over many small pages is found where it is significant.
+    pub levels: bool,
+    /// At most this many levels are tracked; further new ones are ignored (default 5000).
+    pub max_levels: u32,
+    /// A site-wide spike is a demand surge (`traffic-surge`, severity info) unless its
+    /// conversion share fell below its baseline with at most this tail probability (default
+    /// 1e-3).
+    pub surge_tail: f64,
     /// A page without events for this long (event time) is forgotten (default 3600).
     pub idle_timeout_secs: u32,
     /// At most this many pages are tracked; further new pages are ignored (default 10000).
@@ -102,9 +118,13 @@ impl Default for Settings {
             max_episode_buckets: 90,
             dominance: 2.0,
             drop_dominance: 1.5,
+            sequential_tail: 1e-8,
             pages: true,
             pages_skip_conversions: true,
             site: true,
+            levels: true,
+            max_levels: 5_000,
+            surge_tail: 1e-3,
             idle_timeout_secs: 3_600,
             max_pages: 10_000,
             max_catchup_buckets: 240,
@@ -123,6 +143,12 @@ impl Settings {
             }
         };
         unit("level_alpha", self.level_alpha)?;
+        if !(self.sequential_tail.is_finite() && (0.0..1.0).contains(&self.sequential_tail)) {
+            return Err(format!(
+                "sequential_tail must be in [0, 1), got {}",
+                self.sequential_tail
+            ));
+        }
         unit("slow_alpha", self.slow_alpha)?;
         if !(self.trend_beta.is_finite() && (0.0..=1.0).contains(&self.trend_beta)) {
             return Err(format!(
@@ -173,6 +199,12 @@ impl Settings {
             if v == 0 {
                 return Err(format!("{name} must be at least 1"));
             }
+        }
+        if !(self.surge_tail.is_finite() && self.surge_tail > 0.0 && self.surge_tail < 1.0) {
+            return Err(format!(
+                "surge_tail must be in (0, 1), got {}",
+                self.surge_tail
+            ));
         }
         if !self.pages && !self.site {
             return Err("at least one of `pages` and `site` must be true".into());

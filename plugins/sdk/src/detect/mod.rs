@@ -5,7 +5,10 @@
 //!   scale, an anomaly likelihood and a slow-drift test, with warm-up, freezing during
 //!   incidents and a cooldown after an alert.
 //! - [`Cusum`]: a one-sided sequential test on counts (slow ramps that no single bucket proves).
+//! - [`DropCusum`]: a continuous-time Poisson CUSUM for a rate falling (an outage proven as
+//!   soon as the missing events suffice, not at a bucket's end).
 //! - [`proportion`]: two-proportion tests (a conversion rate falling, volume accounted for).
+//! - [`EventRate`]: an exponentially weighted event rate in continuous time.
 //! - [`tail`]: normal tail probabilities and the surprise scale `−log10 p`.
 //! - Building blocks: [`Ring`], [`RobustScale`], [`Baseline`], [`Likelihood`].
 //!
@@ -16,8 +19,10 @@
 mod config;
 mod cusum;
 mod detector;
+mod drop;
 mod likelihood;
 pub mod proportion;
+mod rate;
 mod ring;
 mod scale;
 mod seasonal;
@@ -26,7 +31,9 @@ pub mod tail;
 pub use config::DetectorConfig;
 pub use cusum::{Cusum, CusumStep};
 pub use detector::{Detector, Verdict};
+pub use drop::DropCusum;
 pub use likelihood::Likelihood;
+pub use rate::EventRate;
 pub use ring::Ring;
 pub use scale::RobustScale;
 pub use seasonal::{Baseline, DAY_MS, WEEK_MS};
