@@ -432,3 +432,62 @@ async fn a_hot_swap_reaches_every_partition_with_its_own_state() {
     let totals = checkpointed_totals(&group, &global_topic(&group), &[0]).await;
     assert_eq!(totals, BTreeMap::from([(0, landed.len() as i64)]));
 }
+
+/// Windows close when the input goes quiet: with no record for `idle_advance_ms` the input
+/// partitions' watermarks follow the wall clock and their markers reach the key groups, so a
+/// window ending after the last event is written without any later event (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_close_when_the_input_goes_quiet() {
+    let (topic, group) = (unique("quiet"), unique("g"));
+    create_topic(&topic, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugins_dir(dir.path(), &["page-traffic"]);
+    // 140 views within the first 3 s of a 5 s window: its end lies 2 s after the last event,
+    // so only the idle advance can close it.
+    let start = 1_795_860_000_000; // a multiple of 5 000 ms
+    let events: Vec<ClickEvent> = (0..140)
+        .map(|i| common::event(i, start + (i as i64) * 20, &format!("s{}", i % 9)))
+        .collect();
+    produce(&topic, &keyed(&events)).await;
+    let text = config_text(
+        &topic,
+        &group,
+        &plugins,
+        dir.path(),
+        &file_sinks(dir.path()),
+    )
+    .replace(
+        "allowed_lateness_ms = 600000",
+        "allowed_lateness_ms = 1000\nidle_advance_ms = 300",
+    ) + "[plugins.settings.page-traffic]\nwindow_secs = 5\n";
+    let config = clickwatch::config::parse(Path::new("kafka.toml"), &text, []).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let m = metrics.clone();
+    let shutdown = async move {
+        // Seven pages, one row each, once the window closed; nothing else can close it. The
+        // wait is bounded (and does not panic inside the pipeline): the assertion below fails
+        // if the window never closed.
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            while m.aggregate_rows.load(Ordering::Relaxed) < 7 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        Ending::Stopped
+    };
+    pipeline::run(config, metrics.clone(), shutdown)
+        .await
+        .unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/raw.db", dir.path().display()))
+        .await
+        .unwrap();
+    let (rows, views): (i64, i64) = sqlx::query_as("SELECT COUNT(*), SUM(views) FROM page_traffic")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        (rows, views),
+        (7, 140),
+        "every view of the quiet window, once"
+    );
+}
