@@ -4,6 +4,7 @@
 
 mod checkpoint;
 mod clock;
+mod give_up;
 mod partitions;
 mod processor;
 mod sink_stage;
