@@ -57,11 +57,15 @@
 //! - [`settings`]: the documented settings.
 //! - [`funnel`]: per-transition baseline and episode logic, the alerts.
 //! - [`segment`]: segment classes and their bounded slots.
-//! - this file: the plugin (session steps, buckets, alerts, eviction, snapshots).
+//! - `traffic`: the traffic guard.
+//! - `close`: judging a closed bucket and naming its drop.
+//! - this file: the plugin (session steps, buckets, eviction, snapshots).
 
+mod close;
 pub mod funnel;
 pub mod segment;
 pub mod settings;
+mod traffic;
 
 #[cfg(test)]
 mod tests;
@@ -74,6 +78,7 @@ use serde::{Deserialize, Serialize};
 use funnel::Series;
 use segment::Segment;
 pub use settings::Settings;
+use traffic::Traffic;
 
 /// Per-session progress.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -109,78 +114,6 @@ struct State {
     /// The site's event rate, for the traffic guard (absent in 0.1 snapshots).
     #[serde(default)]
     traffic: Traffic,
-}
-
-/// The site's events per bucket against their recent median: conversion is only judged while
-/// the site's traffic itself is near its normal. An outage (a broken tracker loses events at
-/// random: a session's one cart event is lost more often than one of its many product views)
-/// and a surge (visitors of another mix) both move conversion for reasons that are not the
-/// funnel's, and both are `traffic-anomaly`'s to report.
-///
-/// The reference is the median of the last [`GUARD_HISTORY`] closed buckets: it follows the
-/// daily shape within half that span, an outage or a surge shorter than half of it cannot
-/// move it, and a lasting change of level is the new normal after half of it. An EWMA
-/// winsorised to the guard's band (the earlier reference) could lag a steep morning, or a
-/// first bucket that was partial, for hours, and the guard stayed shut.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-struct Traffic {
-    /// Open buckets: (start, events).
-    open: Vec<(i64, u32)>,
-    /// Closed buckets in the window, oldest first.
-    window: std::collections::VecDeque<u32>,
-    /// The last [`GUARD_HISTORY`] closed buckets, oldest first (absent in earlier snapshots).
-    #[serde(default)]
-    history: std::collections::VecDeque<u32>,
-}
-
-/// Closed buckets whose median is the traffic guard's reference (an hour of 60 s buckets).
-const GUARD_HISTORY: usize = 60;
-
-impl Traffic {
-    fn count(&mut self, bucket: i64) {
-        match self.open.iter_mut().find(|(b, _)| *b == bucket) {
-            Some((_, n)) => *n = n.saturating_add(1),
-            None => {
-                if self.open.len() >= 8 {
-                    self.open.sort_unstable();
-                    self.open.remove(0);
-                }
-                self.open.push((bucket, 1));
-            }
-        }
-    }
-
-    /// Closes a bucket and says whether conversion may be judged in it.
-    fn close(&mut self, bucket: i64, s: &Settings) -> bool {
-        let mut n = 0;
-        self.open.retain(|&(b, c)| {
-            if b == bucket {
-                n = c;
-            }
-            b > bucket
-        });
-        self.window.push_back(n);
-        while self.window.len() > s.window_buckets as usize {
-            self.window.pop_front();
-        }
-        // The reference before this bucket: the median of the history.
-        let warm = self.history.len() >= (s.warmup_buckets as usize).min(GUARD_HISTORY);
-        let mut sorted: Vec<u32> = self.history.iter().copied().collect();
-        sorted.sort_unstable();
-        let base = sorted.get(sorted.len() / 2).map_or(0.0, |&m| f64::from(m));
-        self.history.push_back(n);
-        while self.history.len() > GUARD_HISTORY {
-            self.history.pop_front();
-        }
-        // Every bucket of the window must be near normal: the window judged now includes
-        // them all, and the first bucket of an outage already skews its conversions.
-        let ratio = s.min_traffic_ratio.clamp(1e-3, 1.0);
-        !warm
-            || self.window.iter().all(|&x| {
-                let x = f64::from(x);
-                x >= ratio * base && x * ratio <= base
-            })
-    }
 }
 
 /// The detector.
@@ -230,231 +163,6 @@ impl FunnelDrop {
             slots[d] = segment::slot(&mut self.state.segments, d as u8, v, cap);
         }
         slots
-    }
-
-    fn close_bucket(&mut self, bucket: i64, counts: [u32; 4], out: &mut Output) {
-        let len = self.bucket_ms();
-        let s = &self.settings;
-        let st = &mut self.state;
-        let mut seg_counts = vec![[0u32; 4]; st.segments.len()];
-        st.open_segments.retain(|&(b, slot, c)| {
-            if b == bucket
-                && let Some(x) = seg_counts.get_mut(slot as usize)
-            {
-                *x = c;
-            }
-            b > bucket
-        });
-        let site_sums = st.site.push(counts, s.window_buckets);
-        let seg_sums: Vec<[u64; 4]> = st
-            .segments
-            .iter_mut()
-            .zip(&seg_counts)
-            .map(|(g, c)| g.series.push(*c, s.window_buckets))
-            .collect();
-        // Traffic far below normal (an outage) cuts sessions short: conversions fall for a
-        // reason that is not the funnel's, so nothing is judged until it is back.
-        let traffic = &st.site.transitions[0];
-        let sessions_ok = !traffic.initialised
-            || site_sums[0] as f64
-                >= s.min_traffic_ratio * traffic.den * st.site.window.len() as f64;
-        let traffic_ok = st.traffic.close(bucket, s) && sessions_ok;
-        let warmup = s.warmup_buckets;
-        for k in 0..3 {
-            if !traffic_ok {
-                break;
-            }
-            // Bonferroni: every series with a baseline and entries this window is a test.
-            let judged = |series: &Series, sums: &[u64; 4]| {
-                series.learned >= warmup
-                    && series.transitions[k].baseline().is_some()
-                    && sums[k] > 0
-            };
-            let tests = usize::from(judged(&st.site, &site_sums))
-                + st.segments
-                    .iter()
-                    .zip(&seg_sums)
-                    .filter(|(g, sums)| judged(&g.series, sums))
-                    .count();
-            let site_learned = st.site.learned;
-            // The site is the primary hypothesis, tested alone; the segments are a family and
-            // share one false-alarm budget (Bonferroni over the segments judged).
-            let segment_tests = tests.saturating_sub(usize::from(judged(&st.site, &site_sums)));
-            let site_t = &mut st.site.transitions[k];
-            let proven =
-                site_t.sequential(bucket, counts[k], counts[k + 1], site_learned >= warmup, s);
-            let site_finding = site_t
-                .judge(
-                    bucket,
-                    len,
-                    site_learned >= warmup,
-                    site_sums[k],
-                    site_sums[k + 1],
-                    1,
-                    site_learned,
-                    s.min_window_volume,
-                    s,
-                )
-                .or_else(|| {
-                    // The sequential test proved what the window does not show yet: the
-                    // episode starts where its excursion began.
-                    // Judged, like the window, only at `min_window_volume` entries a window.
-                    let busy = site_sums[k] >= u64::from(s.min_window_volume);
-                    let p0 = site_t.baseline().filter(|_| proven && busy)?;
-                    let e = site_t.episode.get_or_insert(funnel::Episode {
-                        start_ms: site_t.seq_start_ms,
-                        buckets: 0,
-                        alerted: false,
-                    });
-                    e.buckets = e.buckets.max(1);
-                    Some(funnel::Finding {
-                        start_ms: e.start_ms,
-                        time_ms: bucket.saturating_add(len),
-                        entered: site_sums[k],
-                        converted: site_sums[k + 1],
-                        baseline: p0,
-                        z: -(2.0 * site_t.seq).sqrt(),
-                        buckets: e.buckets,
-                    })
-                });
-            let mut found = Vec::new();
-            for (i, (g, sums)) in st.segments.iter_mut().zip(&seg_sums).enumerate() {
-                let learned = g.series.learned;
-                if let Some(f) = g.series.transitions[k].judge(
-                    bucket,
-                    len,
-                    learned >= warmup,
-                    sums[k],
-                    sums[k + 1],
-                    segment_tests,
-                    learned,
-                    s.min_segment_volume,
-                    s,
-                ) {
-                    found.push((i, f));
-                }
-            }
-            if st.incident[k] {
-                let active = st.site.transitions[k].episode.is_some()
-                    || st
-                        .segments
-                        .iter()
-                        .any(|g| g.series.transitions[k].episode.is_some());
-                st.incident[k] = active;
-                continue;
-            }
-            // The segment that best explains the drop: the rest of the site converts closest
-            // to its own baseline without it.
-            let site_t = &st.site.transitions[k];
-            let remainder = |i: usize| {
-                let g = &st.segments[i];
-                let t = &g.series.transitions[k];
-                let n = site_sums[k].saturating_sub(seg_sums[i][k]) as f64;
-                let x = site_sums[k + 1].saturating_sub(seg_sums[i][k + 1]) as f64;
-                let (den, num) = (site_t.den - t.den, site_t.num - t.num);
-                if n < f64::from(s.min_segment_volume) || den <= 0.0 || num <= 0.0 {
-                    return 0.0;
-                }
-                (x / n) / (num / den)
-            };
-            let best = found
-                .iter()
-                .map(|(i, f)| (*i, f, remainder(*i)))
-                .max_by(|a, b| a.2.total_cmp(&b.2));
-            // A segment already drop-like but not yet confirmed that explains the site's drop
-            // (smaller, so slower to prove): wait for it rather than alert the site.
-            let pending = site_finding.is_some()
-                && best.is_none_or(|b| b.2 < s.remainder_ratio)
-                && st.site.transitions[k]
-                    .episode
-                    .as_ref()
-                    .is_some_and(|e| e.buckets <= s.confirm_buckets + s.window_buckets)
-                && (0..st.segments.len()).any(|i| {
-                    let t = &st.segments[i].series.transitions[k];
-                    let low = t.baseline().is_some_and(|p0| {
-                        let (n, x) = (seg_sums[i][k], seg_sums[i][k + 1]);
-                        n > 0 && (x as f64 / n as f64) <= s.drop_ratio * p0
-                    });
-                    low && t.episode.as_ref().is_none_or(|e| !e.alerted)
-                        && remainder(i) >= s.remainder_ratio
-                });
-            if pending {
-                if let Some(e) = st.site.transitions[k].episode.as_mut() {
-                    e.alerted = false;
-                }
-                continue;
-            }
-            let alert = match (best, &site_finding) {
-                // Named only when the rest of the site converts near its own baseline without
-                // it, also before the site's own drop is confirmed: a segment that confirms
-                // first while everyone's conversion fell is part of the site's incident, and the
-                // site's alert follows.
-                (Some((i, f, rem)), _) if rem >= s.remainder_ratio => {
-                    let g = &st.segments[i];
-                    Some(funnel::segment_alert(
-                        k,
-                        f,
-                        s.window_buckets,
-                        segment::DIMENSIONS[g.dim as usize],
-                        &g.value,
-                        rem,
-                    ))
-                }
-                (_, Some(f)) => {
-                    // Name the most affected segments.
-                    let mut worst: Vec<_> = st
-                        .segments
-                        .iter()
-                        .zip(&seg_sums)
-                        .filter_map(|(g, sums)| {
-                            let p0 = g.series.transitions[k].baseline()?;
-                            (sums[k] >= u64::from(s.min_segment_volume) && p0 > 0.0).then(|| {
-                                let ratio = sums[k + 1] as f64 / sums[k] as f64 / p0;
-                                (ratio, g, sums[k], sums[k + 1])
-                            })
-                        })
-                        .collect();
-                    worst.sort_by(|a, b| a.0.total_cmp(&b.0));
-                    let named: Vec<_> = worst
-                        .iter()
-                        .take(5)
-                        .map(|(ratio, g, n, x)| {
-                            serde_json::json!({
-                                "dimension": segment::DIMENSIONS[g.dim as usize],
-                                "segment": g.value,
-                                "ratio": ratio,
-                                "entered": n,
-                                "converted": x,
-                            })
-                        })
-                        .collect();
-                    Some(funnel::alert(k, f, s.window_buckets, named))
-                }
-                _ => None,
-            };
-            if let Some(a) = alert {
-                out.alert(a);
-                st.incident[k] = true;
-                // Every series now in an episode belongs to this incident.
-                for t in std::iter::once(&mut st.site.transitions[k])
-                    .chain(st.segments.iter_mut().map(|g| &mut g.series.transitions[k]))
-                {
-                    if let Some(e) = t.episode.as_mut() {
-                        e.alerted = true;
-                    }
-                }
-            }
-        }
-        let learn = |series: &mut Series, c: &[u32; 4]| {
-            for (k, t) in series.transitions.iter_mut().enumerate() {
-                t.learn_unless_in_episode(c[k], c[k + 1], s.baseline_alpha);
-            }
-            series.learned = series.learned.saturating_add(1);
-        };
-        learn(&mut st.site, &counts);
-        for (g, c) in st.segments.iter_mut().zip(&seg_counts) {
-            learn(&mut g.series, c);
-        }
     }
 }
 

@@ -82,12 +82,18 @@
 //! - [`series`]: one watched rate and its baseline.
 //! - [`levels`]: the url levels of a page, their names, error pages.
 //! - [`surge`]: the site's conversion share, surge or spike.
-//! - this file: the plugin (counting, closing buckets, alerts, eviction, snapshots).
+//! - `tree`: the site → levels → pages tree of series.
+//! - `sequential`: the sequential drop test between bucket closes.
+//! - `report`: naming a closed bucket's episodes in the tree, and their alerts.
+//! - this file: the plugin (counting, closing buckets, eviction, snapshots).
 
 pub mod levels;
+mod report;
+mod sequential;
 pub mod series;
 pub mod settings;
 pub mod surge;
+mod tree;
 
 #[cfg(test)]
 mod tests;
@@ -97,9 +103,10 @@ use std::collections::HashMap;
 use clickwatch_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use series::{Direction, Finding, Rules, Series};
+use series::{Finding, Rules, Series};
 pub use settings::Settings;
 use surge::Conversion;
+use tree::{Node, NodeId};
 
 /// Entity of the site-wide series.
 pub const SITE: &str = "*";
@@ -147,35 +154,6 @@ struct State {
     untracked: u64,
 }
 
-/// Which series a node of the site's tree is. Ordered coarsest first: the site, then levels
-/// (a level's name is a prefix of its sub-levels'), then pages.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum NodeId {
-    Site,
-    Group(String),
-    Page(String),
-}
-
-/// One series as closed in this bucket: what naming needs.
-struct Node {
-    id: NodeId,
-    parent: Option<NodeId>,
-    dir: Option<Direction>,
-    ratio: f64,
-    count: f64,
-    expected: f64,
-    alertable: bool,
-    finding: Option<Finding>,
-}
-
-/// The parent level of a level: `/p/books-*` → `/p/`, `/category/books/` → `/category/`,
-/// `/p/` → none (the site).
-fn parent_level(level: &str) -> Option<&str> {
-    let body = level.strip_suffix('/').unwrap_or(level);
-    let cut = body.rfind('/')?;
-    (cut > 0).then(|| &level[..=cut])
-}
-
 impl TrafficAnomaly {
     fn bucket_ms(&self) -> i64 {
         i64::from(self.settings.bucket_secs) * 1000
@@ -202,30 +180,6 @@ impl TrafficAnomaly {
         self.state
             .groups
             .retain(|_, s| s.last_seen_ms >= horizon || s.episode.is_some());
-    }
-
-    /// The nearest tracked level above a page, if any.
-    fn page_parent(&self, url: &str) -> Option<NodeId> {
-        let levels = match self.levels.get(url) {
-            Some(l) => l.clone(),
-            None => levels::levels(url),
-        };
-        levels
-            .into_iter()
-            .rev()
-            .find(|l| self.state.groups.contains_key(l))
-            .map(NodeId::Group)
-    }
-
-    fn group_parent(&self, level: &str) -> Option<NodeId> {
-        let mut at = parent_level(level);
-        while let Some(p) = at {
-            if self.state.groups.contains_key(p) {
-                return Some(NodeId::Group(p.to_owned()));
-            }
-            at = parent_level(p);
-        }
-        None
     }
 
     /// Counts one event for every level above its page (creating levels up to `max_levels`).
@@ -257,13 +211,20 @@ impl TrafficAnomaly {
     /// category moving alone does not (it is a minority of the weight). 1 when too few events
     /// are expected to tell.
     fn common_factor(&self, bucket: i64) -> f64 {
+        self.median_ratio(bucket, 1.0, 1.0)
+    }
+
+    /// The weighted median of count / (`scale` × baseline) over the warm pages of the bucket
+    /// starting at `bucket` that expect at least `min_expected` events, each weighted by that
+    /// expectation; 1 when their weight is under [`MIN_FACTOR_WEIGHT`].
+    fn median_ratio(&self, bucket: i64, scale: f64, min_expected: f64) -> f64 {
         let mut points: Vec<(f64, f64)> = self
             .state
             .pages
             .values()
             .filter(|s| s.first_bucket_ms <= bucket && s.warm(&self.page_rules))
-            .map(|s| (s.holt(), f64::from(s.peek(bucket))))
-            .filter(|(e, _)| *e >= 1.0)
+            .map(|s| (s.holt() * scale, f64::from(s.peek(bucket))))
+            .filter(|(e, _)| *e >= min_expected)
             .map(|(e, c)| (c / e, e))
             .collect();
         let total: f64 = points.iter().map(|(_, w)| w).sum();
@@ -373,493 +334,6 @@ impl TrafficAnomaly {
         );
         self.watched.sort();
     }
-
-    fn series(&self, id: &NodeId) -> Option<&Series> {
-        match id {
-            NodeId::Site => self.state.site.as_ref(),
-            NodeId::Group(k) => self.state.groups.get(k),
-            NodeId::Page(u) => self.state.pages.get(u),
-        }
-    }
-
-    fn series_mut(&mut self, id: &NodeId) -> Option<&mut Series> {
-        match id {
-            NodeId::Site => self.state.site.as_mut(),
-            NodeId::Group(k) => self.state.groups.get_mut(k),
-            NodeId::Page(u) => self.state.pages.get_mut(u),
-        }
-    }
-
-    /// The common factor (see [`Self::common_factor`]) over the elapsed `frac` of the open
-    /// bucket.
-    fn partial_factor(&self, bucket: i64, frac: f64) -> f64 {
-        let mut points: Vec<(f64, f64)> = self
-            .state
-            .pages
-            .values()
-            .filter(|s| s.first_bucket_ms <= bucket && s.warm(&self.page_rules))
-            .map(|s| (s.holt() * frac, f64::from(s.peek(bucket))))
-            // Within a bucket most pages expect less than an event: their ratios are 0 or
-            // large, and a median of them says nothing. Only pages expecting a few count.
-            .filter(|(e, _)| *e >= MIN_PARTIAL_EXPECTED)
-            .map(|(e, c)| (c / e, e))
-            .collect();
-        let total: f64 = points.iter().map(|(_, w)| w).sum();
-        if total < MIN_FACTOR_WEIGHT {
-            return 1.0;
-        }
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut acc = 0.0;
-        for (ratio, w) in points {
-            acc += w;
-            if acc >= total / 2.0 {
-                return ratio;
-            }
-        }
-        1.0
-    }
-
-    /// The ancestors of a node, nearest first, ending with the site.
-    fn ancestors_of(&self, id: &NodeId) -> Vec<NodeId> {
-        let mut chain = Vec::new();
-        let mut at = match id {
-            NodeId::Site => return chain,
-            NodeId::Group(k) => self.group_parent(k),
-            NodeId::Page(u) => self.page_parent(u),
-        };
-        while let Some(NodeId::Group(k)) = at {
-            at = self.group_parent(&k);
-            chain.push(NodeId::Group(k));
-        }
-        chain.push(NodeId::Site);
-        chain
-    }
-
-    /// The children of a node in the site's tree.
-    fn children_of(&self, id: &NodeId) -> Vec<NodeId> {
-        if matches!(id, NodeId::Page(_)) {
-            return Vec::new();
-        }
-        let parent = |p: Option<NodeId>| match p {
-            None => *id == NodeId::Site,
-            Some(p) => p == *id,
-        };
-        let mut out: Vec<NodeId> = self
-            .state
-            .groups
-            .keys()
-            .filter(|k| parent(self.group_parent(k)))
-            .map(|k| NodeId::Group(k.clone()))
-            .collect();
-        out.extend(
-            self.state
-                .pages
-                .keys()
-                .filter(|u| parent(self.page_parent(u)))
-                .map(|u| NodeId::Page(u.clone())),
-        );
-        out
-    }
-
-    /// Advances the sequential drop test of every watched series to `until` in the open bucket
-    /// starting at `bucket`, and alerts the drops it proves, named in the site's tree as the
-    /// bucket report names them: not a node whose ancestor is moving down (naming a child
-    /// that lost more is left to the bucket report), nor one whose drop one child carries.
-    fn sequential(&mut self, bucket: i64, until: i64, out: &mut Output) {
-        let r = self.page_rules;
-        if !r.seq_threshold.is_finite() || self.watched.is_empty() {
-            return;
-        }
-        let mut crossed = Vec::new();
-        let watched = std::mem::take(&mut self.watched);
-        for id in &watched {
-            if let Some(s) = self.series_mut(id)
-                && s.first_bucket_ms <= bucket
-                && s.advance_drop_test(bucket, until, &r)
-                    .is_some_and(|x| x >= r.seq_threshold)
-            {
-                crossed.push(id.clone());
-            }
-        }
-        self.watched = watched;
-        if crossed.is_empty() {
-            return;
-        }
-        let len = self.bucket_ms();
-        let frac = ((until - bucket) as f64 / len as f64).clamp(0.0, 1.0);
-        let factor = self.partial_factor(bucket, frac).min(1.0);
-        let drop_dominance = self.settings.drop_dominance;
-        let moving_cut = (1.0 + r.drop_ratio) / 2.0;
-        let moving = |s: &Series, ratio: f64| {
-            s.episode.as_ref().is_some_and(|e| e.dir == Direction::Drop) || ratio <= moving_cut
-        };
-        for id in crossed {
-            let Some(s) = self.series(&id) else { continue };
-            // How the node's ancestors moved meanwhile, each over its own excursion (where its
-            // drop, if any, began): only an excursion holding at least as many expected events
-            // as the node's own counts (a shorter one is a blip of noise). The node's evidence
-            // must hold against the lowest of them too: a page is named only when it falls
-            // apart from its parents, not when it follows the site down (the site, 10 times
-            // busier, may take longer to prove its own drop when its scale is wide).
-            let parents = self
-                .ancestors_of(&id)
-                .iter()
-                .filter_map(|a| self.series(a))
-                .filter(|a| a.seq.statistic > 0.0 && a.seq.expected >= s.seq.expected)
-                .map(|a| ((a.seq.observed + 1.0) / (a.seq.expected + 1.0)).min(1.0))
-                .fold(1.0_f64, f64::min);
-            let factor = factor.min(parents);
-            // The same evidence against the baseline times the common factor: a drop every
-            // page shares is no page's (or level's) drop.
-            let shared = id != NodeId::Site
-                && s.seq.statistic_scaled(factor, s.dispersion(), r.rho) < r.seq_threshold;
-            let ratio = s.recent_ratio(bucket, frac);
-            let carried = self.ancestors_of(&id).iter().any(|a| {
-                self.series(a).is_some_and(|a| {
-                    let ra = a.recent_ratio(bucket, frac);
-                    // Within a bucket, ratios over windows of different starts are too
-                    // noisy to tell a child that lost more: any ancestor moving down carries
-                    // the drop, and naming a child is left to the bucket report.
-                    a.holt() >= r.min_drop_baseline && moving(a, ra)
-                })
-            });
-            let children = self.children_of(&id);
-            let explained = children.iter().any(|c| {
-                self.series(c).is_some_and(|c| {
-                    // Only a child busy enough to be alerted itself can take the drop over.
-                    let rc = c.recent_ratio(bucket, frac);
-                    c.holt() >= r.min_drop_baseline
-                        && moving(c, rc)
-                        && (1.0 - rc) >= drop_dominance * (1.0 - ratio)
-                })
-            });
-            if shared || carried || explained {
-                if let Some(s) = self.series_mut(&id) {
-                    if shared && !carried && !explained {
-                        // Part of the move is every page's: keep only the evidence beyond it.
-                        let phi = s.dispersion();
-                        s.seq.rescale(factor, phi, r.rho);
-                    } else {
-                        // The evidence is another node's: start over.
-                        s.seq.reset();
-                    }
-                }
-                continue;
-            }
-            let mut affected: Vec<(String, f64, f64)> = children
-                .iter()
-                .filter_map(|c| {
-                    let (count, expected) = self.series(c)?.recent(bucket, frac);
-                    let name = match c {
-                        NodeId::Page(u) | NodeId::Group(u) => u.clone(),
-                        NodeId::Site => SITE.to_owned(),
-                    };
-                    Some((name, count, expected))
-                })
-                .collect();
-            affected.sort_by(|a, b| {
-                (b.2 - b.1)
-                    .total_cmp(&(a.2 - a.1))
-                    .then_with(|| a.0.cmp(&b.0))
-            });
-            affected.truncate(3);
-            let naming = match &id {
-                NodeId::Site => Naming {
-                    entity_type: "site",
-                    entity: SITE.to_owned(),
-                    level: None,
-                },
-                NodeId::Group(level) => {
-                    let (entity_type, entity) = levels::name(level);
-                    Naming {
-                        entity_type,
-                        entity,
-                        level: Some(level.clone()),
-                    }
-                }
-                NodeId::Page(url) => Naming {
-                    entity_type: "page",
-                    entity: url.clone(),
-                    level: None,
-                },
-            };
-            // Reported per bucket, like the bucket test's findings.
-            let span = (until - s.seq.start_ms).max(1) as f64;
-            let per_bucket = len as f64 / span;
-            let (o, e) = (s.seq.observed, s.seq.expected);
-            let finding = Finding {
-                dir: Direction::Drop,
-                start_ms: s.seq.start_ms,
-                time_ms: until,
-                observed: o * per_bucket,
-                expected: e * per_bucket,
-                z: (o - e) / (s.dispersion() * e).max(1e-9).sqrt(),
-                buckets: (span / len as f64).ceil() as u32,
-            };
-            out.alert(alert(
-                &finding,
-                &naming,
-                self.settings.bucket_secs,
-                &affected,
-                None,
-                &[],
-                Proof::Sequential,
-            ));
-            if let Some(s) = self.series_mut(&id) {
-                s.seq.reset();
-                match &mut s.episode {
-                    Some(e) if e.dir == Direction::Drop => e.alerted = true,
-                    other => {
-                        *other = Some(series::Episode {
-                            dir: Direction::Drop,
-                            start_ms: bucket,
-                            buckets: 0,
-                            strong: 0,
-                            alerted: true,
-                            sum_dev: 0.0,
-                            sum_var: 0.0,
-                            sum_ref: 0.0,
-                        })
-                    }
-                }
-            }
-        }
-    }
-
-    /// Names each confirmed episode once: at the highest level that moved the same way and is
-    /// not merely carried by one of its children.
-    fn report(&self, _bucket: i64, secs: u32, nodes: &[Node], out: &mut Output) {
-        let (dominance, drop_dominance) = (self.settings.dominance, self.settings.drop_dominance);
-        // Whether a child moved much more than its ancestor: then the ancestor's move is that
-        // child's doing (extra visitors landing on one page lift the whole site), and the child
-        // is the anomaly to name. Drops compare the share lost, not ratios: near zero, ratios
-        // of ratios are noise.
-        let dominant = |dir: Direction, child: f64, ancestor: f64| match dir {
-            Direction::Spike => child >= dominance * ancestor,
-            Direction::Drop => (1.0 - child) >= drop_dominance * (1.0 - ancestor),
-        };
-        let index: HashMap<&NodeId, usize> =
-            nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
-        let ancestors = |i: usize| {
-            let mut chain = Vec::new();
-            let mut at = nodes[i].parent.as_ref();
-            if at.is_none() && nodes[i].id != NodeId::Site {
-                at = Some(&NodeId::Site);
-            }
-            while let Some(p) = at {
-                let Some(&j) = index.get(p) else { break };
-                chain.push(j);
-                at = nodes[j].parent.as_ref();
-                if at.is_none() && nodes[j].id != NodeId::Site {
-                    at = Some(&NodeId::Site);
-                }
-            }
-            chain
-        };
-        let mut explained = vec![false; nodes.len()];
-        let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
-        for (i, n) in nodes.iter().enumerate() {
-            let chain = ancestors(i);
-            if let Some(&p) = chain.first() {
-                children.entry(p).or_default().push(i);
-            }
-            let Some(d) = n.dir else { continue };
-            for j in chain {
-                if nodes[j].dir == Some(d) && dominant(d, n.ratio, nodes[j].ratio) {
-                    explained[j] = true;
-                }
-            }
-        }
-        // Error pages rising: evidence of breakage for the drops reported in this bucket.
-        let errors: Vec<&str> = nodes
-            .iter()
-            .filter_map(|n| match &n.id {
-                NodeId::Page(u) if n.dir == Some(Direction::Spike) && levels::is_error_page(u) => {
-                    Some(u.as_str())
-                }
-                _ => None,
-            })
-            .collect();
-        for (i, n) in nodes.iter().enumerate() {
-            let Some(f) = &n.finding else { continue };
-            if explained[i] {
-                continue;
-            }
-            let carried = ancestors(i).into_iter().any(|j| {
-                let a = &nodes[j];
-                a.dir == Some(f.dir)
-                    && (a.alertable || f.dir == Direction::Spike)
-                    && !dominant(f.dir, n.ratio, a.ratio)
-            });
-            if carried {
-                continue;
-            }
-            match &n.id {
-                // A rise of an error page is a symptom (of pages now answering it), not demand,
-                // and its fall is good news.
-                NodeId::Page(u) if levels::is_error_page(u) => continue,
-                // Levels are watched for outages spread over many pages. A rise of one is
-                // one crawler walking its pages, or demand that its landing page shows.
-                NodeId::Group(_) if f.dir == Direction::Spike => continue,
-                _ => {}
-            }
-            let mut affected: Vec<(String, f64, f64)> = children
-                .get(&i)
-                .into_iter()
-                .flatten()
-                .map(|&c| {
-                    let name = match &nodes[c].id {
-                        NodeId::Page(u) | NodeId::Group(u) => u.clone(),
-                        NodeId::Site => SITE.to_owned(),
-                    };
-                    (name, nodes[c].count, nodes[c].expected)
-                })
-                .collect();
-            let moved = |(_, c, e): &(String, f64, f64)| match f.dir {
-                Direction::Drop => e - c,
-                Direction::Spike => c - e,
-            };
-            affected.sort_by(|a, b| moved(b).total_cmp(&moved(a)).then_with(|| a.0.cmp(&b.0)));
-            affected.truncate(3);
-            let naming = match &n.id {
-                NodeId::Site => Naming {
-                    entity_type: "site",
-                    entity: SITE.to_owned(),
-                    level: None,
-                },
-                NodeId::Group(level) => {
-                    let (entity_type, entity) = levels::name(level);
-                    Naming {
-                        entity_type,
-                        entity,
-                        level: Some(level.clone()),
-                    }
-                }
-                NodeId::Page(url) => Naming {
-                    entity_type: "page",
-                    entity: url.clone(),
-                    level: None,
-                },
-            };
-            let surge = (n.id == NodeId::Site && f.dir == Direction::Spike)
-                .then(|| self.state.conversion.surge(self.settings.surge_tail));
-            let error_pages = if f.dir == Direction::Drop {
-                &errors[..]
-            } else {
-                &[]
-            };
-            out.alert(alert(
-                f,
-                &naming,
-                secs,
-                &affected,
-                surge,
-                error_pages,
-                Proof::Bucket,
-            ));
-        }
-    }
-}
-
-/// What an alert is about.
-struct Naming {
-    entity_type: &'static str,
-    entity: String,
-    /// The level's pattern (`/p/books-*`), for a level.
-    level: Option<String>,
-}
-
-/// Which test proved a finding: the bucket test when a bucket closed, or the sequential drop
-/// test between closes (named in the alert's details as `test`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Proof {
-    Bucket,
-    Sequential,
-}
-
-impl Proof {
-    fn name(self) -> &'static str {
-        match self {
-            Proof::Bucket => "bucket",
-            Proof::Sequential => "sequential",
-        }
-    }
-}
-
-// The finding, what it is about and the evidence beside it; a struct would only rename them.
-#[allow(clippy::too_many_arguments)]
-fn alert(
-    f: &Finding,
-    naming: &Naming,
-    bucket_secs: u32,
-    affected: &[(String, f64, f64)],
-    surge: Option<surge::Verdict>,
-    error_pages: &[&str],
-    proof: Proof,
-) -> Alert {
-    let ratio = f.observed / f.expected.max(0.5);
-    let is_surge = surge.as_ref().is_some_and(|v| v.surge);
-    let (kind, word) = match f.dir {
-        Direction::Spike if is_surge => ("traffic-surge", "above"),
-        Direction::Spike => ("traffic-spike", "above"),
-        Direction::Drop => ("traffic-drop", "below"),
-    };
-    let severity = match naming.entity_type {
-        _ if is_surge => Severity::Info,
-        "site" => Severity::Critical,
-        _ => Severity::Warning,
-    };
-    let subject = match (naming.entity_type, &naming.level) {
-        ("site", _) => "site-wide traffic".to_owned(),
-        (_, Some(level)) => format!("traffic under {level}"),
-        _ => format!("traffic on {}", naming.entity),
-    };
-    let most: Vec<String> = affected
-        .iter()
-        .map(|(name, c, e)| format!("{name} ({c:.0} vs {e:.1})"))
-        .collect();
-    let mut message = format!(
-        "{subject} {ratio:.2}x the expected rate ({:.0} vs {:.1} events per {bucket_secs} s), \
-         {word} baseline for {} buckets",
-        f.observed, f.expected, f.buckets
-    );
-    if proof == Proof::Sequential {
-        message.push_str(" (sequential test)");
-    }
-    if naming.level.is_some() && !most.is_empty() {
-        message.push_str(&format!("; most affected: {}", most.join(", ")));
-    }
-    if let Some(v) = &surge
-        && v.surge
-    {
-        message.push_str(&format!(
-            "; conversion share {:.2}x its baseline: a demand surge",
-            v.ratio
-        ));
-    }
-    let children: Vec<serde_json::Value> = affected
-        .iter()
-        .map(|(name, c, e)| serde_json::json!({"name": name, "observed": c, "expected": e}))
-        .collect();
-    Alert::new(kind, naming.entity_type, &naming.entity)
-        .severity(severity)
-        .window(f.start_ms, f.time_ms)
-        .score(f.z.abs())
-        .message(message)
-        .details(serde_json::json!({
-            "observed": f.observed,
-            "expected": f.expected,
-            "ratio": ratio,
-            "z": f.z,
-            "buckets": f.buckets,
-            "bucket_secs": bucket_secs,
-            "level": naming.level,
-            "most_affected": children,
-            "conversion_ratio": surge.as_ref().map(|v| v.ratio),
-            "conversion_drop_tail": surge.as_ref().map(|v| v.tail),
-            "error_pages_rising": error_pages,
-            "test": proof.name(),
-        }))
 }
 
 impl Plugin for TrafficAnomaly {

@@ -1,0 +1,78 @@
+//! The traffic guard: conversion is judged only while the site's own event rate is near
+//! its recent median.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Settings;
+
+/// The site's events per bucket against their recent median: conversion is only judged while
+/// the site's traffic itself is near its normal. An outage (a broken tracker loses events at
+/// random: a session's one cart event is lost more often than one of its many product views)
+/// and a surge (visitors of another mix) both move conversion for reasons that are not the
+/// funnel's, and both are `traffic-anomaly`'s to report.
+///
+/// The reference is the median of the last [`GUARD_HISTORY`] closed buckets: it follows the
+/// daily shape within half that span, an outage or a surge shorter than half of it cannot
+/// move it, and a lasting change of level is the new normal after half of it. An EWMA
+/// winsorised to the guard's band (the earlier reference) could lag a steep morning, or a
+/// first bucket that was partial, for hours, and the guard stayed shut.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct Traffic {
+    /// Open buckets: (start, events).
+    open: Vec<(i64, u32)>,
+    /// Closed buckets in the window, oldest first.
+    window: std::collections::VecDeque<u32>,
+    /// The last [`GUARD_HISTORY`] closed buckets, oldest first (absent in earlier snapshots).
+    #[serde(default)]
+    history: std::collections::VecDeque<u32>,
+}
+
+/// Closed buckets whose median is the traffic guard's reference (an hour of 60 s buckets).
+const GUARD_HISTORY: usize = 60;
+
+impl Traffic {
+    pub(crate) fn count(&mut self, bucket: i64) {
+        match self.open.iter_mut().find(|(b, _)| *b == bucket) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => {
+                if self.open.len() >= 8 {
+                    self.open.sort_unstable();
+                    self.open.remove(0);
+                }
+                self.open.push((bucket, 1));
+            }
+        }
+    }
+
+    /// Closes a bucket and says whether conversion may be judged in it.
+    pub(crate) fn close(&mut self, bucket: i64, s: &Settings) -> bool {
+        let mut n = 0;
+        self.open.retain(|&(b, c)| {
+            if b == bucket {
+                n = c;
+            }
+            b > bucket
+        });
+        self.window.push_back(n);
+        while self.window.len() > s.window_buckets as usize {
+            self.window.pop_front();
+        }
+        // The reference before this bucket: the median of the history.
+        let warm = self.history.len() >= (s.warmup_buckets as usize).min(GUARD_HISTORY);
+        let mut sorted: Vec<u32> = self.history.iter().copied().collect();
+        sorted.sort_unstable();
+        let base = sorted.get(sorted.len() / 2).map_or(0.0, |&m| f64::from(m));
+        self.history.push_back(n);
+        while self.history.len() > GUARD_HISTORY {
+            self.history.pop_front();
+        }
+        // Every bucket of the window must be near normal: the window judged now includes
+        // them all, and the first bucket of an outage already skews its conversions.
+        let ratio = s.min_traffic_ratio.clamp(1e-3, 1.0);
+        !warm
+            || self.window.iter().all(|&x| {
+                let x = f64::from(x);
+                x >= ratio * base && x * ratio <= base
+            })
+    }
+}
