@@ -4,8 +4,11 @@
 //!   1. produce: the generator into the topic;
 //!   2. consume+decode: a bare consumer reading and validating the topic (the source's floor);
 //!   3. host, raw not kept: the whole host path with `sinks.raw.type = "none"`;
-//!   4. host, raw in SQLite: the same with the embedded raw store.
+//!   4. host, raw in SQLite: the same with the embedded raw store;
+//!   5. host, raw in PostgreSQL: the same into the COPY sink, when `CLICKWATCH_TEST_POSTGRES_URL`
+//!      is set (`cargo xtask services up postgres`).
 //!
+//! `RAW=none,sqlite,postgres` picks the host runs (default: all that can run).
 //! `EVENTS=N` sets the number of events (default 1 000 000); `PLUGINS=a,b` the plugins;
 //! `PARTITIONS=P` the input topic's partitions (default 4); `WORKERS=W` the host's
 //! `pipeline.workers` (default: the cores). The host re-partitions the input by
@@ -154,10 +157,50 @@ fn main() {
     }
 
     // 3 and 4. The host.
-    for (label, raw) in [
-        ("host, raw not kept", "type = \"none\"".to_owned()),
-        ("host, raw in SQLite", String::new()),
-    ] {
+    let postgres = std::env::var("CLICKWATCH_TEST_POSTGRES_URL").ok();
+    let chosen: Vec<String> = std::env::var("RAW")
+        .unwrap_or_else(|_| "none,sqlite,postgres".into())
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let mut runs = Vec::new();
+    if chosen.iter().any(|r| r == "none") {
+        runs.push(("host, raw not kept", "type = \"none\"".to_owned()));
+    }
+    if chosen.iter().any(|r| r == "sqlite") {
+        runs.push(("host, raw in SQLite", String::new()));
+    }
+    if let Some(server) = postgres.filter(|_| chosen.iter().any(|r| r == "postgres")) {
+        // A database of its own per run, so the run writes every row (the sink is idempotent
+        // on event_id: rows of an earlier run would be skipped, not written).
+        let url = runtime.block_on(async {
+            let admin = sqlx::PgPool::connect(&server)
+                .await
+                .expect("connect to PostgreSQL");
+            let name = format!("bench_{suffix}");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .expect("create database");
+            let (base, _) = server.rsplit_once('/').expect("a URL ending in /database");
+            let url = format!("{base}/{name}");
+            let settings = clickwatch::sink::postgres::PgSettings {
+                url: url.clone(),
+                password: None,
+                startup_timeout: Duration::from_secs(10),
+            };
+            let pool = clickwatch::sink::postgres::pool(&settings).expect("pool");
+            clickwatch::sink::postgres::migrate(&pool)
+                .await
+                .expect("migrate");
+            url
+        });
+        runs.push((
+            "host, raw in PostgreSQL",
+            format!("type = \"postgres\"\nurl = \"{url}\""),
+        ));
+    }
+    for (label, raw) in runs {
         let dir = tempfile::tempdir().expect("tempdir");
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).expect("plugins dir");

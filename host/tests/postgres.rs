@@ -76,6 +76,14 @@ async fn n_events_are_stored_exactly_once_even_when_delivered_twice() {
     let again = sink.write(&batch).await.unwrap();
     assert_eq!((again.stored, again.rejected.len()), (0, 0));
     assert_eq!(count(&url).await, 5_000);
+    // Part stored already, part new, and one event twice in the batch itself: the direct
+    // COPY is refused by the key and the staged path stores exactly the new ones.
+    let mut mixed = events(1, 7_500);
+    assert_eq!(mixed[..5_000], batch[..], "same seed, same events");
+    mixed.push(mixed[6_000].clone());
+    let part = sink.write(&mixed).await.unwrap();
+    assert_eq!((part.stored, part.rejected.len()), (2_500, 0));
+    assert_eq!(count(&url).await, 7_500);
     // Typed columns: timestamptz, inet, jsonb.
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let (time, ip, price): (String, Option<String>, Option<f64>) = sqlx::query_as(

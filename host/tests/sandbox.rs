@@ -182,3 +182,73 @@ fn declared_info_is_read() {
         vec!["window_start".to_string(), "url".to_string()]
     );
 }
+
+/// The plugins of a large batch shared out over several threads give exactly the output of
+/// one thread (same alerts, same rows, same order), and a panicking plugin among them is still
+/// contained and quarantined.
+#[test]
+fn plugins_fanned_out_over_threads_give_the_output_of_one_thread() {
+    use clickwatch::generator::{Generator, GeneratorSettings, Scenario, parse_anomalies};
+    let rt = runtime();
+    let mut generator = Generator::new(GeneratorSettings {
+        seed: 31,
+        mean_rate: 40.0,
+        scenario: Scenario {
+            items: parse_anomalies("bot,traffic-spike,click-fraud").expect("anomaly spec"),
+            warmup_ms: 20 * 60_000,
+            gap_ms: 3 * 60_000,
+        },
+        ..GeneratorSettings::default()
+    });
+    let events = generator.take(60_000);
+    let run = |threads: usize| {
+        let mut set = PluginSet::new(Policy {
+            max_failures: 2,
+            ..Policy::default()
+        })
+        .with_threads(threads);
+        for name in [
+            "page-traffic",
+            "bot-detector",
+            "session-engagement",
+            "traffic-anomaly",
+            "click-fraud",
+            "counter",
+        ] {
+            set.install(prepared(&rt, name, "{}"), Instant::now())
+                .unwrap();
+        }
+        set.install(
+            prepared(&rt, "chaos", r#"{"mode": "panic"}"#),
+            Instant::now(),
+        )
+        .unwrap();
+        let (mut alerts, mut rows) = (Vec::new(), Vec::new());
+        // One clock for both runs, so quarantines end at the same batch.
+        let t0 = Instant::now();
+        for (i, chunk) in events.chunks(2_000).enumerate() {
+            let now = t0 + Duration::from_millis(i as u64 * 300);
+            let out = set.process(&encode_batch(chunk), now);
+            alerts.extend(out.alerts);
+            rows.extend(out.rows);
+            let watermark = chunk.last().map_or(0, |e| e.time_ms) - 5_000;
+            let out = set.tick(watermark, now);
+            alerts.extend(out.alerts);
+            rows.extend(out.rows);
+        }
+        let chaos = set
+            .status()
+            .into_iter()
+            .find(|p| p.name == "chaos")
+            .expect("chaos loaded");
+        (alerts, rows, chaos.stats.quarantines)
+    };
+    let (alerts, rows, quarantines) = run(1);
+    assert!(!alerts.is_empty(), "the injected anomalies raise alerts");
+    assert!(rows.len() > 1_000, "{} rows", rows.len());
+    assert!(quarantines >= 1, "the panicking plugin is quarantined");
+    let fanned = run(3);
+    assert_eq!(fanned.0, alerts, "alerts differ with 3 threads");
+    assert_eq!(fanned.1, rows, "rows differ with 3 threads");
+    assert_eq!(fanned.2, quarantines);
+}

@@ -162,6 +162,8 @@ pub struct PipelineConfig {
     pub shutdown_grace_ms: u64,
     /// Threads running the tasks of a Kafka input (default: the number of cores). Each
     /// partition's task runs on one of them; an embedded source has one task, so one thread.
+    /// A batch of 512 events or more also shares its task's plugins out over this many
+    /// threads (each plugin still runs on one thread at a time).
     pub workers: Option<usize>,
 }
 

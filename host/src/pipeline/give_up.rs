@@ -7,7 +7,9 @@ use tokio::sync::watch;
 /// When a stop the user asked for gives up on output that still cannot be written: retrying
 /// forever is right while running (backpressure, nothing lost), but a host told to stop must
 /// stop. Output given up on is not lost: no checkpoint after it is stored, so the input is
-/// read again by the next run.
+/// read again by the next run. A clone counts its grace from its own first check after the
+/// stop (the sinks written concurrently each hold one).
+#[derive(Clone)]
 pub struct GiveUp {
     stop: watch::Receiver<bool>,
     grace: Duration,

@@ -126,7 +126,7 @@ async fn load_plugins(
         dir: dir.clone(),
         message: e.to_string(),
     })?;
-    let mut set = PluginSet::new(policy);
+    let mut set = PluginSet::new(policy).with_threads(config.pipeline.worker_threads());
     let mut known = HashMap::new();
     for path in files {
         let (rt, p, plugins) = (runtime.clone(), path.clone(), config.plugins.clone());

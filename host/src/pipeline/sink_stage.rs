@@ -173,23 +173,20 @@ enum Outcome {
     GaveUp,
 }
 
-/// Writes one unit of work to every sink, in order.
+/// What one sink's part of a unit of work came to: dead letters for what it refused, and
+/// whether its output is lost or was given up on at a stop.
+type Part = (Vec<DeadLetter>, Result<(), Outcome>);
+
+/// Writes one unit of work to every sink. The raw store, the aggregates, the alerts and the
+/// internal topics are independent, so they are written concurrently: a slow raw store does
+/// not hold back the routed events the key groups' tasks wait for. Dead letters come last (the
+/// stores' refusals are among them). The work counts as written only when every part is.
 async fn write(
     sinks: &mut Sinks,
     work: &mut SinkWork,
     metrics: &Metrics,
     give_up: &mut GiveUp,
 ) -> Result<(), Outcome> {
-    let mut result = Ok(());
-    // A retryable error coming back means a stop gave up on it: the rest is not tried.
-    macro_rules! gave_up {
-        ($error:expr) => {
-            if $error.retryable {
-                tracing::warn!(sink = $error.sink, error = %$error, "write given up at shutdown");
-                return Err(Outcome::GaveUp);
-            }
-        };
-    }
     for table in &work.tables {
         if let Err(error) = retry!(
             metrics,
@@ -197,122 +194,30 @@ async fn write(
             "create table",
             sinks.aggregates.ensure_table(table)
         ) {
-            gave_up!(error);
+            if error.retryable {
+                tracing::warn!(sink = error.sink, %error, "write given up at shutdown");
+                return Err(Outcome::GaveUp);
+            }
             tracing::error!(table = %table.name, %error, "cannot create aggregate table; its rows will be dead-lettered");
         }
     }
-    if !work.events.is_empty() {
-        match retry!(
-            metrics,
-            give_up,
-            "raw events",
-            sinks.raw.write_with_sources(&work.events, &work.sources)
-        ) {
-            Ok(written) => {
-                Metrics::add(&metrics.raw_rows, written.stored);
-                let located = work.sources.len() == work.events.len();
-                let (sources, input) = (&work.sources, work.input.as_deref());
-                let at = |i: usize| {
-                    located
-                        .then(|| sources.get(i).copied())
-                        .flatten()
-                        .zip(input)
-                };
-                for letter in rejected_letters(
-                    "raw store",
-                    written.rejected,
-                    |i| work.events.get(i).map(crate::event::encode),
-                    at,
-                ) {
-                    work.dead.push(letter);
-                }
-            }
-            Err(error) => {
-                gave_up!(error);
-                dead_letter_all(
-                    &mut work.dead,
-                    &error,
-                    work.events.iter().map(crate::event::encode),
-                );
-            }
-        }
-    }
-    if !work.rows.is_empty() {
-        match retry!(
-            metrics,
-            give_up,
-            "aggregate rows",
-            sinks.aggregates.write(&work.rows)
-        ) {
-            Ok(rejected) => {
-                Metrics::add(
-                    &metrics.aggregate_rows,
-                    (work.rows.len() - rejected.len()) as u64,
-                );
-                let letters = rejected_letters(
-                    "aggregate store",
-                    rejected,
-                    |i| {
-                        work.rows
-                            .get(i)
-                            .map(|r| serde_json::to_string(r).unwrap_or_default())
-                    },
-                    |_| None,
-                );
-                work.dead.extend(letters);
-            }
-            Err(error) => {
-                gave_up!(error);
-                dead_letter_all(
-                    &mut work.dead,
-                    &error,
-                    work.rows
-                        .iter()
-                        .map(|r| serde_json::to_string(r).unwrap_or_default()),
-                );
-            }
-        }
-    }
-    if !work.alerts.is_empty() {
-        match retry!(metrics, give_up, "alerts", sinks.alerts.write(&work.alerts)) {
-            Ok(()) => {
-                Metrics::add(&metrics.alerts, work.alerts.len() as u64);
-                metrics.count_alerts(work.alerts.iter().map(|a| a.detector.as_str()));
-            }
-            Err(error) => {
-                gave_up!(error);
-                dead_letter_all(
-                    &mut work.dead,
-                    &error,
-                    work.alerts.iter().map(|a| a.to_json().to_string()),
-                );
-            }
-        }
-    }
-    if !work.routed.is_empty() {
-        match &mut sinks.routed {
-            Some(sink) => match retry!(metrics, give_up, "routed events", sink.write(&work.routed))
-            {
-                Ok(()) => {
-                    Metrics::add(&metrics.routed_records, work.routed.len() as u64);
-                    let bytes = work.routed.iter().map(|r| r.bytes.len() as u64).sum();
-                    Metrics::add(&metrics.routed_bytes, bytes);
-                }
-                Err(error) => {
-                    gave_up!(error);
-                    // Only a broken producer fails for good; the input is not committed,
-                    // so the next owner routes these events again.
-                    tracing::error!(%error, records = work.routed.len(), "routed events could not be written; no later checkpoint is stored");
-                    result = Err(Outcome::Lost);
-                }
-            },
-            None => {
-                tracing::error!(
-                    records = work.routed.len(),
-                    "routed events without internal topics; no later checkpoint is stored"
-                );
-                result = Err(Outcome::Lost);
-            }
+    let parts: [Part; 4] = {
+        let work = &*work;
+        let (raw, rows, alerts, routed) = tokio::join!(
+            write_raw(sinks.raw.as_mut(), work, metrics, give_up.clone()),
+            write_rows(sinks.aggregates.as_mut(), work, metrics, give_up.clone()),
+            write_alerts(sinks.alerts.as_mut(), work, metrics, give_up.clone()),
+            write_routed(sinks.routed.as_deref_mut(), work, metrics, give_up.clone()),
+        );
+        [raw, rows, alerts, routed]
+    };
+    let mut result = Ok(());
+    for (dead, outcome) in parts {
+        work.dead.extend(dead);
+        match outcome {
+            Err(Outcome::GaveUp) => return Err(Outcome::GaveUp),
+            Err(Outcome::Lost) => result = Err(Outcome::Lost),
+            Ok(()) => {}
         }
     }
     if !work.dead.is_empty() {
@@ -323,14 +228,172 @@ async fn write(
             sinks.dead_letters.write(&work.dead)
         ) {
             Ok(()) => Metrics::add(&metrics.dead_letters, work.dead.len() as u64),
+            Err(error) if error.retryable => {
+                tracing::warn!(sink = error.sink, %error, "write given up at shutdown");
+                return Err(Outcome::GaveUp);
+            }
             Err(error) => {
-                gave_up!(error);
                 tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; no later checkpoint is stored, so their input is read again");
                 result = Err(Outcome::Lost);
             }
         }
     }
     result
+}
+
+/// A retryable error coming back from `retry!` means a stop gave up on it.
+fn given_up(error: &SinkError) -> Option<Part> {
+    error.retryable.then(|| {
+        tracing::warn!(sink = error.sink, %error, "write given up at shutdown");
+        (Vec::new(), Err(Outcome::GaveUp))
+    })
+}
+
+async fn write_raw(
+    raw: &mut dyn RawSink,
+    work: &SinkWork,
+    metrics: &Metrics,
+    mut give_up: GiveUp,
+) -> Part {
+    let mut dead = Vec::new();
+    if work.events.is_empty() {
+        return (dead, Ok(()));
+    }
+    match retry!(
+        metrics,
+        give_up,
+        "raw events",
+        raw.write_with_sources(&work.events, &work.sources)
+    ) {
+        Ok(written) => {
+            Metrics::add(&metrics.raw_rows, written.stored);
+            let located = work.sources.len() == work.events.len();
+            let (sources, input) = (&work.sources, work.input.as_deref());
+            let at = |i: usize| {
+                located
+                    .then(|| sources.get(i).copied())
+                    .flatten()
+                    .zip(input)
+            };
+            dead = rejected_letters(
+                "raw store",
+                written.rejected,
+                |i| work.events.get(i).map(crate::event::encode),
+                at,
+            );
+        }
+        Err(error) => {
+            if let Some(part) = given_up(&error) {
+                return part;
+            }
+            dead_letter_all(
+                &mut dead,
+                &error,
+                work.events.iter().map(crate::event::encode),
+            );
+        }
+    }
+    (dead, Ok(()))
+}
+
+async fn write_rows(
+    aggregates: &mut dyn AggregateSink,
+    work: &SinkWork,
+    metrics: &Metrics,
+    mut give_up: GiveUp,
+) -> Part {
+    let mut dead = Vec::new();
+    if work.rows.is_empty() {
+        return (dead, Ok(()));
+    }
+    let json = |r: &AggregateRow| serde_json::to_string(r).unwrap_or_default();
+    match retry!(
+        metrics,
+        give_up,
+        "aggregate rows",
+        aggregates.write(&work.rows)
+    ) {
+        Ok(rejected) => {
+            Metrics::add(
+                &metrics.aggregate_rows,
+                (work.rows.len() - rejected.len()) as u64,
+            );
+            dead = rejected_letters(
+                "aggregate store",
+                rejected,
+                |i| work.rows.get(i).map(json),
+                |_| None,
+            );
+        }
+        Err(error) => {
+            if let Some(part) = given_up(&error) {
+                return part;
+            }
+            dead_letter_all(&mut dead, &error, work.rows.iter().map(json));
+        }
+    }
+    (dead, Ok(()))
+}
+
+async fn write_alerts(
+    alerts: &mut dyn AlertSink,
+    work: &SinkWork,
+    metrics: &Metrics,
+    mut give_up: GiveUp,
+) -> Part {
+    let mut dead = Vec::new();
+    if work.alerts.is_empty() {
+        return (dead, Ok(()));
+    }
+    match retry!(metrics, give_up, "alerts", alerts.write(&work.alerts)) {
+        Ok(()) => {
+            Metrics::add(&metrics.alerts, work.alerts.len() as u64);
+            metrics.count_alerts(work.alerts.iter().map(|a| a.detector.as_str()));
+        }
+        Err(error) => {
+            if let Some(part) = given_up(&error) {
+                return part;
+            }
+            dead_letter_all(
+                &mut dead,
+                &error,
+                work.alerts.iter().map(|a| a.to_json().to_string()),
+            );
+        }
+    }
+    (dead, Ok(()))
+}
+
+async fn write_routed(
+    routed: Option<&mut (dyn RoutedSink + '_)>,
+    work: &SinkWork,
+    metrics: &Metrics,
+    mut give_up: GiveUp,
+) -> Part {
+    if work.routed.is_empty() {
+        return (Vec::new(), Ok(()));
+    }
+    let Some(sink) = routed else {
+        tracing::error!(
+            records = work.routed.len(),
+            "routed events without internal topics; no later checkpoint is stored"
+        );
+        return (Vec::new(), Err(Outcome::Lost));
+    };
+    match retry!(metrics, give_up, "routed events", sink.write(&work.routed)) {
+        Ok(()) => {
+            Metrics::add(&metrics.routed_records, work.routed.len() as u64);
+            let bytes = work.routed.iter().map(|r| r.bytes.len() as u64).sum();
+            Metrics::add(&metrics.routed_bytes, bytes);
+            (Vec::new(), Ok(()))
+        }
+        Err(error) => given_up(&error).unwrap_or_else(|| {
+            // Only a broken producer fails for good; the input is not committed, so the next
+            // owner routes these events again.
+            tracing::error!(%error, records = work.routed.len(), "routed events could not be written; no later checkpoint is stored");
+            (Vec::new(), Err(Outcome::Lost))
+        }),
+    }
 }
 
 /// Stores a barrier's checkpoint once its work is confirmed. A failure is logged and counted:

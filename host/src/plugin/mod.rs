@@ -5,6 +5,7 @@ pub mod batch;
 mod bindings;
 mod component;
 mod engine;
+mod fan_out;
 mod info;
 mod instance;
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::bindings::{ClickBatch, Output};
 use super::component::PluginModule;
+use super::fan_out;
 use super::info::convert_output;
 use super::instance::{CallError, Instance};
 use super::slot::{Outcome, Policy, Slot, SlotStats};
@@ -110,6 +111,8 @@ struct Entry {
 pub struct PluginSet {
     entries: BTreeMap<String, Entry>,
     policy: Policy,
+    /// Threads a large batch may fan out to (see [`PluginSet::process`]).
+    threads: usize,
 }
 
 impl std::fmt::Debug for PluginSet {
@@ -141,12 +144,19 @@ impl PluginSet {
         PluginSet {
             entries: BTreeMap::new(),
             policy,
+            threads: 1,
         }
     }
 
-    /// An empty set with the same supervision policy.
+    /// Lets a large batch run its plugins on up to `threads` threads (at least 1).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// An empty set with the same supervision policy and threads.
     pub fn empty_like(&self) -> PluginSet {
-        PluginSet::new(self.policy)
+        PluginSet::new(self.policy).with_threads(self.threads)
     }
 
     /// The state key of the live plugin `name`.
@@ -319,7 +329,7 @@ impl PluginSet {
         key: Option<&StateKey>,
         now: Instant,
     ) -> (PluginSet, Vec<(String, CallError)>) {
-        let mut set = PluginSet::new(self.policy);
+        let mut set = self.empty_like();
         let mut failed = Vec::new();
         for (name, entry) in &self.entries {
             if key.is_some_and(|k| entry.slot.module().info.key != *k) {
@@ -376,12 +386,25 @@ impl PluginSet {
         self.entries.values().any(|e| e.path == path)
     }
 
-    /// Runs every plugin over a batch.
+    /// Runs every plugin over a batch. The plugins are independent (each sees the whole
+    /// batch and keeps its own state), so a large batch is shared out over up to `threads`
+    /// threads, each taking the next plugin not yet run; their output is collected in name
+    /// order as in a serial run, so it does not depend on the threads. One task (e.g. the one
+    /// partition of a `global` key group) then uses more than one core.
     pub fn process(&mut self, batch: &ClickBatch, now: Instant) -> SetOutput {
+        let threads = self.threads.min(self.entries.len());
+        let mut slots: Vec<&mut Slot> = self.entries.values_mut().map(|e| &mut e.slot).collect();
+        let outcomes = if threads >= 2 && batch.len >= fan_out::MIN_EVENTS {
+            fan_out::process(&mut slots, batch, now, threads)
+        } else {
+            slots
+                .iter_mut()
+                .map(|slot| slot.process(batch, now))
+                .collect()
+        };
         let mut out = SetOutput::default();
-        for entry in self.entries.values_mut() {
-            let outcome = entry.slot.process(batch, now);
-            collect(&mut entry.slot, outcome, &mut out);
+        for (slot, outcome) in slots.into_iter().zip(outcomes) {
+            collect(slot, outcome, &mut out);
         }
         out
     }

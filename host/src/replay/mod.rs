@@ -171,7 +171,10 @@ pub fn load_plugins(
     if files.is_empty() {
         return Err(ReplayError::NoPlugins(dir.to_owned()));
     }
-    let mut set = PluginSet::new(Policy::default());
+    // The plugins of a large batch run on every core, as in a pipeline with default workers
+    // (the output does not depend on it).
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut set = PluginSet::new(Policy::default()).with_threads(cores);
     let mut detectors = Vec::new();
     for file in files {
         let prepared = prepare(runtime, &file, &|name| settings.json(name))?;
