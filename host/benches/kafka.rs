@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use clickwatch::generator::{Generator, GeneratorSettings};
 use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
@@ -173,28 +176,11 @@ fn main() {
     if let Some(server) = postgres.filter(|_| chosen.iter().any(|r| r == "postgres")) {
         // A database of its own per run, so the run writes every row (the sink is idempotent
         // on event_id: rows of an earlier run would be skipped, not written).
-        let url = runtime.block_on(async {
-            let admin = sqlx::PgPool::connect(&server)
-                .await
-                .expect("connect to PostgreSQL");
-            let name = format!("bench_{suffix}");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&admin)
-                .await
-                .expect("create database");
-            let (base, _) = server.rsplit_once('/').expect("a URL ending in /database");
-            let url = format!("{base}/{name}");
-            let settings = clickwatch::sink::postgres::PgSettings {
-                url: url.clone(),
-                password: None,
-                startup_timeout: Duration::from_secs(10),
-            };
-            let pool = clickwatch::sink::postgres::pool(&settings).expect("pool");
-            clickwatch::sink::postgres::migrate(&pool)
-                .await
-                .expect("migrate");
-            url
-        });
+        let url = runtime.block_on(common::fresh_postgres(
+            &server,
+            &format!("bench_{suffix}"),
+            true,
+        ));
         runs.push((
             "host, raw in PostgreSQL",
             format!("type = \"postgres\"\nurl = \"{url}\""),

@@ -14,32 +14,15 @@ use clickwatch::generator::{Generator, GeneratorSettings};
 use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
 use clickwatch::sink::RawSink;
-use clickwatch::sink::postgres::{self, PgSettings, PostgresRawSink};
+use clickwatch::sink::postgres::PostgresRawSink;
 use sqlx::{Postgres, QueryBuilder};
 
-async fn fresh(server: &str, name: &str) -> String {
-    let admin = sqlx::PgPool::connect(server).await.expect("connect");
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
-    postgres::migrate(&postgres::pool(&settings(&url)).unwrap())
-        .await
-        .unwrap();
-    url
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{fresh_postgres, pg_settings as settings};
 
-fn settings(url: &str) -> PgSettings {
-    PgSettings {
-        url: url.to_owned(),
-        password: None,
-        startup_timeout: std::time::Duration::from_secs(10),
-    }
+async fn fresh(server: &str, name: &str) -> String {
+    fresh_postgres(server, name, true).await
 }
 
 async fn copy_path(server: &str, events: &[ClickEvent], batch: usize) -> f64 {
@@ -147,10 +130,10 @@ fn main() {
         let copy_1k = copy_path(&server, &events, 1_000).await;
         let copy_5k = copy_path(&server, &events, 5_000).await;
         let (pipeline, rows) = whole_pipeline(&server, &events).await;
-        println!("{n} events, table with PK + 3 btree + 1 BRIN index");
+        println!("{n} events, table with the real schema (PK, BRIN on time, session and partial user btrees)");
         println!("multi-row INSERT ... ON CONFLICT, 1000 rows/statement: {insert:>9.0} rows/s");
-        println!("sink: COPY → staging → INSERT ON CONFLICT, batch 1000:   {copy_1k:>9.0} rows/s");
-        println!("sink: COPY → staging → INSERT ON CONFLICT, batch 5000:   {copy_5k:>9.0} rows/s");
+        println!("sink: COPY (staged + ON CONFLICT on a key clash), batch 1000:   {copy_1k:>9.0} rows/s");
+        println!("sink: COPY (staged + ON CONFLICT on a key clash), batch 5000:   {copy_5k:>9.0} rows/s");
         println!("whole pipeline (file → 2 plugins → PostgreSQL), batch 5000: {pipeline:>9.0} rows/s ({rows} rows)");
     });
 }

@@ -14,8 +14,8 @@ use clickwatch::generator::{Generator, GeneratorSettings};
 use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
 use clickwatch::sink::RawSink;
-use clickwatch::sink::postgres::{self, PgSettings, PostgresRawSink};
-use common::{config_with_raw, service, unique, wait_until, wasm};
+use clickwatch::sink::postgres::PostgresRawSink;
+use common::{config_with_raw, pg_settings, service, unique, wait_until, wasm};
 
 fn server_url() -> String {
     std::env::var("CLICKWATCH_TEST_POSTGRES_URL")
@@ -24,30 +24,7 @@ fn server_url() -> String {
 
 /// A fresh database on the test server, migrated unless `migrate` is false. Returns its URL.
 async fn fresh_database(migrate: bool) -> String {
-    let server = server_url();
-    let admin = sqlx::PgPool::connect(&server)
-        .await
-        .expect("connect to the test server");
-    let name = unique("t");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let (base, _) = server.rsplit_once('/').unwrap();
-    let url = format!("{base}/{name}");
-    if migrate {
-        let pool = postgres::pool(&settings(&url)).unwrap();
-        postgres::migrate(&pool).await.unwrap();
-    }
-    url
-}
-
-fn settings(url: &str) -> PgSettings {
-    PgSettings {
-        url: url.to_owned(),
-        password: None,
-        startup_timeout: std::time::Duration::from_secs(10),
-    }
+    common::fresh_postgres(&server_url(), &unique("t"), migrate).await
 }
 
 fn events(seed: u64, n: usize) -> Vec<ClickEvent> {
@@ -70,7 +47,7 @@ async fn count(url: &str) -> i64 {
 async fn n_events_are_stored_exactly_once_even_when_delivered_twice() {
     let _server = SERVER.read().await;
     let url = fresh_database(true).await;
-    let mut sink = PostgresRawSink::open(&settings(&url)).await.unwrap();
+    let mut sink = PostgresRawSink::open(&pg_settings(&url)).await.unwrap();
     let batch = events(1, 5_000);
     assert_eq!(sink.write(&batch).await.unwrap().stored, 5_000);
     let again = sink.write(&batch).await.unwrap();
@@ -113,7 +90,7 @@ async fn n_events_are_stored_exactly_once_even_when_delivered_twice() {
 async fn properties_are_stored_as_sent_even_numbers_beyond_a_double() {
     let _server = SERVER.read().await;
     let url = fresh_database(true).await;
-    let mut sink = PostgresRawSink::open(&settings(&url)).await.unwrap();
+    let mut sink = PostgresRawSink::open(&pg_settings(&url)).await.unwrap();
     let mut batch = events(4, 10);
     let text = r#"{"big":123456789012345678901234567890,"price":0.1000}"#;
     batch[3].properties = Some(Properties::parse(text).unwrap());
@@ -142,7 +119,7 @@ async fn properties_are_stored_as_sent_even_numbers_beyond_a_double() {
 async fn a_row_the_server_rejects_is_isolated_and_its_siblings_stored() {
     let _server = SERVER.read().await;
     let url = fresh_database(true).await;
-    let mut sink = PostgresRawSink::open(&settings(&url)).await.unwrap();
+    let mut sink = PostgresRawSink::open(&pg_settings(&url)).await.unwrap();
     let mut batch = events(2, 300);
     // jsonb cannot hold \u0000: valid JSON, refused by PostgreSQL.
     let mut bad = serde_json::Map::new();
@@ -169,7 +146,7 @@ async fn a_row_the_server_rejects_is_isolated_and_its_siblings_stored() {
 async fn an_unmigrated_database_names_the_command_to_run() {
     let _server = SERVER.read().await;
     let url = fresh_database(false).await;
-    let err = PostgresRawSink::open(&settings(&url))
+    let err = PostgresRawSink::open(&pg_settings(&url))
         .await
         .unwrap_err()
         .to_string();
@@ -268,7 +245,7 @@ async fn a_postgres_restart_mid_run_loses_nothing_and_rejects_go_to_dead_letters
 async fn kafka_coordinates_are_kept_per_event_even_when_a_row_is_refused() {
     let _server = SERVER.read().await;
     let url = fresh_database(true).await;
-    let mut sink = PostgresRawSink::open(&settings(&url)).await.unwrap();
+    let mut sink = PostgresRawSink::open(&pg_settings(&url)).await.unwrap();
     // Large enough for the two-writer path; one row PostgreSQL refuses, so the bisection
     // must split the coordinates with the events.
     let mut batch = events(9, 3_000);

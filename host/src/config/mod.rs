@@ -170,10 +170,14 @@ pub struct PipelineConfig {
 impl PipelineConfig {
     /// The worker threads to run: `workers`, or the number of cores.
     pub fn worker_threads(&self) -> usize {
-        self.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        })
+        self.workers.unwrap_or_else(cores)
     }
+}
+
+/// The cores this process may use (1 when that cannot be told): the default of
+/// `pipeline.workers`.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl Default for PipelineConfig {

@@ -194,8 +194,7 @@ async fn write(
             "create table",
             sinks.aggregates.ensure_table(table)
         ) {
-            if error.retryable {
-                tracing::warn!(sink = error.sink, %error, "write given up at shutdown");
+            if gave_up_on(&error) {
                 return Err(Outcome::GaveUp);
             }
             tracing::error!(table = %table.name, %error, "cannot create aggregate table; its rows will be dead-lettered");
@@ -228,10 +227,7 @@ async fn write(
             sinks.dead_letters.write(&work.dead)
         ) {
             Ok(()) => Metrics::add(&metrics.dead_letters, work.dead.len() as u64),
-            Err(error) if error.retryable => {
-                tracing::warn!(sink = error.sink, %error, "write given up at shutdown");
-                return Err(Outcome::GaveUp);
-            }
+            Err(error) if gave_up_on(&error) => return Err(Outcome::GaveUp),
             Err(error) => {
                 tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; no later checkpoint is stored, so their input is read again");
                 result = Err(Outcome::Lost);
@@ -241,12 +237,21 @@ async fn write(
     result
 }
 
-/// A retryable error coming back from `retry!` means a stop gave up on it.
-fn given_up(error: &SinkError) -> Option<Part> {
-    error.retryable.then(|| {
+/// Whether a stop gave up on a write: a retryable error coming back from `retry!` means it did.
+fn gave_up_on(error: &SinkError) -> bool {
+    if error.retryable {
         tracing::warn!(sink = error.sink, %error, "write given up at shutdown");
-        (Vec::new(), Err(Outcome::GaveUp))
-    })
+    }
+    error.retryable
+}
+
+/// A write that failed: given up on at a stop, or refused for good, when its records
+/// (`payloads`) become dead letters.
+fn failed(error: &SinkError, payloads: impl Iterator<Item = String>) -> Part {
+    if gave_up_on(error) {
+        return (Vec::new(), Err(Outcome::GaveUp));
+    }
+    (dead_letter_all(error, payloads), Ok(()))
 }
 
 async fn write_raw(
@@ -255,44 +260,33 @@ async fn write_raw(
     metrics: &Metrics,
     mut give_up: GiveUp,
 ) -> Part {
-    let mut dead = Vec::new();
     if work.events.is_empty() {
-        return (dead, Ok(()));
+        return (Vec::new(), Ok(()));
     }
-    match retry!(
+    let written = match retry!(
         metrics,
         give_up,
         "raw events",
         raw.write_with_sources(&work.events, &work.sources)
     ) {
-        Ok(written) => {
-            Metrics::add(&metrics.raw_rows, written.stored);
-            let located = work.sources.len() == work.events.len();
-            let (sources, input) = (&work.sources, work.input.as_deref());
-            let at = |i: usize| {
-                located
-                    .then(|| sources.get(i).copied())
-                    .flatten()
-                    .zip(input)
-            };
-            dead = rejected_letters(
-                "raw store",
-                written.rejected,
-                |i| work.events.get(i).map(crate::event::encode),
-                at,
-            );
-        }
-        Err(error) => {
-            if let Some(part) = given_up(&error) {
-                return part;
-            }
-            dead_letter_all(
-                &mut dead,
-                &error,
-                work.events.iter().map(crate::event::encode),
-            );
-        }
-    }
+        Ok(written) => written,
+        Err(error) => return failed(&error, work.events.iter().map(crate::event::encode)),
+    };
+    Metrics::add(&metrics.raw_rows, written.stored);
+    let located = work.sources.len() == work.events.len();
+    let (sources, input) = (&work.sources, work.input.as_deref());
+    let at = |i: usize| {
+        located
+            .then(|| sources.get(i).copied())
+            .flatten()
+            .zip(input)
+    };
+    let dead = rejected_letters(
+        "raw store",
+        written.rejected,
+        |i| work.events.get(i).map(crate::event::encode),
+        at,
+    );
     (dead, Ok(()))
 }
 
@@ -302,36 +296,29 @@ async fn write_rows(
     metrics: &Metrics,
     mut give_up: GiveUp,
 ) -> Part {
-    let mut dead = Vec::new();
     if work.rows.is_empty() {
-        return (dead, Ok(()));
+        return (Vec::new(), Ok(()));
     }
     let json = |r: &AggregateRow| serde_json::to_string(r).unwrap_or_default();
-    match retry!(
+    let rejected = match retry!(
         metrics,
         give_up,
         "aggregate rows",
         aggregates.write(&work.rows)
     ) {
-        Ok(rejected) => {
-            Metrics::add(
-                &metrics.aggregate_rows,
-                (work.rows.len() - rejected.len()) as u64,
-            );
-            dead = rejected_letters(
-                "aggregate store",
-                rejected,
-                |i| work.rows.get(i).map(json),
-                |_| None,
-            );
-        }
-        Err(error) => {
-            if let Some(part) = given_up(&error) {
-                return part;
-            }
-            dead_letter_all(&mut dead, &error, work.rows.iter().map(json));
-        }
-    }
+        Ok(rejected) => rejected,
+        Err(error) => return failed(&error, work.rows.iter().map(json)),
+    };
+    Metrics::add(
+        &metrics.aggregate_rows,
+        (work.rows.len() - rejected.len()) as u64,
+    );
+    let dead = rejected_letters(
+        "aggregate store",
+        rejected,
+        |i| work.rows.get(i).map(json),
+        |_| None,
+    );
     (dead, Ok(()))
 }
 
@@ -341,27 +328,15 @@ async fn write_alerts(
     metrics: &Metrics,
     mut give_up: GiveUp,
 ) -> Part {
-    let mut dead = Vec::new();
     if work.alerts.is_empty() {
-        return (dead, Ok(()));
+        return (Vec::new(), Ok(()));
     }
-    match retry!(metrics, give_up, "alerts", alerts.write(&work.alerts)) {
-        Ok(()) => {
-            Metrics::add(&metrics.alerts, work.alerts.len() as u64);
-            metrics.count_alerts(work.alerts.iter().map(|a| a.detector.as_str()));
-        }
-        Err(error) => {
-            if let Some(part) = given_up(&error) {
-                return part;
-            }
-            dead_letter_all(
-                &mut dead,
-                &error,
-                work.alerts.iter().map(|a| a.to_json().to_string()),
-            );
-        }
+    if let Err(error) = retry!(metrics, give_up, "alerts", alerts.write(&work.alerts)) {
+        return failed(&error, work.alerts.iter().map(|a| a.to_json().to_string()));
     }
-    (dead, Ok(()))
+    Metrics::add(&metrics.alerts, work.alerts.len() as u64);
+    metrics.count_alerts(work.alerts.iter().map(|a| a.detector.as_str()));
+    (Vec::new(), Ok(()))
 }
 
 async fn write_routed(
@@ -387,12 +362,13 @@ async fn write_routed(
             Metrics::add(&metrics.routed_bytes, bytes);
             (Vec::new(), Ok(()))
         }
-        Err(error) => given_up(&error).unwrap_or_else(|| {
+        Err(error) if gave_up_on(&error) => (Vec::new(), Err(Outcome::GaveUp)),
+        Err(error) => {
             // Only a broken producer fails for good; the input is not committed, so the next
             // owner routes these events again.
             tracing::error!(%error, records = work.routed.len(), "routed events could not be written; no later checkpoint is stored");
             (Vec::new(), Err(Outcome::Lost))
-        }),
+        }
     }
 }
 
@@ -454,19 +430,17 @@ fn rejected_letters<'a>(
     dead
 }
 
-fn dead_letter_all(
-    dead: &mut Vec<DeadLetter>,
-    error: &SinkError,
-    payloads: impl Iterator<Item = String>,
-) {
+fn dead_letter_all(error: &SinkError, payloads: impl Iterator<Item = String>) -> Vec<DeadLetter> {
     tracing::error!(%error, "sink refused a write permanently; its records go to the dead letters");
-    dead.extend(payloads.map(|payload| DeadLetter {
-        reason: "sink_rejected".into(),
-        detail: error.to_string(),
-        origin: error.sink.into(),
-        payload,
-        ..DeadLetter::default()
-    }));
+    payloads
+        .map(|payload| DeadLetter {
+            reason: "sink_rejected".into(),
+            detail: error.to_string(),
+            origin: error.sink.into(),
+            payload,
+            ..DeadLetter::default()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub(super) fn process(
             done.push((i, slot.process(batch, now)));
         }
     };
-    let mut done: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
+    let done: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..threads)
             .filter_map(|_| {
                 std::thread::Builder::new()
@@ -56,13 +56,11 @@ pub(super) fn process(
         }
         done
     });
-    done.sort_by_key(|(i, _)| *i);
-    let mut outcomes = Vec::with_capacity(count);
-    let mut done = done.into_iter().peekable();
-    for i in 0..count {
-        match done.next_if(|(j, _)| *j == i) {
-            Some((_, outcome)) => outcomes.push(outcome),
-            None => outcomes.push(Outcome::Skipped),
+    // A slot whose thread panicked has no outcome: it produced nothing this batch.
+    let mut outcomes: Vec<Outcome> = (0..count).map(|_| Outcome::Skipped).collect();
+    for (i, outcome) in done {
+        if let Some(slot) = outcomes.get_mut(i) {
+            *slot = outcome;
         }
     }
     outcomes

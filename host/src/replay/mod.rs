@@ -173,8 +173,7 @@ pub fn load_plugins(
     }
     // The plugins of a large batch run on every core, as in a pipeline with default workers
     // (the output does not depend on it).
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let mut set = PluginSet::new(Policy::default()).with_threads(cores);
+    let mut set = PluginSet::new(Policy::default()).with_threads(crate::config::cores());
     let mut detectors = Vec::new();
     for file in files {
         let prepared = prepare(runtime, &file, &|name| settings.json(name))?;

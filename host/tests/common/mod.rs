@@ -190,6 +190,39 @@ pub async fn service(name: &'static str, action: &'static str) {
     assert!(status.success(), "services/{name}.sh {action} failed");
 }
 
+/// A new database `name` on the PostgreSQL server at `server` (a URL ending in `/<database>`),
+/// dropped first if it exists, and migrated unless `migrate` is false. Returns its URL.
+pub async fn fresh_postgres(server: &str, name: &str, migrate: bool) -> String {
+    use clickwatch::sink::postgres;
+    let admin = sqlx::PgPool::connect(server)
+        .await
+        .expect("connect to the PostgreSQL server");
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(&statement).execute(&admin).await.unwrap();
+    }
+    let (base, _) = server
+        .rsplit_once('/')
+        .expect("a server URL ending in /<database>");
+    let url = format!("{base}/{name}");
+    if migrate {
+        let pool = postgres::pool(&pg_settings(&url)).unwrap();
+        postgres::migrate(&pool).await.unwrap();
+    }
+    url
+}
+
+/// Connection settings for a test database.
+pub fn pg_settings(url: &str) -> clickwatch::sink::postgres::PgSettings {
+    clickwatch::sink::postgres::PgSettings {
+        url: url.to_owned(),
+        password: None,
+        startup_timeout: std::time::Duration::from_secs(10),
+    }
+}
+
 /// A name no other test run uses (process id and a random number), joined with `_` so it is a
 /// valid SQL, BigQuery and Kafka identifier.
 pub fn unique(prefix: &str) -> String {

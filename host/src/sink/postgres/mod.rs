@@ -56,6 +56,19 @@ fn is_data_error(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Text `COPY` of encoded `rows` into `table` within `tx`; returns the rows copied.
+async fn copy_into(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    table: &str,
+    rows: &[u8],
+) -> Result<u64, sqlx::Error> {
+    let mut copy = tx
+        .copy_in_raw(&format!("COPY {table} ({}) FROM STDIN", copy::COLUMNS))
+        .await?;
+    copy.send(rows).await?;
+    copy.finish().await
+}
+
 /// SQLSTATE 23505: a row with the same key is already stored.
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c == "23505"))
@@ -134,10 +147,10 @@ impl PostgresRawSink {
         &self.pool
     }
 
-    /// Stores `events` in one transaction; returns rows newly stored. First a `COPY` straight
+    /// Stores `events`, each attempt one transaction; returns rows newly stored. First a `COPY` straight
     /// into the table: when none of the events is stored yet (every write but those repeated
-    /// after a crash or a rebalance) that is all, and it costs the server about half of the
-    /// other way. When some are (the key is violated), the same rows go through a staging
+    /// after a crash or a rebalance) that is all, and the server neither writes nor reads a
+    /// staging table. When some are (the key is violated), the same rows go through a staging
     /// table and `INSERT … ON CONFLICT DO NOTHING`, which skips them.
     async fn write_once(
         &self,
@@ -154,11 +167,7 @@ impl PostgresRawSink {
     /// `COPY` into the table itself; fails as a whole if any event is already stored.
     async fn copy_direct(&self, rows: &[u8]) -> Result<u64, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let mut copy = tx
-            .copy_in_raw(&format!("COPY click_events ({}) FROM STDIN", copy::COLUMNS))
-            .await?;
-        copy.send(rows).await?;
-        let stored = copy.finish().await?;
+        let stored = copy_into(&mut tx, "click_events", rows).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -171,14 +180,7 @@ impl PostgresRawSink {
         )
         .execute(&mut *tx)
         .await?;
-        let mut copy = tx
-            .copy_in_raw(&format!(
-                "COPY click_events_stage ({}) FROM STDIN",
-                copy::COLUMNS
-            ))
-            .await?;
-        copy.send(rows).await?;
-        copy.finish().await?;
+        copy_into(&mut tx, "click_events_stage", rows).await?;
         let stored = sqlx::query("INSERT INTO click_events SELECT * FROM click_events_stage ON CONFLICT (event_id) DO NOTHING")
             .execute(&mut *tx)
             .await?
