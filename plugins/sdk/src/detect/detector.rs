@@ -402,6 +402,24 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_from_before_the_resolution_floor_still_restores() {
+        let mut a = detector();
+        let mut n = Noise(4);
+        for k in 0..1000 {
+            a.observe(k * STEP_MS, daily(k, &mut n));
+        }
+        // The state as the previous version wrote it: no resolution, no model error counts.
+        let mut old: serde_json::Value = serde_json::to_value(&a).unwrap();
+        old.as_object_mut().unwrap().remove("resolution");
+        for m in old["baseline"]["models"].as_array_mut().unwrap() {
+            m.as_object_mut().unwrap().remove("errors");
+        }
+        let mut b: Detector = crate::state::decode(&serde_json::to_vec(&old).unwrap()).unwrap();
+        let v = b.observe(1000 * STEP_MS, daily(1000, &mut n)).unwrap();
+        assert!(v.score.is_finite() && !v.alert, "{v:?}");
+    }
+
+    #[test]
     fn nan_and_infinity_do_not_poison_state() {
         let mut a = detector();
         let mut b = detector();
