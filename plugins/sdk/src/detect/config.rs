@@ -35,7 +35,9 @@ pub struct DetectorConfig {
     pub short_window: usize,
     /// EWMA weight of the long-run distribution of the short average.
     pub long_alpha: f64,
-    /// Values are clipped to `prediction ± learn_clip_z × sigma` before they are learned.
+    /// Each baseline model clips a value to its own `prediction ± learn_clip_z × sigma` (its
+    /// own error scale) before learning it; the residual scale learns residuals clipped the
+    /// same way around the predicting model.
     pub learn_clip_z: f64,
     /// Tail probability at or below which the baseline stops learning (an episode).
     pub freeze_tail: f64,
