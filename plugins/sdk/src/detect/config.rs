@@ -26,13 +26,18 @@ pub struct DetectorConfig {
     /// The scale is at least this share of the level: smaller changes are never surprising.
     pub scale_floor_rel: f64,
     /// |z| of one residual is capped here before it is averaged: one wild value is one strong
-    /// vote, not a veto over the window.
+    /// vote, not a veto over the window. The default 30 is `short_window × learn_clip_z`
+    /// (10 × 3): one value weighs as much as a whole window of residuals at the learning
+    /// clip, so a lone 30-sigma spike is as strong as a sustained 3-sigma shift, and a
+    /// 50-sigma one no stronger than a 30-sigma one.
     pub z_cap: f64,
     /// Raw scores in the short average of the likelihood.
     pub short_window: usize,
     /// EWMA weight of the long-run distribution of the short average.
     pub long_alpha: f64,
-    /// Values are clipped to `prediction ± learn_clip_z × sigma` before they are learned.
+    /// Each baseline model clips a value to its own `prediction ± learn_clip_z × sigma` (its
+    /// own error scale) before learning it; the residual scale learns residuals clipped the
+    /// same way around the predicting model.
     pub learn_clip_z: f64,
     /// Tail probability at or below which the baseline stops learning (an episode).
     pub freeze_tail: f64,
@@ -64,7 +69,7 @@ impl Default for DetectorConfig {
             slow_alpha: 0.005,
             scale_window: 256,
             scale_floor_rel: 1e-2,
-            z_cap: 10.0,
+            z_cap: 30.0,
             short_window: 10,
             long_alpha: 0.002,
             learn_clip_z: 3.0,

@@ -14,13 +14,15 @@ use super::config::DetectorConfig;
 use super::likelihood::Likelihood;
 use super::ring::{Ring, median};
 use super::scale::RobustScale;
-use super::seasonal::Baseline;
+use super::seasonal::{Baseline, Clip};
 use super::tail::{normal_two_sided, surprise};
 
 /// Mean absolute deviation → standard deviation for Gaussian noise.
 const MEAN_ABS_TO_SIGMA: f64 = 1.253_3;
 /// Residuals needed before the scale is trusted at all.
 const MIN_SCALE_SAMPLES: usize = 8;
+/// Standard deviation of rounding to a grid of step 1 (`1/sqrt(12)`).
+const ROUNDING_SD: f64 = 0.288_675;
 /// Recent raw values kept to re-anchor the level when a new normal is accepted.
 const RECENT: usize = 16;
 
@@ -60,6 +62,10 @@ pub struct Detector {
     episode: u32,
     calm: u32,
     cooldown: u32,
+    /// The data's resolution: the smallest non-zero step between consecutive values seen (0
+    /// before any). Defaulted so a snapshot from before it existed still restores.
+    #[serde(default)]
+    resolution: f64,
     #[serde(skip)]
     scratch: Vec<f64>,
 }
@@ -80,6 +86,7 @@ impl Detector {
             episode: 0,
             calm: 0,
             cooldown: 0,
+            resolution: 0.0,
             scratch: Vec::new(),
             config,
         })
@@ -109,6 +116,12 @@ impl Detector {
         }
         let c = &self.config;
         self.seen = self.seen.saturating_add(1);
+        if let Some(step) = self.recent.last().map(|last| (value - last).abs())
+            && step > 0.0
+            && (self.resolution == 0.0 || step < self.resolution)
+        {
+            self.resolution = step;
+        }
         self.recent.push(value);
         let expected = self.baseline.predict(time_ms);
         if self.seen == 1 {
@@ -122,7 +135,13 @@ impl Detector {
             self.slow = self.baseline.level();
             return Some(quiet(expected));
         }
-        let sigma = self.scale.sigma(expected);
+        // Never below the rounding error of the data (a grid step q rounds with standard
+        // deviation q/sqrt(12)): on counts near zero, a run of zeros must not make a single
+        // event look infinitely unlikely.
+        let sigma = self
+            .scale
+            .sigma(expected)
+            .max(self.resolution * ROUNDING_SD);
         let residual = value - expected;
         let z = residual / sigma;
         let ready = self.scale.len() >= MIN_SCALE_SAMPLES;
@@ -176,12 +195,17 @@ impl Detector {
             } else {
                 value
             };
-            self.baseline.learn(
+            // The models clip the raw value themselves, each around its own prediction.
+            let clip = Clip {
+                z: c.learn_clip_z,
+                floor_rel: c.scale_floor_rel,
+                floor_abs: self.resolution * ROUNDING_SD,
+            };
+            self.baseline.learn_clipped(
                 time_ms,
-                x,
-                c.level_alpha,
-                c.season_gamma,
-                c.model_error_alpha,
+                value,
+                (c.level_alpha, c.season_gamma, c.model_error_alpha),
+                clip,
             );
             self.scale.push(x - expected);
             if ready {
@@ -343,6 +367,22 @@ mod tests {
     }
 
     #[test]
+    fn a_count_after_a_run_of_zeros_is_judged_at_the_data_resolution() {
+        // Sparse counts: long runs of zeros shrink every residual to nothing; the resolution
+        // of the data (steps of 1) keeps one event from being infinitely unlikely.
+        let mut d = detector();
+        for k in 0..2000 {
+            let x = if k % 97 == 0 { 1.0 } else { 0.0 };
+            d.observe(k * STEP_MS, x);
+        }
+        for k in 2000..2400 {
+            d.observe(k * STEP_MS, 0.0);
+        }
+        let v = d.observe(2400 * STEP_MS, 1.0).unwrap();
+        assert!(v.z.abs() < 4.0, "{v:?}");
+    }
+
+    #[test]
     fn snapshot_restore_gives_identical_scores() {
         let mut a = detector();
         let mut n = Noise(3);
@@ -359,6 +399,24 @@ mod tests {
                 "at {k}"
             );
         }
+    }
+
+    #[test]
+    fn a_snapshot_from_before_the_resolution_floor_still_restores() {
+        let mut a = detector();
+        let mut n = Noise(4);
+        for k in 0..1000 {
+            a.observe(k * STEP_MS, daily(k, &mut n));
+        }
+        // The state as the previous version wrote it: no resolution, no model error counts.
+        let mut old: serde_json::Value = serde_json::to_value(&a).unwrap();
+        old.as_object_mut().unwrap().remove("resolution");
+        for m in old["baseline"]["models"].as_array_mut().unwrap() {
+            m.as_object_mut().unwrap().remove("errors");
+        }
+        let mut b: Detector = crate::state::decode(&serde_json::to_vec(&old).unwrap()).unwrap();
+        let v = b.observe(1000 * STEP_MS, daily(1000, &mut n)).unwrap();
+        assert!(v.score.is_finite() && !v.alert, "{v:?}");
     }
 
     #[test]

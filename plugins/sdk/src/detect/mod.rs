@@ -36,4 +36,4 @@ pub use likelihood::Likelihood;
 pub use rate::EventRate;
 pub use ring::Ring;
 pub use scale::RobustScale;
-pub use seasonal::{Baseline, DAY_MS, WEEK_MS};
+pub use seasonal::{Baseline, Clip, DAY_MS, WEEK_MS};

@@ -5,6 +5,13 @@
 //! baseline runs a plain level, a daily and a weekly model side by side and predicts with the
 //! one whose recent one-step error is smallest, once its history covers two periods: a series
 //! without a daily shape, or without enough history for a weekly one, pays nothing for it.
+//!
+//! Each model learns robustly on its own terms (Gelper, Fried & Croux 2010): a value is clipped
+//! to *that model's* prediction ± k of *its own* error scale, and a seasonal bin's first visit
+//! is learned unclipped (a Holt-Winters start-up period). Clipping every model around the
+//! predicting model's forecast instead would starve a seasonal model of exactly the shape it
+//! is there to learn: while the plain level predicts, a daily swing is clipped to a few of the
+//! plain level's sigmas before the daily model ever sees it, so it never predicts better.
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +52,11 @@ impl Profile {
             as usize
     }
 
+    /// Whether the bin of `time_ms` was learned at least once.
+    pub fn seen(&self, time_ms: i64) -> bool {
+        self.seen.get(self.bin(time_ms)).copied().unwrap_or(false)
+    }
+
     /// The expected offset from the level at `time_ms`.
     pub fn offset(&self, time_ms: i64) -> f64 {
         self.offsets.get(self.bin(time_ms)).copied().unwrap_or(0.0)
@@ -64,14 +76,47 @@ impl Profile {
     }
 }
 
+/// Mean absolute error → standard deviation for Gaussian noise (`sqrt(pi/2)`).
+const MEAN_ABS_TO_SIGMA: f64 = 1.253_3;
+/// One-step errors a model averages before it clips what it learns.
+const MIN_ERRORS: u32 = 8;
+
+/// How the models clip what they learn: to their own prediction ± `z` of their own error
+/// scale, never narrower than `floor_rel` of the prediction's magnitude.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clip {
+    /// Width in the model's own sigmas.
+    pub z: f64,
+    /// Least sigma as a share of the prediction's magnitude.
+    pub floor_rel: f64,
+    /// Least sigma in the series' units: the data's rounding error, below which an error
+    /// scale says nothing (without it a run of zeros in a count shrinks a model's scale until
+    /// it clips every later count back to zero).
+    pub floor_abs: f64,
+}
+
+impl Default for Clip {
+    /// No clipping (plain exponential smoothing).
+    fn default() -> Self {
+        Clip {
+            z: f64::INFINITY,
+            floor_rel: 0.0,
+            floor_abs: 0.0,
+        }
+    }
+}
+
 /// One candidate model: a level, optionally with a seasonal profile, and its recent error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Model {
     level: f64,
     profile: Option<Profile>,
-    /// EWMA of the absolute one-step error.
+    /// EWMA of the absolute one-step error (of the clipped value).
     error: f64,
     started: bool,
+    /// One-step errors averaged so far (saturating; the early EWMA weight is 1/n).
+    #[serde(default)]
+    errors: u32,
 }
 
 impl Model {
@@ -82,6 +127,7 @@ impl Model {
             profile,
             error: 0.0,
             started: false,
+            errors: 0,
         }
     }
 
@@ -95,15 +141,34 @@ impl Model {
         self.level
     }
 
-    /// Learns `x` at `time_ms` (already clipped by the caller when it looked anomalous).
-    pub fn learn(&mut self, time_ms: i64, x: f64, alpha: f64, gamma: f64, error_alpha: f64) {
+    /// Learns `x` at `time_ms`, clipped by `clip` around this model's own prediction once it
+    /// has an error scale and has seen the seasonal bin before.
+    pub fn learn(
+        &mut self,
+        time_ms: i64,
+        x: f64,
+        (alpha, gamma, error_alpha): (f64, f64, f64),
+        clip: Clip,
+    ) {
         if !self.started {
             self.level = x;
             self.started = true;
             return;
         }
         let predicted = self.predict(time_ms);
-        self.error += error_alpha * ((x - predicted).abs() - self.error);
+        let known = self.profile.as_ref().is_none_or(|p| p.seen(time_ms));
+        let x = if known && self.errors >= MIN_ERRORS && clip.z.is_finite() {
+            let sigma = (MEAN_ABS_TO_SIGMA * self.error)
+                .max(clip.floor_rel * predicted.abs())
+                .max(clip.floor_abs)
+                .max(1e-12);
+            x.clamp(predicted - clip.z * sigma, predicted + clip.z * sigma)
+        } else {
+            x
+        };
+        let a = error_alpha.max(1.0 / (f64::from(self.errors) + 1.0));
+        self.error += a * ((x - predicted).abs() - self.error);
+        self.errors = self.errors.saturating_add(1);
         let offset = self.profile.as_ref().map_or(0.0, |p| p.offset(time_ms));
         self.level += alpha * (x - offset - self.level);
         let level = self.level;
@@ -170,12 +235,19 @@ impl Baseline {
         self.model().profile.as_ref().map(Profile::period_ms)
     }
 
-    /// Learns `x` at `time_ms` in every model and re-chooses the predicting one.
+    /// Learns `x` at `time_ms` in every model, unclipped, and re-chooses the predicting one.
     pub fn learn(&mut self, time_ms: i64, x: f64, alpha: f64, gamma: f64, error_alpha: f64) {
+        self.learn_clipped(time_ms, x, (alpha, gamma, error_alpha), Clip::default());
+    }
+
+    /// Learns `x` at `time_ms` in every model, each clipping it by `clip` around its own
+    /// prediction, and re-chooses the predicting one. `rates` are the level's, a seasonal
+    /// bin's and the one-step error's EWMA weights.
+    pub fn learn_clipped(&mut self, time_ms: i64, x: f64, rates: (f64, f64, f64), clip: Clip) {
         let first = *self.first_ms.get_or_insert(time_ms);
         self.last_ms = self.last_ms.max(time_ms);
         for m in &mut self.models {
-            m.learn(time_ms, x, alpha, gamma, error_alpha);
+            m.learn(time_ms, x, rates, clip);
         }
         let span = self.last_ms.saturating_sub(first);
         let mut best = 0;
@@ -218,6 +290,41 @@ mod tests {
         assert_eq!(b.period_ms(), Some(DAY_MS));
         let t = 5 * DAY_MS + 3 * 3_600_000;
         assert!((b.predict(t) - 100.0).abs() < 5.0, "{}", b.predict(t));
+    }
+
+    #[test]
+    fn a_clipping_baseline_still_learns_a_noise_free_square_wave() {
+        // Clipped around the predicting (plain) model's forecast, the daily model would never
+        // see the 60-unit swing and never predict better; each model clipping around its own
+        // forecast learns it.
+        let clip = Clip {
+            z: 3.0,
+            floor_rel: 0.01,
+            floor_abs: 0.0,
+        };
+        let mut b = Baseline::new(true);
+        let step = 300_000; // 5 min
+        let shape = |t: i64| {
+            if (t / 3_600_000) % 24 >= 14 {
+                80.0
+            } else {
+                20.0
+            }
+        };
+        let days = 6;
+        let mut last_day_error = 0.0;
+        for k in 0..(days * 288) {
+            let t = k * step;
+            if k >= (days - 1) * 288 {
+                last_day_error += (b.predict(t) - shape(t)).abs() / 288.0;
+            }
+            b.learn_clipped(t, shape(t), (0.05, 0.3, 0.01), clip);
+        }
+        assert_eq!(b.period_ms(), Some(DAY_MS));
+        assert!(
+            last_day_error < 3.0,
+            "mean error {last_day_error} on a swing of 60"
+        );
     }
 
     #[test]
