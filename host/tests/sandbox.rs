@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clickwatch::plugin::{
@@ -70,7 +71,10 @@ fn contained(mode: &str, expect: fn(&CallError) -> bool) {
         .unwrap();
     let mut counted = 0;
     for round in 0..6u64 {
-        let out = set.process(&encode_batch(&events(round * 50, 50)), Instant::now());
+        let out = set.process(
+            &Arc::new(encode_batch(&events(round * 50, 50))),
+            Instant::now(),
+        );
         // Ticks succeed in between, as in the pipeline; they must not hide the failures.
         let ticked = set.tick(round as i64 * 1_000, Instant::now());
         let count = |rows: &[clickwatch::aggregate::AggregateRow]| {
@@ -228,7 +232,7 @@ fn plugins_fanned_out_over_threads_give_the_output_of_one_thread() {
         let t0 = Instant::now();
         for (i, chunk) in events.chunks(2_000).enumerate() {
             let now = t0 + Duration::from_millis(i as u64 * 300);
-            let out = set.process(&encode_batch(chunk), now);
+            let out = set.process(&Arc::new(encode_batch(chunk)), now);
             alerts.extend(out.alerts);
             rows.extend(out.rows);
             let watermark = chunk.last().map_or(0, |e| e.time_ms) - 5_000;
@@ -251,4 +255,52 @@ fn plugins_fanned_out_over_threads_give_the_output_of_one_thread() {
     assert_eq!(fanned.0, alerts, "alerts differ with 3 threads");
     assert_eq!(fanned.1, rows, "rows differ with 3 threads");
     assert_eq!(fanned.2, quarantines);
+}
+
+/// A plugin restarted after a trap resumes from exactly the state before the failed call: the
+/// last snapshot plus a replay of the calls since, whether or not a snapshot fell in between.
+#[test]
+fn a_restart_after_a_trap_resumes_from_the_state_just_before_it() {
+    let rt = runtime();
+    for snapshot_midway in [false, true] {
+        let mut set = PluginSet::new(Policy {
+            snapshot_interval: Duration::from_secs(5),
+            ..Policy::default()
+        });
+        let t0 = Instant::now();
+        set.install(
+            prepared(&rt, "counter", r#"{"trap_on_url": "/poison"}"#),
+            t0,
+        )
+        .unwrap();
+        let total = |out: &clickwatch::plugin::SetOutput| {
+            out.rows.last().map(|r| match r.values[0] {
+                clickwatch::aggregate::Value::Int64(n) => n,
+                _ => -1,
+            })
+        };
+        let mut at = t0;
+        for round in 0..4u64 {
+            let out = set.process(&Arc::new(encode_batch(&events(round * 50, 50))), at);
+            assert_eq!(total(&out), Some((round as i64 + 1) * 50));
+            if snapshot_midway && round == 1 {
+                at += Duration::from_secs(6);
+            }
+            set.tick(round as i64, at);
+        }
+        let mut poison = events(200, 50);
+        poison[17].url = "/poison".into();
+        let out = set.process(&Arc::new(encode_batch(&poison)), at);
+        assert!(out.rows.is_empty(), "the poison batch traps");
+        let out = set.process(&Arc::new(encode_batch(&events(250, 50))), at);
+        assert_eq!(
+            total(&out),
+            Some(250),
+            "snapshot midway {snapshot_midway}: the restarted counter lost or repeated calls"
+        );
+        let stats = set.status().into_iter().next().unwrap().stats;
+        assert_eq!(stats.restarts, 1);
+        assert_eq!(stats.incomplete_replays, 0);
+        assert_eq!(stats.skipped_events, 50);
+    }
 }

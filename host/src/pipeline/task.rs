@@ -306,7 +306,7 @@ impl Task {
         if events.is_empty() {
             return;
         }
-        let batch = encode_batch(events);
+        let batch = std::sync::Arc::new(encode_batch(events));
         let out = self.plugins.process(&batch, Instant::now());
         Metrics::add(&metrics.events_processed, events.len() as u64);
         work.alerts.extend(out.alerts);

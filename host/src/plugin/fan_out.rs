@@ -1,6 +1,7 @@
 //! One batch, several plugins, several threads: the plugins of a task share a large batch
 //! out over scoped threads (see [`super::PluginSet::process`]).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::bindings::ClickBatch;
@@ -15,7 +16,7 @@ pub(super) const MIN_EVENTS: u32 = 512;
 /// share to the others.
 pub(super) fn process(
     slots: &mut [&mut Slot],
-    batch: &ClickBatch,
+    batch: &Arc<ClickBatch>,
     now: Instant,
     threads: usize,
 ) -> Vec<Outcome> {

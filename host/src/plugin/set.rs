@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::bindings::{ClickBatch, Output};
@@ -391,7 +392,7 @@ impl PluginSet {
     /// threads, each taking the next plugin not yet run; their output is collected in name
     /// order as in a serial run, so it does not depend on the threads. One task (e.g. the one
     /// partition of a `global` key group) then uses more than one core.
-    pub fn process(&mut self, batch: &ClickBatch, now: Instant) -> SetOutput {
+    pub fn process(&mut self, batch: &Arc<ClickBatch>, now: Instant) -> SetOutput {
         let threads = self.threads.min(self.entries.len());
         let mut slots: Vec<&mut Slot> = self.entries.values_mut().map(|e| &mut e.slot).collect();
         let outcomes = if threads >= 2 && batch.len >= fan_out::MIN_EVENTS {

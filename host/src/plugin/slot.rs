@@ -1,7 +1,9 @@
-//! Supervision of one plugin: restart from the last snapshot after a trap, quarantine with
-//! exponential backoff after repeated failures, periodic snapshots. Failures here never reach
-//! the other plugins.
+//! Supervision of one plugin: restart after a trap from the last snapshot plus a replay of the
+//! calls made since (so the restarted state is exactly the state before the failed call),
+//! quarantine with exponential backoff after repeated failures, periodic snapshots. Failures
+//! here never reach the other plugins.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bindings::{ClickBatch, Output};
@@ -19,6 +21,8 @@ pub struct Policy {
     pub max_backoff: Duration,
     /// How often state is snapshotted for restarts.
     pub snapshot_interval: Duration,
+    /// Most events kept for replay since the last snapshot; past it a snapshot is taken early.
+    pub max_journal_events: u64,
 }
 
 impl Default for Policy {
@@ -28,6 +32,7 @@ impl Default for Policy {
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             snapshot_interval: Duration::from_secs(5),
+            max_journal_events: 1 << 18,
         }
     }
 }
@@ -45,6 +50,9 @@ pub struct SlotStats {
     pub quarantines: u64,
     /// Events it missed while failing or quarantined.
     pub skipped_events: u64,
+    /// Restarts whose replay since the snapshot could not be completed (the state then lacks
+    /// the calls after the snapshot; logged as such).
+    pub incomplete_replays: u64,
 }
 
 /// What happened to one call.
@@ -65,6 +73,11 @@ pub struct Slot {
     instance: Option<Instance>,
     snapshot: Option<Vec<u8>>,
     last_snapshot: Instant,
+    /// The successful calls since `snapshot` was taken (since the instance started when there
+    /// is none), replayed into a restarted instance. `None` once a call could not be kept.
+    journal: Option<Vec<Journaled>>,
+    /// Events in `journal`.
+    journal_events: u64,
     consecutive_failures: u32,
     /// Which kind of call failed last: only a success of that kind ends a run of failures (a
     /// plugin whose every `process` fails is not made healthy by its `tick`s succeeding).
@@ -92,6 +105,8 @@ impl Slot {
             instance: Some(instance),
             snapshot: None,
             last_snapshot: Instant::now(),
+            journal: Some(Vec::new()),
+            journal_events: 0,
             consecutive_failures: 0,
             failing: None,
             quarantined_until: None,
@@ -127,6 +142,7 @@ impl Slot {
         match instance.restore(state) {
             Ok(()) => {
                 self.snapshot = Some(state.to_vec());
+                self.clear_journal();
                 Ok(())
             }
             Err(error) => {
@@ -139,15 +155,25 @@ impl Slot {
     }
 
     /// Records `state` as the last good snapshot without calling the plugin.
+    /// The caller took `state` from this instance (a checkpoint), so it is the last good
+    /// snapshot and nothing before it needs replaying.
     pub fn remember_snapshot(&mut self, state: Vec<u8>) {
         self.snapshot = Some(state);
+        self.clear_journal();
     }
 
     /// Processes a batch of `events` events.
-    pub fn process(&mut self, batch: &ClickBatch, now: Instant) -> Outcome {
+    pub fn process(&mut self, batch: &Arc<ClickBatch>, now: Instant) -> Outcome {
         let outcome = self.call(now, CallKind::Process, |i| i.process(batch));
         match &outcome {
-            Outcome::Done(_) => self.stats.events += u64::from(batch.len),
+            Outcome::Done(_) => {
+                self.stats.events += u64::from(batch.len);
+                self.journal_events += u64::from(batch.len);
+                self.record(Journaled::Process(Arc::clone(batch)));
+                if self.journal_events > self.policy.max_journal_events {
+                    self.take_snapshot(now);
+                }
+            }
             _ => self.stats.skipped_events += u64::from(batch.len),
         }
         outcome
@@ -156,15 +182,28 @@ impl Slot {
     /// Advances the watermark.
     pub fn tick(&mut self, watermark_ms: i64, now: Instant) -> Outcome {
         let outcome = self.call(now, CallKind::Tick, |i| i.tick(watermark_ms));
-        // Snapshot right after a tick that emitted something: a restart from an older snapshot
-        // would re-open those windows and emit them again with stale counts.
-        let emitted =
-            matches!(&outcome, Outcome::Done(o) if !o.rows.is_empty() || !o.alerts.is_empty());
-        let due = now.duration_since(self.last_snapshot) >= self.policy.snapshot_interval;
-        if matches!(outcome, Outcome::Done(_)) && (emitted || due) {
-            self.take_snapshot(now);
+        if matches!(outcome, Outcome::Done(_)) {
+            self.record(Journaled::Tick(watermark_ms));
+            // Snapshots cost in proportion to the state, so they are taken on a clock, not
+            // after every tick that emitted: the journal makes a restart exact in between (a
+            // restart from the snapshot alone would re-open windows already emitted and emit
+            // them again with stale counts).
+            if now.duration_since(self.last_snapshot) >= self.policy.snapshot_interval {
+                self.take_snapshot(now);
+            }
         }
         outcome
+    }
+
+    fn record(&mut self, call: Journaled) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(call);
+        }
+    }
+
+    fn clear_journal(&mut self) {
+        self.journal = Some(Vec::new());
+        self.journal_events = 0;
     }
 
     /// Takes a fresh snapshot now (before a swap or at shutdown) and returns it. Falls back to
@@ -175,11 +214,20 @@ impl Slot {
                 Ok(bytes) => {
                     self.snapshot = Some(bytes);
                     self.last_snapshot = now;
+                    self.clear_journal();
                 }
                 Err(error) => {
                     tracing::warn!(plugin = %self.module.info.name, %error, "snapshot failed; keeping the previous one");
+                    self.last_snapshot = now;
                     if error.is_trap() {
                         self.instance = None;
+                    }
+                    if self.journal_events > self.policy.max_journal_events {
+                        // The journal cannot grow without bound: a restart from here on lacks
+                        // the calls since the last good snapshot.
+                        tracing::warn!(plugin = %self.module.info.name, events = self.journal_events, "replay journal over its cap with no fresh snapshot; dropped");
+                        self.journal = None;
+                        self.journal_events = 0;
                     }
                 }
             }
@@ -225,19 +273,48 @@ impl Slot {
         }
     }
 
-    /// A new instance from the same module and settings, with the last snapshot restored.
+    /// A new instance from the same module and settings, with the last snapshot restored and
+    /// the calls since replayed (their output was already delivered, so it is dropped).
     fn restart(&mut self) -> Result<(), CallError> {
+        let plugin = &*self.module.info.name;
         let mut instance = self.module.instantiate(&self.settings)?;
         if let Some(state) = &self.snapshot
             && let Err(error) = instance.restore(state)
         {
-            tracing::warn!(plugin = %self.module.info.name, %error, "restore after restart failed; starting fresh");
+            tracing::warn!(plugin, %error, "restore after restart failed; starting fresh");
             if error.is_trap() {
                 instance = self.module.instantiate(&self.settings)?;
             }
+            self.journal = None;
+        }
+        let replayed = match self.journal.as_deref() {
+            Some(journal) => replay(&mut instance, journal),
+            None => Err("no complete journal since the last snapshot".to_owned()),
+        };
+        if let Err(reason) = &replayed {
+            self.stats.incomplete_replays += 1;
+            tracing::warn!(
+                plugin,
+                reason,
+                "restarted without replaying the calls since its last snapshot: windows emitted since may be emitted again with partial counts"
+            );
+            if instance.is_dead() {
+                instance = self.module.instantiate(&self.settings)?;
+                if let Some(state) = &self.snapshot {
+                    let _ = instance.restore(state);
+                }
+            }
+            // What the instance holds now is the snapshot (or nothing): start a new journal.
+            self.journal = Some(Vec::new());
+            self.journal_events = 0;
         }
         self.stats.restarts += 1;
-        tracing::info!(plugin = %self.module.info.name, restarts = self.stats.restarts, "plugin instance restarted from its last snapshot");
+        tracing::info!(
+            plugin,
+            restarts = self.stats.restarts,
+            replayed = replayed.unwrap_or(0),
+            "plugin instance restarted from its last snapshot"
+        );
         self.instance = Some(instance);
         Ok(())
     }
@@ -261,6 +338,25 @@ impl Slot {
         self.instance = None;
         tracing::error!(plugin, %error, kind = error.label(), backoff_ms = backoff.as_millis() as u64, "plugin quarantined after repeated failures; other plugins continue");
     }
+}
+
+/// A successful call kept for replay. Batches are shared with the other plugins of the set.
+#[derive(Debug, Clone)]
+enum Journaled {
+    Process(Arc<ClickBatch>),
+    Tick(i64),
+}
+
+/// Replays `journal` into `instance`: the number of calls replayed, or why it stopped.
+fn replay(instance: &mut Instance, journal: &[Journaled]) -> Result<usize, String> {
+    for call in journal {
+        let result = match call {
+            Journaled::Process(batch) => instance.process(batch),
+            Journaled::Tick(watermark_ms) => instance.tick(*watermark_ms),
+        };
+        result.map_err(|error| format!("replay failed: {error}"))?;
+    }
+    Ok(journal.len())
 }
 
 /// The calls that make up a plugin's work.

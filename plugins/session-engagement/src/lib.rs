@@ -18,8 +18,14 @@
 //! The visitor type is `anonymous` when no event of the session carries a user id; otherwise
 //! it is `returning` if that user id was seen in an earlier session within
 //! `returning_window_days` (30) and `new` if not. The set of known users is bounded
-//! (`max_known_users`, oldest forgotten first), so "new" means "not seen in the recent,
-//! remembered past" — in particular every user counts as new right after a cold start.
+//! (`max_known_users`; once it is reached, users beyond the window are forgotten first, then
+//! the least recently seen), so "new" means "not seen in the recent, remembered past" — in
+//! particular every user counts as new right after a cold start.
+//!
+//! A tick costs what it closes, not what is open (ticks come once per step of event time):
+//! sessions wait in a queue by the earliest time they can time out, and the returning window
+//! is applied where a user is looked up; users beyond it are swept out once an hour of
+//! event time.
 //!
 //! # State
 //! Per open session about 120 bytes plus its id, device and country; per known user about
@@ -37,7 +43,8 @@ pub mod summary;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use clickwatch_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -63,12 +70,26 @@ struct Saved {
 pub struct SessionEngagement {
     settings: Settings,
     sessions: HashMap<String, Session>,
+    /// When each open session may time out at the earliest (its last event then, plus the
+    /// timeout), soonest first: a tick looks only at sessions due, not at every open one
+    /// (ticks come once per step of event time, so a scan of all would cost open sessions x
+    /// steps). One entry per open session; a due session that had events since is pushed
+    /// again at its new deadline. Not saved: rebuilt from the sessions on restore.
+    deadlines: BinaryHeap<Reverse<(i64, String)>>,
     /// User id -> event time it was last seen.
     known_users: HashMap<String, i64>,
+    /// When users beyond the returning window are next swept out (not saved: a restored
+    /// instance sweeps at its first tick).
+    next_sweep_ms: i64,
     /// Open windows by start.
     windows: BTreeMap<i64, Window>,
     untracked: u64,
 }
+
+/// Event time between two sweeps of the known users: they stay at most this much longer
+/// than the returning window in memory, and a tick (one per step of event time) does not
+/// pay for every known user.
+const SWEEP_MS: i64 = 3_600_000;
 
 impl SessionEngagement {
     fn timeout_ms(&self) -> i64 {
@@ -84,12 +105,20 @@ impl SessionEngagement {
         (self.sessions.len(), self.known_users.len())
     }
 
-    /// Forgets users beyond the returning window and, past the cap, the least recently seen.
+    fn returning_window_ms(&self) -> i64 {
+        i64::from(self.settings.returning_window_days) * 86_400_000
+    }
+
+    /// Forgets users beyond the returning window (swept once per [`SWEEP_MS`] of event time,
+    /// not every tick: the window itself is applied where a user is looked up) and, past the
+    /// cap, the least recently seen.
     fn trim_known_users(&mut self, watermark_ms: i64) {
-        let horizon = watermark_ms
-            .saturating_sub(i64::from(self.settings.returning_window_days) * 86_400_000);
-        self.known_users.retain(|_, t| *t >= horizon);
         let cap = self.settings.max_known_users as usize;
+        if watermark_ms >= self.next_sweep_ms || self.known_users.len() > cap {
+            let horizon = watermark_ms.saturating_sub(self.returning_window_ms());
+            self.known_users.retain(|_, t| *t >= horizon);
+            self.next_sweep_ms = watermark_ms.saturating_add(SWEEP_MS);
+        }
         if self.known_users.len() > cap {
             // Drop down to 90 % of the cap at once, so this sort runs rarely.
             let mut times: Vec<i64> = self.known_users.values().copied().collect();
@@ -118,7 +147,9 @@ impl Plugin for SessionEngagement {
         Ok(SessionEngagement {
             settings,
             sessions: HashMap::new(),
+            deadlines: BinaryHeap::new(),
             known_users: HashMap::new(),
+            next_sweep_ms: i64::MIN,
             windows: BTreeMap::new(),
             untracked: 0,
         })
@@ -126,6 +157,7 @@ impl Plugin for SessionEngagement {
 
     fn process(&mut self, batch: &Batch<'_>, _out: &mut Output) -> Result<(), String> {
         let max = self.settings.max_sessions as usize;
+        let (timeout, window) = (self.timeout_ms(), self.returning_window_ms());
         for click in batch.iter() {
             let t = click.time_ms();
             if !self.sessions.contains_key(click.session()) {
@@ -133,8 +165,10 @@ impl Plugin for SessionEngagement {
                     self.untracked += 1;
                     continue;
                 }
-                self.sessions
-                    .insert(click.session().to_owned(), Session::new(t));
+                let id = click.session().to_owned();
+                self.deadlines
+                    .push(Reverse((t.saturating_add(timeout), id.clone())));
+                self.sessions.insert(id, Session::new(t));
             }
             let Some(s) = self.sessions.get_mut(click.session()) else {
                 continue;
@@ -157,9 +191,12 @@ impl Plugin for SessionEngagement {
             if s.returning.is_none()
                 && let Some(user) = click.user()
             {
-                // Seen before this session started: a returning visitor.
+                // Seen before this session started, within the window: a returning visitor.
                 let seen = self.known_users.get(user).copied();
-                s.returning = Some(seen.is_some_and(|at| at < s.first_ms));
+                s.returning =
+                    Some(seen.is_some_and(|at| {
+                        at < s.first_ms && at >= s.first_ms.saturating_sub(window)
+                    }));
                 let latest = seen.unwrap_or(t).max(t);
                 self.known_users.insert(user.to_owned(), latest);
             }
@@ -170,12 +207,25 @@ impl Plugin for SessionEngagement {
     fn tick(&mut self, watermark_ms: i64, out: &mut Output) -> Result<(), String> {
         let timeout = self.timeout_ms();
         let len = self.window_ms();
-        let closed: Vec<String> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.last_ms.saturating_add(timeout) <= watermark_ms)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let mut closed = Vec::new();
+        while self
+            .deadlines
+            .peek()
+            .is_some_and(|Reverse((due, _))| *due <= watermark_ms)
+        {
+            let Some(Reverse((_, id))) = self.deadlines.pop() else {
+                break;
+            };
+            let Some(s) = self.sessions.get(&id) else {
+                continue;
+            };
+            let due = s.last_ms.saturating_add(timeout);
+            if due <= watermark_ms {
+                closed.push(id);
+            } else {
+                self.deadlines.push(Reverse((due, id)));
+            }
+        }
         for id in closed {
             let Some(s) = self.sessions.remove(&id) else {
                 continue;
@@ -221,6 +271,12 @@ impl Plugin for SessionEngagement {
         }
         let saved: Saved = clickwatch_sdk::state::decode(state)?;
         self.sessions = saved.sessions;
+        let timeout = self.timeout_ms();
+        self.deadlines = self
+            .sessions
+            .iter()
+            .map(|(id, s)| Reverse((s.last_ms.saturating_add(timeout), id.clone())))
+            .collect();
         self.known_users = saved.known_users;
         self.windows = saved
             .windows

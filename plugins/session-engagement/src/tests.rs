@@ -108,6 +108,38 @@ fn a_user_seen_before_is_returning() {
 }
 
 #[test]
+fn a_user_last_seen_before_the_window_is_new_whenever_the_sweep_ran() {
+    let mut h = Harness::<SessionEngagement>::new(r#"{"returning_window_days": 1}"#).unwrap();
+    h.process(&[TestClick::page_view(T0, "s1", "/").user("u7")])
+        .unwrap();
+    h.tick(T0 + 31 * MIN).unwrap();
+    // Two days later, with no tick (and so no sweep) in between.
+    let later = T0 + 2 * 86_400_000;
+    h.process(&[TestClick::page_view(later, "s2", "/").user("u7")])
+        .unwrap();
+    let out = h.tick(later + 31 * MIN).unwrap();
+    assert_eq!(rows_of(&out, summary::SESSIONS)[0][9], Value::from("new"));
+}
+
+#[test]
+fn a_session_kept_alive_past_its_first_deadline_closes_once_at_its_own() {
+    let mut h = Harness::<SessionEngagement>::new("{}").unwrap();
+    h.process(&[TestClick::page_view(T0, "s1", "/")]).unwrap();
+    h.process(&[TestClick::page_view(T0 + 20 * MIN, "s1", "/b")])
+        .unwrap();
+    // Due by its first event (T0 + 30 min), alive by its second.
+    let out = h.tick(T0 + 31 * MIN).unwrap();
+    assert!(rows_of(&out, summary::SESSIONS).is_empty());
+    assert_eq!(h.plugin().tracked().0, 1);
+    let out = h.tick(T0 + 50 * MIN).unwrap();
+    let s = rows_of(&out, summary::SESSIONS);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0][5], Value::Int64(2));
+    assert_eq!(h.plugin().tracked().0, 0);
+    assert!(rows_of(&h.tick(T0 + 90 * MIN).unwrap(), summary::SESSIONS).is_empty());
+}
+
+#[test]
 fn state_survives_a_reload() {
     let mut h = Harness::<SessionEngagement>::new(r#"{"window_secs": 60}"#).unwrap();
     h.process(&[TestClick::page_view(T0, "s1", "/").user("u1")])
