@@ -2,6 +2,8 @@
 # Single-node Apache Kafka (KRaft, broker+controller in one JVM) on loopback, for tests.
 #
 #   services/kafka.sh up       install if needed, start, wait until ready; prints KAFKA_BROKERS=host:port
+#   services/kafka.sh restart  stop (SIGTERM; --kill for SIGKILL) and start again on the same data, so
+#                              topics, offsets and committed groups survive (for reliability tests)
 #   services/kafka.sh down     stop and delete all broker state
 #   services/kafka.sh status   exit 0 if running, 1 if not
 #
@@ -37,6 +39,8 @@ PROPS=$STATE_DIR/server.properties
 READY_TIMEOUT=60
 STOP_TIMEOUT=30
 JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
+JVM=(-Xms64m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$STATE_DIR/log4j2.properties")
 
 log() { echo "kafka: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -249,20 +253,22 @@ cmd_up() {
     done
     write_config
 
-    local cp="$JARS_DIR/*"
-    local jvm=(-Xms64m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
-        "-Dlog4j2.configurationFile=$STATE_DIR/log4j2.properties")
     # C1 only: the format tool runs for about a second, so JIT warm-up is pure cost.
-    "$JAVA" "${jvm[@]}" -XX:TieredStopAtLevel=1 -cp "$cp" kafka.tools.StorageTool format \
+    "$JAVA" "${JVM[@]}" -XX:TieredStopAtLevel=1 -cp "$JARS_DIR/*" kafka.tools.StorageTool format \
         -t "$(random_cluster_id)" -c "$PROPS" >>"$LOG_FILE" 2>&1 || {
         log_tail
         die "formatting storage failed"
     }
+    start_broker
+}
 
+# Starts the broker on the formatted storage in $STATE_DIR and waits until it is ready.
+start_broker() {
+    local pid
     # setsid: the broker must outlive this shell and ignore Ctrl-C sent to the
     # caller's process group (e.g. a test runner being interrupted).
     # 9>&-: the broker must not inherit the lock, or every later `up` would block.
-    setsid "$JAVA" "${jvm[@]}" -cp "$cp" kafka.Kafka "$PROPS" \
+    setsid "$JAVA" "${JVM[@]}" -cp "$JARS_DIR/*" kafka.Kafka "$PROPS" \
         </dev/null >>"$LOG_FILE" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$PID_FILE"
@@ -304,6 +310,43 @@ cmd_down() {
     rm -rf "$STATE_DIR"
 }
 
+# Same data, same config: only the JVM is replaced. The old log is kept as server.log.1, so
+# readiness is read from the new one.
+cmd_restart() {
+    local signal=TERM
+    case ${1:-} in
+        "") ;;
+        --kill) signal=KILL ;;
+        *) die "restart takes only --kill, not '$1'" ;;
+    esac
+    [[ -f $STATE_DIR/data/meta.properties && -f $PROPS ]] ||
+        die "no broker data in $STATE_DIR to restart on; run '$0 up' first"
+    need_tools
+    mkdir -p "$CACHE_DIR"
+    exec 9>"$CACHE_DIR/.lock"
+    flock 9
+    local pid
+    if pid=$(broker_pid); then
+        if [[ $signal == KILL ]]; then
+            log "killing pid $pid (SIGKILL)"
+            kill -9 "$pid" 2>/dev/null || true
+            while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        else
+            log "stopping pid $pid"
+            stop_pid "$pid"
+        fi
+    else
+        log "not running; starting on the existing data"
+    fi
+    [[ $(running_port) == "$PORT" ]] ||
+        die "the data in $STATE_DIR is for port $(running_port), not $PORT"
+    for p in "$PORT" "$CONTROLLER_PORT"; do
+        ! port_open "$p" || die "port $p on 127.0.0.1 is already in use by another process"
+    done
+    [[ ! -f $LOG_FILE ]] || mv -f "$LOG_FILE" "$LOG_FILE.1"
+    start_broker
+}
+
 cmd_status() {
     local pid
     if pid=$(broker_pid) && broker_ready "$(running_port)"; then
@@ -317,9 +360,10 @@ cmd_status() {
 case ${1:-} in
     up) cmd_up ;;
     down) cmd_down ;;
+    restart) cmd_restart "${2:-}" ;;
     status) cmd_status ;;
     *)
-        echo "usage: $0 up|down|status" >&2
+        echo "usage: $0 up|restart [--kill]|down|status" >&2
         exit 2
         ;;
 esac

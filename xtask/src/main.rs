@@ -36,7 +36,7 @@ fn main() -> Result<()> {
                  demo [--duration SECS]  build plugins and host, run the embedded pipeline\n  \
                  test                    build plugins, run every test (SDK, plugins, host)\n  \
                  plugins                 build the wasm plugins and fixtures into target/plugins\n  \
-                 services up|down|status [NAME..]  test services: postgres, kafka, bigquery\n  \
+                 services up|down|status [NAME..]  test services: postgres, kafka, bigquery (kafka: restart [--kill] keeps its data)\n  \
                  lint                    cargo fmt --check and clippy -D warnings on both workspaces"
             );
             bail!("unknown or missing command");
