@@ -8,6 +8,8 @@
 //! - [`plugin`]: the wasm runtime: loading, sandboxing, supervision, hot reload.
 //! - [`keyed`]: what a plugin's state is keyed by, and which key an event has.
 //! - [`shuffle`]: re-partitioning a Kafka input by state key through internal topics.
+//! - [`metrics`]: the counters every stage updates; [`observe`]: `/metrics`, `/healthz` and
+//!   `/readyz` over HTTP.
 
 pub mod aggregate;
 pub mod alert;
@@ -17,6 +19,7 @@ pub mod generator;
 pub mod kafka;
 pub mod keyed;
 pub mod metrics;
+pub mod observe;
 pub mod pipeline;
 pub mod plugin;
 pub mod replay;

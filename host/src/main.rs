@@ -15,6 +15,7 @@ mod cli {
 
 use clickwatch::config;
 use clickwatch::metrics::Metrics;
+use clickwatch::observe;
 use clickwatch::pipeline::{self, Ending};
 use clickwatch::plugin::{self, Limits, Runtime};
 use clickwatch::scaffold;
@@ -24,8 +25,18 @@ use clickwatch::sink::postgres;
 #[derive(Debug, Parser)]
 #[command(name = "clickwatch", version, about, long_about = None)]
 struct Cli {
+    /// Log lines as text (colour only on a terminal) or as JSON objects, one per line, for
+    /// log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,14 +114,17 @@ enum PluginCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,sqlx=warn,cranelift=warn,wasmtime=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,cranelift=warn,wasmtime=warn")
+    });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        // Escape codes only where a person reads them: not in files, pipes or journald.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     match dispatch(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -167,6 +181,22 @@ fn run(config_path: &Path, duration: Option<u64>, quiet: bool) -> Result<()> {
         .build()?;
     let metrics = Arc::new(Metrics::default());
     let summary = runtime.block_on(async {
+        let server = match config.observability.enabled {
+            true => {
+                let addr = config
+                    .observability
+                    .address()
+                    .map_err(|e| anyhow::anyhow!("{}: observability.listen: {e}", config_path.display()))?;
+                let listener = observe::Listener::bind(addr)
+                    .await
+                    .with_context(|| config_path.display().to_string())?;
+                if let Some(at) = listener.local_addr() {
+                    tracing::info!(%at, metrics = %format!("http://{at}/metrics"), "observability listening (/metrics, /healthz, /readyz)");
+                }
+                Some(listener.serve(metrics.clone()))
+            }
+            false => None,
+        };
         let status = (!quiet).then(|| tokio::spawn(show_status(metrics.clone())));
         let shutdown = async move {
             match duration {
@@ -184,7 +214,10 @@ fn run(config_path: &Path, duration: Option<u64>, quiet: bool) -> Result<()> {
         if let Some(status) = status {
             status.abort();
         }
-        summary
+        if let Some(server) = server {
+            server.abort();
+        }
+        anyhow::Ok(summary?)
     })?;
     eprintln!();
     println!("{summary}");

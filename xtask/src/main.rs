@@ -175,7 +175,8 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
     cmd.args(["run", "--config", "config/embedded.toml"])
         .args(args);
     eprintln!(
-        "\nRunning the embedded pipeline. Copy a .wasm into {} to hot-load it; Ctrl-C to stop.\n",
+        "\nRunning the embedded pipeline. Copy a .wasm into {} to hot-load it; Ctrl-C to stop.\n\
+         Metrics: http://127.0.0.1:9464/metrics (health: /healthz, /readyz)\n",
         plugins.display()
     );
     run(&mut cmd)?;

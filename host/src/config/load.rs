@@ -199,6 +199,11 @@ fn validate(file: &Path, config: &Config) -> Result<(), ConfigError> {
         ));
     }
     validate_pipeline(&config.pipeline).map_err(|(key, message)| bad(key, message))?;
+    if config.observability.enabled
+        && let Err(message) = config.observability.address()
+    {
+        return Err(bad("observability.listen", message));
+    }
     if config.plugins.deadline_ms == 0 {
         return Err(bad(
             "plugins.deadline_ms",

@@ -2,9 +2,11 @@
 //! any key overridable from the environment (for secrets). See `config/embedded.toml`.
 
 mod load;
+mod observability;
 mod tagged;
 
 pub use load::{ConfigError, ENV_PREFIX, load, parse, validate_pipeline};
+pub use observability::ObservabilityConfig;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +26,9 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Where results go.
     pub sinks: SinksConfig,
+    /// Metrics, health endpoints and the dashboard.
+    #[serde(default)]
+    pub observability: ObservabilityConfig,
 }
 
 /// Event sources, selected by `type`.

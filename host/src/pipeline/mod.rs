@@ -126,7 +126,9 @@ async fn load_plugins(
         dir: dir.clone(),
         message: e.to_string(),
     })?;
-    let mut set = PluginSet::new(policy).with_threads(config.pipeline.worker_threads());
+    let mut set = PluginSet::new(policy)
+        .with_threads(config.pipeline.worker_threads())
+        .with_meters(std::sync::Arc::clone(&metrics.plugins));
     let mut known = HashMap::new();
     for path in files {
         let (rt, p, plugins) = (runtime.clone(), path.clone(), config.plugins.clone());
@@ -426,11 +428,19 @@ pub async fn run_with(
         })
     };
 
+    // Sinks opened, plugins loaded (in `parts`), the source connected and the stages
+    // running: `/readyz` says so until the run starts to end.
+    metrics
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut source = source;
     let ending = tokio::select! {
         _ = &mut source => None,
         ending = shutdown => Some(ending),
     };
+    metrics
+        .ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = stop_tx.send(true);
     if ending == Some(Ending::Stopped) {
         let _ = give_up_tx.send(true);

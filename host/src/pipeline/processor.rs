@@ -210,6 +210,9 @@ impl Processor {
                         drop(done);
                         SinkWork::default()
                     };
+                    for at in &partitions {
+                        self.metrics.drop_watermark(&at.to_string());
+                    }
                     if output.blocking_send(work).is_err() {
                         break Ending::Stopped;
                     }
@@ -425,6 +428,10 @@ impl Processor {
             };
         };
         let work = task.process(events, dead, from.as_ref(), self.event_time, &self.metrics);
+        if task.watermark() > i64::MIN {
+            self.metrics
+                .set_watermark(&key.to_string(), task.watermark());
+        }
         if from.is_none() {
             // The embedded input's position is the records received from it.
             task.next_offset = Some(task.next_offset.unwrap_or(0) + records);
@@ -451,6 +458,10 @@ impl Processor {
                     self.event_time,
                     at.partition,
                 ));
+                if task.watermark() > i64::MIN {
+                    self.metrics
+                        .set_watermark(&at.to_string(), task.watermark());
+                }
             }
         }
         work

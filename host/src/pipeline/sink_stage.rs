@@ -4,7 +4,7 @@
 //! dead-lettered instead.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -101,7 +101,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// on it (then the error is still `retryable`); logs what it waits for. (A macro rather than a
 /// closure-taking fn: async closures borrowing the work are not `Send` on stable.)
 macro_rules! retry {
-    ($metrics:expr, $give_up:expr, $what:expr, $op:expr) => {{
+    ($metrics:expr, $give_up:expr, $what:expr, $op:expr) => {
+        retry!($metrics, $give_up, $what, $op, None::<&crate::metrics::SinkMeter>)
+    };
+    ($metrics:expr, $give_up:expr, $what:expr, $op:expr, $meter:expr) => {{
         let mut backoff = FIRST_BACKOFF;
         loop {
             match $op.await {
@@ -110,6 +113,9 @@ macro_rules! retry {
                 Err(e) if $give_up.due() => break Err(e),
                 Err(error) => {
                     Metrics::add(&$metrics.sink_retries, 1);
+                    if let Some(meter) = $meter {
+                        Metrics::add(&meter.retries, 1);
+                    }
                     tracing::warn!(sink = error.sink, what = $what, %error, retry_in_ms = backoff.as_millis() as u64,
                         "sink write failed; waiting and retrying (the pipeline is paused meanwhile)");
                     // Jitter, so that many hosts retrying one service do not retry in step.
@@ -137,6 +143,9 @@ pub async fn run_sinks(
     let mut confirmed = true;
     let mut abandoned = false;
     while let Some(mut work) = rx.recv().await {
+        metrics
+            .sink_backlog
+            .store(rx.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if abandoned {
             // Waiters on the barrier (a revoke) are released; nothing is stored.
             if let Some(barrier) = work.barrier.take() {
@@ -220,13 +229,20 @@ async fn write(
         }
     }
     if !work.dead.is_empty() {
+        let meter = metrics.sinks.meter("dead_letters");
+        let started = Instant::now();
         match retry!(
             metrics,
             give_up,
             "dead letters",
-            sinks.dead_letters.write(&work.dead)
+            sinks.dead_letters.write(&work.dead),
+            Some(&*meter)
         ) {
-            Ok(()) => Metrics::add(&metrics.dead_letters, work.dead.len() as u64),
+            Ok(()) => {
+                Metrics::add(&metrics.dead_letters, work.dead.len() as u64);
+                meter.wrote(work.dead.len() as u64, started.elapsed());
+                metrics.count_dead_letters(work.dead.iter().map(|d| d.reason.as_str()));
+            }
             Err(error) if gave_up_on(&error) => return Err(Outcome::GaveUp),
             Err(error) => {
                 tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; no later checkpoint is stored, so their input is read again");
@@ -263,16 +279,24 @@ async fn write_raw(
     if work.events.is_empty() {
         return (Vec::new(), Ok(()));
     }
+    let meter = metrics.sinks.meter("raw");
+    let started = Instant::now();
     let written = match retry!(
         metrics,
         give_up,
         "raw events",
-        raw.write_with_sources(&work.events, &work.sources)
+        raw.write_with_sources(&work.events, &work.sources),
+        Some(&*meter)
     ) {
         Ok(written) => written,
         Err(error) => return failed(&error, work.events.iter().map(crate::event::encode)),
     };
     Metrics::add(&metrics.raw_rows, written.stored);
+    meter.wrote(
+        (work.events.len() - written.rejected.len()) as u64,
+        started.elapsed(),
+    );
+    Metrics::add(&meter.rejected, written.rejected.len() as u64);
     let located = work.sources.len() == work.events.len();
     let (sources, input) = (&work.sources, work.input.as_deref());
     let at = |i: usize| {
@@ -300,19 +324,22 @@ async fn write_rows(
         return (Vec::new(), Ok(()));
     }
     let json = |r: &AggregateRow| serde_json::to_string(r).unwrap_or_default();
+    let meter = metrics.sinks.meter("aggregates");
+    let started = Instant::now();
     let rejected = match retry!(
         metrics,
         give_up,
         "aggregate rows",
-        aggregates.write(&work.rows)
+        aggregates.write(&work.rows),
+        Some(&*meter)
     ) {
         Ok(rejected) => rejected,
         Err(error) => return failed(&error, work.rows.iter().map(json)),
     };
-    Metrics::add(
-        &metrics.aggregate_rows,
-        (work.rows.len() - rejected.len()) as u64,
-    );
+    let stored = (work.rows.len() - rejected.len()) as u64;
+    Metrics::add(&metrics.aggregate_rows, stored);
+    meter.wrote(stored, started.elapsed());
+    Metrics::add(&meter.rejected, rejected.len() as u64);
     let dead = rejected_letters(
         "aggregate store",
         rejected,
@@ -331,10 +358,19 @@ async fn write_alerts(
     if work.alerts.is_empty() {
         return (Vec::new(), Ok(()));
     }
-    if let Err(error) = retry!(metrics, give_up, "alerts", alerts.write(&work.alerts)) {
+    let meter = metrics.sinks.meter("alerts");
+    let started = Instant::now();
+    if let Err(error) = retry!(
+        metrics,
+        give_up,
+        "alerts",
+        alerts.write(&work.alerts),
+        Some(&*meter)
+    ) {
         return failed(&error, work.alerts.iter().map(|a| a.to_json().to_string()));
     }
     Metrics::add(&metrics.alerts, work.alerts.len() as u64);
+    meter.wrote(work.alerts.len() as u64, started.elapsed());
     metrics.count_alerts(work.alerts.iter().map(|a| a.detector.as_str()));
     (Vec::new(), Ok(()))
 }
@@ -355,9 +391,18 @@ async fn write_routed(
         );
         return (Vec::new(), Err(Outcome::Lost));
     };
-    match retry!(metrics, give_up, "routed events", sink.write(&work.routed)) {
+    let meter = metrics.sinks.meter("routed");
+    let started = Instant::now();
+    match retry!(
+        metrics,
+        give_up,
+        "routed events",
+        sink.write(&work.routed),
+        Some(&*meter)
+    ) {
         Ok(()) => {
             Metrics::add(&metrics.routed_records, work.routed.len() as u64);
+            meter.wrote(work.routed.len() as u64, started.elapsed());
             let bytes = work.routed.iter().map(|r| r.bytes.len() as u64).sum();
             Metrics::add(&metrics.routed_bytes, bytes);
             (Vec::new(), Ok(()))
@@ -391,6 +436,10 @@ async fn store_checkpoint(
     match store.store(barrier).await {
         Ok(()) => {
             Metrics::add(&metrics.checkpoints, 1);
+            metrics.last_checkpoint_ms.store(
+                chrono::Utc::now().timestamp_millis(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             tracing::debug!(source = %barrier.source, "checkpoint stored");
         }
         Err(error) => {

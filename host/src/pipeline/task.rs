@@ -354,6 +354,11 @@ impl Task {
         }
     }
 
+    /// The event time up to which this task has seen everything (`i64::MIN` before any).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
     /// Advances the watermark to `watermark` and ticks the plugins.
     pub fn tick(&mut self, watermark: i64) -> SinkWork {
         self.watermark = watermark;

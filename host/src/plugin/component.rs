@@ -104,6 +104,11 @@ fn contract_of(component: &Component, runtime: &Runtime) -> Result<(), LoadError
 }
 
 impl PluginModule {
+    /// The memory cap of each of its instances, bytes.
+    pub fn memory_cap_bytes(&self) -> u64 {
+        self.runtime.limits().memory_bytes as u64
+    }
+
     /// Validates and compiles `bytes` (a component, or a core module carrying the component
     /// type that the SDK embeds), and reads the plugin's info from a throwaway instance.
     /// Compilation takes tens of milliseconds: call it off the data path.

@@ -34,7 +34,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// panic message its SDK reported just before trapping.
 pub struct PluginCtx {
     pub(crate) plugin: Arc<str>,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: Limiter,
     pub(crate) last_panic: Option<String>,
     /// Log lines written during the current call; past [`MAX_LOG_LINES`] they are dropped.
     pub(crate) log_lines: u32,
@@ -47,19 +47,72 @@ impl PluginCtx {
     pub(crate) fn new(plugin: Arc<str>, limits: &Limits) -> Self {
         PluginCtx {
             plugin,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                // One linear memory, so the cap is a cap on the instance; tables bounded too,
-                // or `table.grow` would be a way around the memory cap.
-                .memories(1)
-                .table_elements(100_000)
-                .instances(8)
-                .tables(8)
-                .build(),
+            limits: Limiter {
+                memory_bytes: 0,
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .trap_on_grow_failure(true)
+                    // One linear memory, so the cap is a cap on the instance; tables bounded too,
+                    // or `table.grow` would be a way around the memory cap.
+                    .memories(1)
+                    .table_elements(100_000)
+                    .instances(8)
+                    .tables(8)
+                    .build(),
+            },
             last_panic: None,
             log_lines: 0,
         }
+    }
+}
+
+/// The store's limits, and the linear memory the instance holds (for the memory gauge).
+pub(crate) struct Limiter {
+    inner: StoreLimits,
+    pub(crate) memory_bytes: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes = self.memory_bytes.saturating_sub(current) + desired;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 

@@ -138,6 +138,11 @@ impl Instance {
         self.guarded(|b, s| b.clickwatch_plugin_plugin().call_restore(s, state))
     }
 
+    /// Linear memory the instance holds, bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.store.data().limits.memory_bytes as u64
+    }
+
     /// Whether a trap made the instance unusable.
     pub fn is_dead(&self) -> bool {
         self.dead

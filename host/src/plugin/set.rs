@@ -15,6 +15,7 @@ use super::slot::{Outcome, Policy, Slot, SlotStats};
 use crate::aggregate::{AggregateRow, SchemaError, TableSchema, check_evolution};
 use crate::alert::Alert;
 use crate::keyed::StateKey;
+use crate::metrics::PluginMeters;
 
 /// A plugin ready to go live: compiled, validated, initialised with its settings.
 pub struct Prepared {
@@ -114,6 +115,8 @@ pub struct PluginSet {
     policy: Policy,
     /// Threads a large batch may fan out to (see [`PluginSet::process`]).
     threads: usize,
+    /// Where the plugins' calls are exported, if anywhere.
+    meters: Option<Arc<PluginMeters>>,
 }
 
 impl std::fmt::Debug for PluginSet {
@@ -146,7 +149,14 @@ impl PluginSet {
             entries: BTreeMap::new(),
             policy,
             threads: 1,
+            meters: None,
         }
+    }
+
+    /// Exports every plugin's calls, latencies and failures into `meters`.
+    pub fn with_meters(mut self, meters: Arc<PluginMeters>) -> Self {
+        self.meters = Some(meters);
+        self
     }
 
     /// Lets a large batch run its plugins on up to `threads` threads (at least 1).
@@ -157,7 +167,10 @@ impl PluginSet {
 
     /// An empty set with the same supervision policy and threads.
     pub fn empty_like(&self) -> PluginSet {
-        PluginSet::new(self.policy).with_threads(self.threads)
+        PluginSet {
+            meters: self.meters.clone(),
+            ..PluginSet::new(self.policy).with_threads(self.threads)
+        }
     }
 
     /// The state key of the live plugin `name`.
@@ -276,6 +289,10 @@ impl PluginSet {
             prepared.instance,
             self.policy,
         );
+        if let Some(meters) = &self.meters {
+            slot.set_meter(meters.meter(&info.name, &info.version));
+            meters.set_live(&info.name, &info.version);
+        }
         let mut replaced = None;
         let mut restored = false;
         if let Some(mut old) = self.entries.remove(&info.name) {
@@ -379,6 +396,9 @@ impl PluginSet {
             .find(|(_, e)| e.path == path)
             .map(|(n, _)| n.clone())?;
         self.entries.remove(&name);
+        if let Some(meters) = &self.meters {
+            meters.unload(&name);
+        }
         Some(name)
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::bindings::{ClickBatch, Output};
 use super::component::PluginModule;
 use super::instance::{CallError, Instance};
+use crate::metrics::PluginMeter;
 
 /// How a plugin is supervised.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +86,20 @@ pub struct Slot {
     quarantined_until: Option<Instant>,
     policy: Policy,
     stats: SlotStats,
+    /// Where its calls, latencies and failures are exported (shared by every instance of the
+    /// same version), and the memory this slot last added to it.
+    meter: Option<Arc<PluginMeter>>,
+    memory_reported: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(meter) = &self.meter {
+            meter
+                .memory_bytes
+                .fetch_sub(self.memory_reported, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl std::fmt::Debug for Slot {
@@ -112,6 +127,32 @@ impl Slot {
             quarantined_until: None,
             policy,
             stats: SlotStats::default(),
+            meter: None,
+            memory_reported: 0,
+        }
+    }
+
+    /// Exports this slot's calls into `meter`.
+    pub fn set_meter(&mut self, meter: Arc<PluginMeter>) {
+        meter.memory_cap_bytes.store(
+            self.module.memory_cap_bytes(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.meter = Some(meter);
+        self.report_memory();
+    }
+
+    /// Brings the memory gauge up to date with the live instance.
+    fn report_memory(&mut self) {
+        let Some(meter) = &self.meter else {
+            return;
+        };
+        let now = self.instance.as_ref().map_or(0, Instance::memory_bytes);
+        if now != self.memory_reported {
+            use std::sync::atomic::Ordering::Relaxed;
+            meter.memory_bytes.fetch_add(now, Relaxed);
+            meter.memory_bytes.fetch_sub(self.memory_reported, Relaxed);
+            self.memory_reported = now;
         }
     }
 
@@ -164,7 +205,14 @@ impl Slot {
 
     /// Processes a batch of `events` events.
     pub fn process(&mut self, batch: &Arc<ClickBatch>, now: Instant) -> Outcome {
+        let started = Instant::now();
         let outcome = self.call(now, CallKind::Process, |i| i.process(batch));
+        if let (Some(meter), Outcome::Done(output)) = (&self.meter, &outcome) {
+            meter.batch_seconds.observe(started.elapsed().as_secs_f64());
+            PluginMeter::add(&meter.events, u64::from(batch.len));
+            PluginMeter::add(&meter.alerts, output.alerts.len() as u64);
+            PluginMeter::add(&meter.rows, output.rows.len() as u64);
+        }
         match &outcome {
             Outcome::Done(_) => {
                 self.stats.events += u64::from(batch.len);
@@ -182,6 +230,10 @@ impl Slot {
     /// Advances the watermark.
     pub fn tick(&mut self, watermark_ms: i64, now: Instant) -> Outcome {
         let outcome = self.call(now, CallKind::Tick, |i| i.tick(watermark_ms));
+        if let (Some(meter), Outcome::Done(output)) = (&self.meter, &outcome) {
+            PluginMeter::add(&meter.alerts, output.alerts.len() as u64);
+            PluginMeter::add(&meter.rows, output.rows.len() as u64);
+        }
         if matches!(outcome, Outcome::Done(_)) {
             self.record(Journaled::Tick(watermark_ms));
             // Snapshots cost in proportion to the state, so they are taken on a clock, not
@@ -210,8 +262,16 @@ impl Slot {
     /// the last good snapshot if the plugin cannot produce one.
     pub fn take_snapshot(&mut self, now: Instant) -> Option<Vec<u8>> {
         if let Some(instance) = self.instance.as_mut() {
+            if let Some(meter) = &self.meter {
+                PluginMeter::add(&meter.calls, 1);
+            }
             match instance.snapshot() {
                 Ok(bytes) => {
+                    if let Some(meter) = &self.meter {
+                        meter
+                            .snapshot_bytes
+                            .store(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
                     self.snapshot = Some(bytes);
                     self.last_snapshot = now;
                     self.clear_journal();
@@ -253,7 +313,12 @@ impl Slot {
         let Some(instance) = self.instance.as_mut() else {
             return Outcome::Skipped;
         };
-        match f(instance) {
+        if let Some(meter) = &self.meter {
+            PluginMeter::add(&meter.calls, 1);
+        }
+        let result = f(instance);
+        self.report_memory();
+        match result {
             Ok(output) => {
                 if self.failing.is_none_or(|k| k == kind) {
                     self.consecutive_failures = 0;
@@ -309,6 +374,9 @@ impl Slot {
             self.journal_events = 0;
         }
         self.stats.restarts += 1;
+        if let Some(meter) = &self.meter {
+            PluginMeter::add(&meter.restarts, 1);
+        }
         tracing::info!(
             plugin,
             restarts = self.stats.restarts,
@@ -316,15 +384,20 @@ impl Slot {
             "plugin instance restarted from its last snapshot"
         );
         self.instance = Some(instance);
+        self.report_memory();
         Ok(())
     }
 
     fn fail(&mut self, error: CallError, now: Instant) {
         self.stats.failures += 1;
+        if let Some(meter) = &self.meter {
+            meter.failed(error.label());
+        }
         self.consecutive_failures += 1;
         let plugin = &*self.module.info.name;
         if self.consecutive_failures < self.policy.max_failures {
             tracing::warn!(plugin, %error, kind = error.label(), consecutive = self.consecutive_failures, "plugin call failed; the batch is skipped for this plugin");
+            self.report_memory();
             return;
         }
         let exponent = self.stats.quarantines.min(20) as u32;
@@ -334,9 +407,13 @@ impl Slot {
             .saturating_mul(1 << exponent)
             .min(self.policy.max_backoff);
         self.stats.quarantines += 1;
+        if let Some(meter) = &self.meter {
+            PluginMeter::add(&meter.quarantines, 1);
+        }
         self.quarantined_until = Some(now + backoff);
         self.instance = None;
         tracing::error!(plugin, %error, kind = error.label(), backoff_ms = backoff.as_millis() as u64, "plugin quarantined after repeated failures; other plugins continue");
+        self.report_memory();
     }
 }
 

@@ -243,6 +243,8 @@ pub fn spawn_host(config: &std::path::Path, log: &std::path::Path) -> std::proce
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
+        // Several hosts run at once: each takes a free port for its metrics.
+        .env("CLICKWATCH__OBSERVABILITY__LISTEN", "127.0.0.1:0")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()

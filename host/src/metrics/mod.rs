@@ -1,9 +1,15 @@
-//! Process-wide counters, shared by the pipeline stages and read by the status line and the
-//! summary. Names here are the names metrics will be exported under.
+//! Process-wide counters, shared by the pipeline stages and read by the status line, the
+//! summary and the Prometheus export (`crate::observe`).
+
+mod plugin;
+mod sink;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+pub use plugin::{PluginMeter, PluginMeters};
+pub use sink::{SinkMeter, SinkMeters};
 
 /// Counters. All monotonic except `plugins_loaded`.
 #[derive(Debug, Default)]
@@ -50,6 +56,20 @@ pub struct Metrics {
     pub partitions_assigned: AtomicU64,
     /// Alerts per detector.
     pub alerts_by_detector: Mutex<BTreeMap<String, u64>>,
+    /// Dead letters written, by reason.
+    pub dead_letters_by_reason: Mutex<BTreeMap<String, u64>>,
+    /// Each plugin version's meters.
+    pub plugins: std::sync::Arc<PluginMeters>,
+    /// Each sink's meters.
+    pub sinks: SinkMeters,
+    /// Units of work queued for the sink stage (the backlog in front of the sinks).
+    pub sink_backlog: AtomicU64,
+    /// Unix time in ms of the last checkpoint stored (0: none yet).
+    pub last_checkpoint_ms: AtomicI64,
+    /// Watermark of each task (event time in ms), by task name.
+    pub watermarks: Mutex<BTreeMap<String, i64>>,
+    /// Source connected, sinks open and plugins loaded: the host is doing its job.
+    pub ready: AtomicBool,
 }
 
 impl Metrics {
@@ -72,6 +92,55 @@ impl Metrics {
         for d in detectors {
             *map.entry(d.to_owned()).or_default() += 1;
         }
+    }
+
+    /// Counts dead letters by reason.
+    pub fn count_dead_letters<'a>(&self, reasons: impl Iterator<Item = &'a str>) {
+        let mut map = self
+            .dead_letters_by_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for r in reasons {
+            match map.get_mut(r) {
+                Some(n) => *n += 1,
+                None => {
+                    map.insert(r.to_owned(), 1);
+                }
+            }
+        }
+    }
+
+    /// Dead letters by reason so far.
+    pub fn dead_letters_by_reason(&self) -> BTreeMap<String, u64> {
+        self.dead_letters_by_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records task `task`'s watermark.
+    pub fn set_watermark(&self, task: &str, watermark_ms: i64) {
+        let mut map = self.watermarks.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(task) {
+            Some(w) => *w = watermark_ms,
+            None => {
+                map.insert(task.to_owned(), watermark_ms);
+            }
+        }
+    }
+
+    /// Forgets task `task` (its partition was revoked).
+    pub fn drop_watermark(&self, task: &str) {
+        let mut map = self.watermarks.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(task);
+    }
+
+    /// Every task's watermark.
+    pub fn watermarks(&self) -> BTreeMap<String, i64> {
+        self.watermarks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Alerts per detector so far.
