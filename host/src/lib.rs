@@ -8,6 +8,7 @@
 //! - [`plugin`]: the wasm runtime: loading, sandboxing, supervision, hot reload.
 //! - [`keyed`]: what a plugin's state is keyed by, and which key an event has.
 //! - [`shuffle`]: re-partitioning a Kafka input by state key through internal topics.
+//! - [`json_text`]: JSON text of host records for sinks, never an empty payload.
 //! - [`metrics`]: the counters every stage updates; [`observe`]: `/metrics`, `/healthz` and
 //!   `/readyz` over HTTP.
 
@@ -16,6 +17,7 @@ pub mod alert;
 pub mod config;
 pub mod event;
 pub mod generator;
+pub mod json_text;
 pub mod kafka;
 pub mod keyed;
 pub mod metrics;

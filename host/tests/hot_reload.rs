@@ -182,4 +182,21 @@ async fn a_new_file_for_a_loaded_plugin_goes_live_when_the_old_file_is_removed()
         .expect("counter is loaded");
     assert_eq!(counter.version, "2.0.0");
     assert_eq!(metrics.plugin_rejections.load(Ordering::Relaxed), 0);
+    // The waiting file took over as a swap: version 2 continued version 1's count.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/db.sqlite", dir.path().display()))
+        .await
+        .unwrap();
+    let (total, events): (i64, i64) =
+        sqlx::query_as("SELECT MAX(total), SUM(batch_events) FROM counter_progress")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        events as u64, summary.events_processed,
+        "batches lost or repeated across the takeover"
+    );
+    assert_eq!(
+        total as u64, summary.events_processed,
+        "the parked version started without its predecessor's state"
+    );
 }

@@ -114,11 +114,20 @@ async fn every_record_is_processed_or_dead_lettered_with_its_coordinates() {
     let config = clickwatch::config::parse(Path::new("kafka.toml"), &text, []).unwrap();
     let metrics = Arc::new(Metrics::default());
     let m = metrics.clone();
+    let topic_name = topic.clone();
     // Two key groups (counter: global, bot-detector: ip-network): each sees every event.
     let shutdown = async move {
         wait_until("every record was read", || {
             m.events_processed.load(Ordering::Relaxed) >= 12_000
                 && m.dead_letters.load(Ordering::Relaxed) >= 4
+        })
+        .await;
+        // The consumer-lag gauge comes from librdkafka's statistics (every second): every
+        // input partition is in it, and read to the end.
+        let input = topic_name.clone();
+        wait_until("the consumer lag shows every input partition read", || {
+            let lag = m.consumer_lag();
+            (0..3).all(|p| lag.get(&(input.clone(), p)) == Some(&0))
         })
         .await;
         Ending::Stopped

@@ -213,3 +213,71 @@ async fn an_aggregate_store_outage_is_waited_out_and_no_row_is_lost() {
         "every page view counted once after the outage"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_output_the_host_refuses_is_dead_lettered_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(plugins.join("chaos.wasm"), wasm("chaos")).unwrap();
+    let mut generator = Generator::new(GeneratorSettings {
+        seed: 5,
+        ..GeneratorSettings::default()
+    });
+    let lines: Vec<String> = generator.take(3_000).iter().map(encode).collect();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let source = format!("type = \"file\"\npath = \"{}\"", input.display());
+    let mut config = config(&source, &plugins, dir.path());
+    config.plugins.settings.insert(
+        "chaos".into(),
+        toml::from_str(r#"mode = "bad-output""#).unwrap(),
+    );
+    let metrics = Arc::new(Metrics::default());
+    let summary = pipeline::run(config, metrics.clone(), std::future::pending::<Ending>())
+        .await
+        .unwrap();
+    assert_eq!(summary.events_processed, 3_000);
+
+    let read = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // Every batch made one good alert, one oversized alert and one row for an undeclared
+    // table: the good alerts are delivered, the rest dead-lettered with a reason each.
+    let alerts = read("alerts.jsonl");
+    let batches = alerts.len();
+    assert!(batches >= 6, "3 000 events in batches of at most 500");
+    assert!(alerts.iter().all(|a| a["kind"] == "chaos-ok"));
+    let dead = read("dead.jsonl");
+    let count = |reason: &str| dead.iter().filter(|d| d["reason"] == reason).count();
+    assert_eq!(count("plugin_row_invalid"), batches);
+    assert_eq!(count("plugin_alert_invalid"), batches);
+    assert_eq!(dead.len(), 2 * batches);
+    let row = dead
+        .iter()
+        .find(|d| d["reason"] == "plugin_row_invalid")
+        .unwrap();
+    assert!(row["detail"].as_str().unwrap().contains("chaos_undeclared"));
+    assert!(row["origin"].as_str().unwrap().starts_with("plugin chaos@"));
+    assert!(
+        row["payload"]
+            .as_str()
+            .unwrap()
+            .contains("chaos_undeclared")
+    );
+    let refused: u64 = metrics
+        .plugins
+        .all()
+        .iter()
+        .map(|(_, m, _)| m.refused.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert_eq!(refused as usize, 2 * batches);
+    assert_eq!(
+        metrics.dead_letters_by_reason().get("plugin_row_invalid"),
+        Some(&(batches as u64))
+    );
+}

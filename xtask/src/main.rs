@@ -36,7 +36,7 @@ fn main() -> Result<()> {
                  demo [--duration SECS]  build plugins and host, run the embedded pipeline\n  \
                  test                    build plugins, run every test (SDK, plugins, host)\n  \
                  plugins                 build the wasm plugins and fixtures into target/plugins\n  \
-                 services up|down|status [NAME..]  test services: postgres, kafka, bigquery (kafka: restart [--kill] keeps its data)\n  \
+                 services up|down|status [NAME..]  test services: postgres, kafka, bigquery, chromium (kafka: restart [--kill] keeps its data)\n  \
                  lint                    cargo fmt --check and clippy -D warnings on both workspaces"
             );
             bail!("unknown or missing command");
@@ -176,7 +176,7 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
         .args(args);
     eprintln!(
         "\nRunning the embedded pipeline. Copy a .wasm into {} to hot-load it; Ctrl-C to stop.\n\
-         Metrics: http://127.0.0.1:9464/metrics (health: /healthz, /readyz)\n",
+         Dashboard: http://127.0.0.1:9464/  (metrics: /metrics, health: /healthz, /readyz)\n",
         plugins.display()
     );
     run(&mut cmd)?;
@@ -186,13 +186,14 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
 
 /// The services tests need, with the variable that points tests at an existing instance
 /// instead (when it is set, the service is not started).
-const SERVICES: [(&str, &str); 3] = [
+const SERVICES: [(&str, &str); 4] = [
     ("postgres", "CLICKWATCH_TEST_POSTGRES_URL"),
     ("kafka", "KAFKA_BROKERS"),
     ("bigquery", "BIGQUERY_EMULATOR"),
+    ("chromium", "CLICKWATCH_CHROMIUM"),
 ];
-/// The services the test suite uses today.
-const TEST_SERVICES: [&str; 3] = ["postgres", "bigquery", "kafka"];
+/// The services the test suite uses today (chromium: the dashboard's browser test).
+const TEST_SERVICES: [&str; 4] = ["postgres", "bigquery", "kafka", "chromium"];
 
 /// Runs `services/NAME.sh ACTION`; returns the KEY=VALUE lines it prints.
 fn service(root: &Path, name: &str, action: &str) -> Result<Vec<(String, String)>> {
@@ -232,7 +233,7 @@ fn services_command(root: &Path, args: &[String]) -> Result<()> {
     let mut failed = false;
     for name in names {
         if !SERVICES.iter().any(|(n, _)| *n == name) {
-            bail!("unknown service {name}; known: postgres, kafka, bigquery");
+            bail!("unknown service {name}; known: postgres, kafka, bigquery, chromium");
         }
         match (action.as_str(), service(root, name, action)) {
             (_, Ok(_)) => {}

@@ -183,7 +183,7 @@ pub fn encode(event: &ClickEvent) -> String {
         country: event.country.clone(),
         properties: event.properties.clone(),
     };
-    serde_json::to_string(&wire).unwrap_or_default()
+    crate::json_text::to_json_text(&wire, "event")
 }
 
 #[cfg(test)]

@@ -141,8 +141,7 @@ pub fn write_labels(path: &Path, labels: &[Label]) -> Result<(), LabelsError> {
     };
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
     for label in labels {
-        // A label is plain data: serialising it cannot fail.
-        let line = serde_json::to_string(label).unwrap_or_default();
+        let line = serde_json::to_string(label).map_err(|e| io(std::io::Error::other(e)))?;
         writeln!(out, "{line}").map_err(io)?;
     }
     out.flush().map_err(io)

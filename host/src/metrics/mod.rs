@@ -1,6 +1,8 @@
 //! Process-wide counters, shared by the pipeline stages and read by the status line, the
 //! summary and the Prometheus export (`crate::observe`).
 
+mod alert_log;
+mod history;
 mod plugin;
 mod sink;
 
@@ -8,6 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
+pub use alert_log::{AlertLine, AlertLog, EntityCount};
+pub use history::{Change, History, Reload};
 pub use plugin::{PluginMeter, PluginMeters};
 pub use sink::{SinkMeter, SinkMeters};
 
@@ -52,6 +56,9 @@ pub struct Metrics {
     pub checkpoints: AtomicU64,
     /// Checkpoints that could not be stored or committed (the next owner resumes earlier).
     pub checkpoint_failures: AtomicU64,
+    /// Units of output lost for good: a write failed that cannot succeed on a retry, and the
+    /// pipeline keeps no checkpoints to read the input again from.
+    pub output_lost: AtomicU64,
     /// Partition assignments received (a rebalance gives one per partition).
     pub partitions_assigned: AtomicU64,
     /// Alerts per detector.
@@ -68,8 +75,15 @@ pub struct Metrics {
     pub last_checkpoint_ms: AtomicI64,
     /// Watermark of each task (event time in ms), by task name.
     pub watermarks: Mutex<BTreeMap<String, i64>>,
+    /// Records on the broker not yet read, by (topic, partition) of the Kafka consumer's
+    /// assignment (the input and the internal topics), as of its last statistics.
+    pub consumer_lag: Mutex<BTreeMap<(String, i32), i64>>,
     /// Source connected, sinks open and plugins loaded: the host is doing its job.
     pub ready: AtomicBool,
+    /// The alerts delivered, as the dashboard shows them (bounded).
+    pub alert_log: Mutex<AlertLog>,
+    /// Plugin loads, swaps, refusals and unloads (bounded).
+    pub plugin_history: Mutex<History>,
 }
 
 impl Metrics {
@@ -81,6 +95,22 @@ impl Metrics {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Notes delivered alerts for the dashboard.
+    pub fn log_alerts(&self, alerts: &[crate::alert::Alert]) {
+        self.alert_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(alerts);
+    }
+
+    /// Notes a plugin lifecycle event.
+    pub fn plugin_event(&self, event: Reload) {
+        self.plugin_history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
     }
 
     /// Counts alerts per detector.
@@ -133,6 +163,19 @@ impl Metrics {
     pub fn drop_watermark(&self, task: &str) {
         let mut map = self.watermarks.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(task);
+    }
+
+    /// Replaces the consumer lag with the latest statistics' figures.
+    pub fn set_consumer_lag(&self, lag: BTreeMap<(String, i32), i64>) {
+        *self.consumer_lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+    }
+
+    /// The consumer lag per (topic, partition).
+    pub fn consumer_lag(&self) -> BTreeMap<(String, i32), i64> {
+        self.consumer_lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Every task's watermark.

@@ -2,7 +2,7 @@
 //! every instance of it (one per task), so the labels stay few whatever the partition count.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -20,12 +20,16 @@ pub struct PluginMeter {
     pub alerts: AtomicU64,
     /// Rows it emitted (before the host's checks).
     pub rows: AtomicU64,
+    /// Alerts and rows the host refused (not fitting their table, over the output caps).
+    pub refused: AtomicU64,
     /// Failed calls by kind (`error`, `deadline`, `memory`, `panic`, `trap`).
     failures: Mutex<BTreeMap<&'static str, u64>>,
     /// Instances restarted after a trap.
     pub restarts: AtomicU64,
     /// Times it was quarantined.
     pub quarantines: AtomicU64,
+    /// Wall clock (ms since the epoch) its latest quarantine ends at (0: never quarantined).
+    pub quarantined_until_ms: AtomicI64,
     /// Size of the latest snapshot any of its instances took, bytes.
     pub snapshot_bytes: AtomicU64,
     /// Linear memory its instances hold, bytes (summed over instances).
@@ -43,9 +47,11 @@ impl Default for PluginMeter {
             events: AtomicU64::new(0),
             alerts: AtomicU64::new(0),
             rows: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             failures: Mutex::new(BTreeMap::new()),
             restarts: AtomicU64::new(0),
             quarantines: AtomicU64::new(0),
+            quarantined_until_ms: AtomicI64::new(0),
             snapshot_bytes: AtomicU64::new(0),
             memory_bytes: AtomicU64::new(0),
             memory_cap_bytes: AtomicU64::new(0),

@@ -193,6 +193,12 @@ impl Collector for Exported {
             "Checkpoints that could not be stored.",
             get(&m.checkpoint_failures),
         )?;
+        counter(
+            e,
+            "clickwatch_output_lost",
+            "Units of output lost for good (a write that cannot succeed, and no checkpoints to read the input again from).",
+            get(&m.output_lost),
+        )?;
         let last = m.last_checkpoint_ms.load(Ordering::Relaxed);
         if last > 0 {
             let age = (chrono::Utc::now().timestamp_millis() - last).max(0) as f64 / 1000.0;
@@ -245,13 +251,24 @@ impl Exported {
             let labels = [("task", task.as_str())];
             ConstGauge::new((now - *w) as f64 / 1000.0).encode(m.encode_family(&labels)?)?;
         }
+        let mut m = e.encode_descriptor(
+            "clickwatch_consumer_lag_records",
+            "Records on the broker not yet read, per assigned partition (input and internal topics).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((topic, partition), lag) in self.0.consumer_lag() {
+            let partition = partition.to_string();
+            let labels = [("topic", topic.as_str()), ("partition", partition.as_str())];
+            ConstGauge::new(lag).encode(m.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 
     fn plugins(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         let all = self.0.plugins.all();
         type Field = fn(&crate::metrics::PluginMeter) -> u64;
-        let counters: [(&str, &str, Field); 6] = [
+        let counters: [(&str, &str, Field); 7] = [
             ("clickwatch_plugin_calls", "Calls into the plugin.", |p| {
                 get(&p.calls)
             }),
@@ -268,6 +285,11 @@ impl Exported {
             ("clickwatch_plugin_rows", "Rows the plugin emitted.", |p| {
                 get(&p.rows)
             }),
+            (
+                "clickwatch_plugin_refused",
+                "Alerts and rows the host refused and dead-lettered (not fitting their table, over the output caps).",
+                |p| get(&p.refused),
+            ),
             (
                 "clickwatch_plugin_restarts",
                 "Instances restarted after a trap.",
@@ -335,6 +357,18 @@ impl Exported {
         for ((plugin, version), _, live) in &all {
             let labels = [("plugin", plugin.as_str()), ("version", version.as_str())];
             ConstGauge::new(i64::from(*live)).encode(m.encode_family(&labels)?)?;
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut m = e.encode_descriptor(
+            "clickwatch_plugin_quarantined",
+            "1 while an instance of the plugin is quarantined after repeated failures.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((plugin, version), meter, _) in &all {
+            let labels = [("plugin", plugin.as_str()), ("version", version.as_str())];
+            let until = meter.quarantined_until_ms.load(Ordering::Relaxed);
+            ConstGauge::new(i64::from(until > now)).encode(m.encode_family(&labels)?)?;
         }
         let mut m = e.encode_descriptor(
             "clickwatch_plugin_batch_seconds",

@@ -1,5 +1,5 @@
 //! The HTTP listener: `/metrics` (Prometheus), `/healthz` (the process serves), `/readyz`
-//! (source connected, sinks open, plugins loaded). One small hyper server on the tokio
+//! (source connected, sinks open, plugins loaded), and the dashboard at `/`. One small hyper server on the tokio
 //! runtime; nothing on it touches the data path beyond reading counters.
 
 use std::convert::Infallible;
@@ -101,14 +101,25 @@ fn respond(req: &Request<Incoming>, metrics: &Arc<Metrics>) -> Response<Full<Byt
                 )
             }
         }
-        "/" => text(
+        "/api/dashboard" => with_type(
             StatusCode::OK,
-            "clickwatch: /metrics (Prometheus), /healthz, /readyz\n",
+            "application/json",
+            super::dashboard::json(metrics),
         ),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found; try /metrics, /healthz or /readyz\n",
-        ),
+        path => match super::dashboard::asset(path) {
+            Some(asset) => {
+                let mut response = Response::new(Full::new(Bytes::from_static(asset.body)));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static(asset.content_type),
+                );
+                response
+            }
+            None => text(
+                StatusCode::NOT_FOUND,
+                "not found; try / (the dashboard), /metrics, /healthz or /readyz\n",
+            ),
+        },
     }
 }
 

@@ -143,6 +143,14 @@ async fn load_plugins(
             Ok(p) => p,
             Err(error) => {
                 Metrics::add(&metrics.plugin_rejections, 1);
+                metrics.plugin_event(crate::metrics::Reload {
+                    reason: Some(error.to_string()),
+                    ..crate::metrics::Reload::now(
+                        crate::metrics::Change::Refused,
+                        "",
+                        &path.display().to_string(),
+                    )
+                });
                 tracing::error!(%error, "plugin refused at start-up");
                 continue;
             }
@@ -157,10 +165,27 @@ async fn load_plugins(
         match set.install(prepared, Instant::now()) {
             Ok(_) => {
                 Metrics::add(&metrics.plugin_loads, 1);
+                metrics.plugin_event(crate::metrics::Reload {
+                    to: Some(version.clone()),
+                    ..crate::metrics::Reload::now(
+                        crate::metrics::Change::Loaded,
+                        &name,
+                        &path.display().to_string(),
+                    )
+                });
                 tracing::info!(plugin = %name, version = %version, file = %path.display(), "plugin loaded");
             }
             Err(error) => {
                 Metrics::add(&metrics.plugin_rejections, 1);
+                metrics.plugin_event(crate::metrics::Reload {
+                    to: Some(version.clone()),
+                    reason: Some(error.to_string()),
+                    ..crate::metrics::Reload::now(
+                        crate::metrics::Change::Refused,
+                        &name,
+                        &path.display().to_string(),
+                    )
+                });
                 tracing::error!(file = %path.display(), %error, "plugin refused at start-up");
             }
         }

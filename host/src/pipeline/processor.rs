@@ -13,7 +13,7 @@ use super::partitions::Partitioned;
 use super::sink_stage::SinkWork;
 use super::task::{Role, Task};
 use super::tasks::Tasks;
-use crate::metrics::Metrics;
+use crate::metrics::{Change, Metrics, Reload};
 use crate::plugin::{Control, PluginSet, PluginStatus};
 use crate::shuffle::Router;
 use crate::sink::DeadLetter;
@@ -310,42 +310,18 @@ impl Processor {
         let mut work = SinkWork::default();
         match control {
             Control::Install(prepared) => {
-                let file = prepared.path.display().to_string();
-                match self.install(*prepared) {
-                    Ok(done) if !self.primary => work.tables = done.tables,
-                    Ok(done) => {
-                        Metrics::add(&self.metrics.plugin_loads, 1);
-                        match &done.replaced {
-                            Some(old) => {
-                                tracing::info!(plugin = %done.name, file, from = %old, restored = done.restored, "plugin swapped")
-                            }
-                            None => tracing::info!(plugin = %done.name, file, "plugin loaded"),
-                        }
-                        work.tables = done.tables;
-                    }
-                    Err(crate::plugin::InstallError::Parked {
-                        name,
-                        other,
-                        prepared,
-                    }) => {
-                        if self.primary {
-                            tracing::warn!(file, plugin = %name, other = %other,
-                                "plugin {name} is already loaded from another file; this one goes live when that file is removed");
-                            Metrics::add(&self.metrics.plugins_parked, 1);
-                        }
-                        self.parked.insert(name, *prepared);
-                    }
-                    Err(error) if !self.primary => {
-                        tracing::debug!(file, %error, "plugin refused on a secondary worker")
-                    }
-                    Err(error) => {
-                        Metrics::add(&self.metrics.plugin_rejections, 1);
-                        tracing::error!(file, %error, "plugin refused; the previous version (if any) keeps running");
-                    }
-                }
+                work = self.install_reported(*prepared).0;
             }
             Control::Remove(path) => {
                 self.parked.retain(|_, p| p.path != path);
+                if let Some(next) = self.successor_of(&path) {
+                    return self.promote(&path, next);
+                }
+                let version = self
+                    .status()
+                    .into_iter()
+                    .find(|s| s.path == path)
+                    .map(|s| s.version);
                 let mut removed = None;
                 if let Some(p) = &mut self.partitioned {
                     removed = p.template.remove_path(&path);
@@ -353,13 +329,20 @@ impl Processor {
                 for task in self.tasks.map.values_mut() {
                     removed = task.plugins.remove_path(&path).or(removed);
                 }
-                if let Some(name) = removed {
-                    if self.primary {
-                        tracing::info!(plugin = %name, file = %path.display(), "plugin unloaded");
-                    }
-                    if let Some(next) = self.parked.remove(&name) {
-                        return self.apply(Control::Install(Box::new(next)));
-                    }
+                if let Some(name) = removed
+                    && self.primary
+                {
+                    tracing::info!(plugin = %name, file = %path.display(), "plugin unloaded");
+                    self.metrics.plugin_event(Reload {
+                        at_ms: chrono::Utc::now().timestamp_millis(),
+                        from: version,
+                        plugin: name,
+                        change: Change::Unloaded,
+                        to: None,
+                        restored: None,
+                        file: path.display().to_string(),
+                        reason: None,
+                    });
                 }
             }
         }
@@ -377,6 +360,121 @@ impl Processor {
                 .plugins_loaded
                 .store(loaded as u64, std::sync::atomic::Ordering::Relaxed);
         }
+        work
+    }
+
+    /// Installs one prepared file into every task and reports it; returns the tables to
+    /// create and whether the file went live.
+    fn install_reported(&mut self, prepared: crate::plugin::Prepared) -> (SinkWork, bool) {
+        let mut work = SinkWork::default();
+        let file = prepared.path.display().to_string();
+        let name = prepared.module.info.name.clone();
+        let version = prepared.module.info.version.clone();
+        let running = self.live_version(&name);
+        let event = |change, reason: Option<String>| Reload {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            plugin: name.clone(),
+            change,
+            from: running.clone(),
+            to: Some(version.clone()),
+            restored: None,
+            file: file.clone(),
+            reason,
+        };
+        match self.install(prepared) {
+            Ok(done) if !self.primary => {
+                work.tables = done.tables;
+                return (work, true);
+            }
+            Ok(done) => {
+                Metrics::add(&self.metrics.plugin_loads, 1);
+                self.metrics.plugin_event(match &done.replaced {
+                    Some(_) => Reload {
+                        restored: Some(done.restored),
+                        ..event(Change::Swapped, None)
+                    },
+                    None => event(Change::Loaded, None),
+                });
+                match &done.replaced {
+                    Some(old) => {
+                        tracing::info!(plugin = %done.name, file, from = %old, restored = done.restored, "plugin swapped")
+                    }
+                    None => tracing::info!(plugin = %done.name, file, "plugin loaded"),
+                }
+                work.tables = done.tables;
+                return (work, true);
+            }
+            Err(crate::plugin::InstallError::Parked {
+                name,
+                other,
+                prepared,
+            }) => {
+                if self.primary {
+                    tracing::warn!(file, plugin = %name, other = %other,
+                        "plugin {name} is already loaded from another file; this one goes live when that file is removed");
+                    Metrics::add(&self.metrics.plugins_parked, 1);
+                    self.metrics.plugin_event(event(
+                        Change::Parked,
+                        Some(format!("{name} is live from {other}")),
+                    ));
+                }
+                self.parked.insert(name, *prepared);
+            }
+            Err(error) if !self.primary => {
+                tracing::debug!(file, %error, "plugin refused on a secondary worker")
+            }
+            Err(error) => {
+                Metrics::add(&self.metrics.plugin_rejections, 1);
+                self.metrics
+                    .plugin_event(event(Change::Refused, Some(error.to_string())));
+                match running {
+                    Some(version) => {
+                        tracing::error!(file, plugin = %name, running = %version, %error,
+                        "plugin refused; version {version} keeps running")
+                    }
+                    None => tracing::error!(file, plugin = %name, %error,
+                        "plugin refused; no version of it is running"),
+                }
+            }
+        }
+        (work, false)
+    }
+
+    /// The version of a plugin live now, if it is loaded.
+    fn live_version(&self, name: &str) -> Option<String> {
+        self.status()
+            .into_iter()
+            .find(|s| s.name == name)
+            .map(|s| s.version)
+    }
+
+    /// The parked file waiting for the plugin loaded from `path`, taken out of the parking.
+    fn successor_of(&mut self, path: &std::path::Path) -> Option<crate::plugin::Prepared> {
+        let sets = self.partitioned.iter().map(|p| &p.template);
+        let name = sets
+            .chain(self.tasks.map.values().map(|t| &t.plugins))
+            .find_map(|set| set.name_of_path(path))?;
+        self.parked.remove(&name)
+    }
+
+    /// The live file of a plugin was removed while another file of the same plugin waited:
+    /// the waiting file takes over as a swap (state carried, as for an overwritten file), not
+    /// as an unload then a fresh load. If it is refused, the plugin is unloaded, since its
+    /// file is gone.
+    fn promote(&mut self, removed: &std::path::Path, next: crate::plugin::Prepared) -> SinkWork {
+        let to = next.path.clone();
+        if let Some(p) = &mut self.partitioned {
+            p.template.repath(removed, &to);
+        }
+        for task in self.tasks.map.values_mut() {
+            task.plugins.repath(removed, &to);
+        }
+        let (work, live) = self.install_reported(next);
+        if live {
+            return work;
+        }
+        let mut work = work;
+        work.tables.extend(self.apply(Control::Remove(to)).tables);
         work
     }
 

@@ -142,6 +142,9 @@ pub async fn run_sinks(
     // would skip the lost output's input on a restart), so the input is read again instead.
     let mut confirmed = true;
     let mut abandoned = false;
+    // Without checkpoints nothing is read again after a restart: output that cannot be
+    // written is lost for good, and is counted and reported as such.
+    let replayable = sinks.checkpoints.is_some();
     while let Some(mut work) = rx.recv().await {
         metrics
             .sink_backlog
@@ -155,6 +158,12 @@ pub async fn run_sinks(
         }
         if let Err(outcome) = write(&mut sinks, &mut work, &metrics, &mut give_up).await {
             confirmed = false;
+            if outcome == Outcome::Lost && !replayable {
+                Metrics::add(&metrics.output_lost, 1);
+                tracing::error!(
+                    "output that could not be written is lost: this pipeline keeps no checkpoints, so its input will not be read again"
+                );
+            }
             if outcome == Outcome::GaveUp {
                 abandoned = true;
                 Metrics::add(&metrics.checkpoint_failures, 1);
@@ -245,7 +254,7 @@ async fn write(
             }
             Err(error) if gave_up_on(&error) => return Err(Outcome::GaveUp),
             Err(error) => {
-                tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; no later checkpoint is stored, so their input is read again");
+                tracing::error!(%error, count = work.dead.len(), "dead letters could not be written; no later checkpoint is stored");
                 result = Err(Outcome::Lost);
             }
         }
@@ -323,7 +332,7 @@ async fn write_rows(
     if work.rows.is_empty() {
         return (Vec::new(), Ok(()));
     }
-    let json = |r: &AggregateRow| serde_json::to_string(r).unwrap_or_default();
+    let json = |r: &AggregateRow| crate::json_text::to_json_text(r, "aggregate row");
     let meter = metrics.sinks.meter("aggregates");
     let started = Instant::now();
     let rejected = match retry!(
@@ -372,6 +381,7 @@ async fn write_alerts(
     Metrics::add(&metrics.alerts, work.alerts.len() as u64);
     meter.wrote(work.alerts.len() as u64, started.elapsed());
     metrics.count_alerts(work.alerts.iter().map(|a| a.detector.as_str()));
+    metrics.log_alerts(&work.alerts);
     (Vec::new(), Ok(()))
 }
 

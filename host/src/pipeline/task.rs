@@ -311,6 +311,8 @@ impl Task {
         Metrics::add(&metrics.events_processed, events.len() as u64);
         work.alerts.extend(out.alerts);
         work.rows.extend(out.rows);
+        work.dead
+            .extend(out.refused.into_iter().map(refused_letter));
     }
 
     /// No input for `idle_ms`: let event time follow the wall clock so windows still close.
@@ -366,6 +368,7 @@ impl Task {
         SinkWork {
             alerts: out.alerts,
             rows: out.rows,
+            dead: out.refused.into_iter().map(refused_letter).collect(),
             ..SinkWork::default()
         }
     }
@@ -436,4 +439,16 @@ fn late(
 
 fn origin_topic(origin: Option<&BatchOrigin>) -> &str {
     origin.map_or("", |o| &o.topic)
+}
+
+/// A plugin's refused alert or row as a dead letter: the destination for everything the
+/// pipeline could not deliver, so a plugin bug is visible and its output recoverable.
+fn refused_letter(r: crate::plugin::Refused) -> DeadLetter {
+    DeadLetter {
+        reason: r.reason.to_owned(),
+        detail: r.problem,
+        origin: format!("plugin {}@{}", r.plugin, r.version),
+        ..DeadLetter::default()
+    }
+    .with_bytes(r.payload.as_bytes())
 }

@@ -8,7 +8,7 @@ wasmtime::component::bindgen!({
 
 pub use self::clickwatch::plugin::host::Level;
 pub use self::clickwatch::plugin::types::{
-    ClickBatch, ColumnType, Output, PluginInfo, PluginKind, Severity, StateKey, Value,
+    Alert, ClickBatch, ColumnType, Output, PluginInfo, PluginKind, Severity, StateKey, Value,
 };
 
 /// The contract version this host implements (the `wit/` package version).

@@ -8,6 +8,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder};
 
 use super::bindings::{ClickwatchPlugin, Level, clickwatch};
+use super::guest_log::{Admit, GuestLog, MAX_LOG_LINES};
 
 /// Sandbox limits applied to every plugin instance.
 #[derive(Debug, Clone, Copy)]
@@ -35,13 +36,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct PluginCtx {
     pub(crate) plugin: Arc<str>,
     pub(crate) limits: Limiter,
-    pub(crate) last_panic: Option<String>,
-    /// Log lines written during the current call; past [`MAX_LOG_LINES`] they are dropped.
-    pub(crate) log_lines: u32,
+    /// What the plugin logged during the current call (line cap, panic report).
+    pub(crate) log: GuestLog,
 }
-
-/// Log lines one call may write: a chatty or hostile plugin must not flood the host's log.
-pub const MAX_LOG_LINES: u32 = 100;
 
 impl PluginCtx {
     pub(crate) fn new(plugin: Arc<str>, limits: &Limits) -> Self {
@@ -59,9 +56,9 @@ impl PluginCtx {
                     .instances(8)
                     .tables(8)
                     .build(),
+                growth_denied: false,
             },
-            last_panic: None,
-            log_lines: 0,
+            log: GuestLog::default(),
         }
     }
 }
@@ -70,6 +67,9 @@ impl PluginCtx {
 pub(crate) struct Limiter {
     inner: StoreLimits,
     pub(crate) memory_bytes: usize,
+    /// A growth of linear memory or a table was refused during the current call: a trap that
+    /// follows is the cap's doing, whatever its message says.
+    pub(crate) growth_denied: bool,
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -79,11 +79,12 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum)?;
-        if allowed {
-            self.memory_bytes = self.memory_bytes.saturating_sub(current) + desired;
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        match allowed {
+            Ok(true) => self.memory_bytes = self.memory_bytes.saturating_sub(current) + desired,
+            Ok(false) | Err(_) => self.growth_denied = true,
         }
-        Ok(allowed)
+        allowed
     }
 
     fn table_growing(
@@ -92,7 +93,11 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
+        let allowed = self.inner.table_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.growth_denied = true;
+        }
+        allowed
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -119,28 +124,31 @@ impl wasmtime::ResourceLimiter for Limiter {
 impl clickwatch::plugin::host::Host for PluginCtx {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
         let plugin = &*self.plugin;
-        self.log_lines += 1;
-        if self.log_lines > MAX_LOG_LINES {
-            if self.log_lines == MAX_LOG_LINES + 1 {
+        match self.log.admit(&fields) {
+            Admit::Drop => return,
+            Admit::DropAndWarn => {
                 tracing::warn!(
                     plugin,
                     limit = MAX_LOG_LINES,
                     "plugin log lines dropped for the rest of this call"
                 );
-            }
-            if !fields.iter().any(|(k, _)| k == "panic") {
                 return;
             }
-        }
-        if fields.iter().any(|(k, v)| k == "panic" && v == "true") {
-            let location = fields
-                .iter()
-                .find(|(k, _)| k == "location")
-                .map(|(_, v)| v.as_str())
-                .unwrap_or("");
-            tracing::error!(plugin, location, "plugin panicked: {message}");
-            self.last_panic = Some(message);
-            return;
+            Admit::PanicQuiet => {
+                self.log.last_panic = Some(message);
+                return;
+            }
+            Admit::Panic => {
+                let location = fields
+                    .iter()
+                    .find(|(k, _)| k == "location")
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("");
+                tracing::error!(plugin, location, "plugin panicked: {message}");
+                self.log.last_panic = Some(message);
+                return;
+            }
+            Admit::Write => {}
         }
         let fields = fields
             .iter()

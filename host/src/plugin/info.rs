@@ -1,11 +1,9 @@
-//! A plugin's declared info in host terms, validated, plus conversion of plugin output into
-//! host alerts and rows.
+//! A plugin's declared info in host terms, validated.
 
 use serde::Serialize;
 
 use super::bindings;
-use crate::aggregate::{AggregateRow, ColumnSchema, ColumnType, TableSchema, Value};
-use crate::alert::{Alert, Severity};
+use crate::aggregate::{ColumnSchema, ColumnType, TableSchema};
 use crate::keyed::StateKey;
 
 /// What a plugin does.
@@ -143,65 +141,4 @@ pub fn convert_info(raw: bindings::PluginInfo) -> Result<PluginInfo, String> {
         tables,
         contract_version: raw.contract_version,
     })
-}
-
-/// Converts a plugin's output to host alerts and rows, dropping (and reporting) rows that do
-/// not match a table the plugin declared: a plugin bug must not reach a sink as a bad write.
-pub fn convert_output(
-    info: &PluginInfo,
-    out: bindings::Output,
-    alerts: &mut Vec<Alert>,
-    rows: &mut Vec<AggregateRow>,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    for a in out.alerts {
-        let details = if a.details.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(&a.details).unwrap_or(serde_json::Value::String(a.details))
-        };
-        alerts.push(Alert {
-            detector: info.name.clone(),
-            detector_version: info.version.clone(),
-            kind: a.kind,
-            severity: match a.severity {
-                bindings::Severity::Info => Severity::Info,
-                bindings::Severity::Warning => Severity::Warning,
-                bindings::Severity::Critical => Severity::Critical,
-            },
-            entity_type: a.entity_type,
-            entity: a.entity,
-            time_ms: a.time_ms,
-            window_start_ms: a.window_start_ms,
-            score: if a.score.is_finite() { a.score } else { 0.0 },
-            message: a.message,
-            details,
-        });
-    }
-    for r in out.rows {
-        let values = r
-            .values
-            .into_iter()
-            .map(|v| match v {
-                bindings::Value::None => Value::Null,
-                bindings::Value::Int64(x) => Value::Int64(x),
-                bindings::Value::Float64(x) => Value::Float64(x),
-                bindings::Value::Text(x) => Value::Text(x),
-                bindings::Value::Timestamp(x) => Value::Timestamp(x),
-                bindings::Value::Boolean(x) => Value::Boolean(x),
-            })
-            .collect();
-        let row = AggregateRow {
-            table: r.table,
-            values,
-        };
-        match info.tables.iter().find(|t| t.name == row.table) {
-            None => problems.push(format!("row for undeclared table {}", row.table)),
-            Some(schema) => match crate::aggregate::check_row(schema, &row) {
-                Ok(()) => rows.push(row),
-                Err(e) => problems.push(e),
-            },
-        }
-    }
-    problems
 }

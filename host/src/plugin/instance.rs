@@ -70,9 +70,13 @@ impl Instance {
         store.set_epoch_deadline(runtime.deadline_ticks());
         store.epoch_deadline_trap();
         let limits = runtime.limits;
-        let bindings = pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, None, &limits))?;
+        let bindings = pre.instantiate(&mut store).map_err(|e| {
+            let cause = Cause {
+                panic: None,
+                growth_denied: store.data().limits.growth_denied,
+            };
+            classify(e, cause, &limits)
+        })?;
         Ok(Instance {
             store,
             bindings,
@@ -95,15 +99,19 @@ impl Instance {
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
         let ctx = self.store.data_mut();
-        ctx.last_panic = None;
-        ctx.log_lines = 0;
+        ctx.log.reset();
+        ctx.limits.growth_denied = false;
         match call(&self.bindings, &mut self.store) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(CallError::Plugin(message)),
             Err(trap) => {
                 self.dead = true;
-                let panic = self.store.data_mut().last_panic.take();
-                Err(classify(trap, panic, &self.limits))
+                let ctx = self.store.data_mut();
+                let cause = Cause {
+                    panic: ctx.log.last_panic.take(),
+                    growth_denied: ctx.limits.growth_denied,
+                };
+                Err(classify(trap, cause, &self.limits))
             }
         }
     }
@@ -149,25 +157,68 @@ impl Instance {
     }
 }
 
-fn classify(
-    error: wasmtime::Error,
+/// What the host saw of a trap's cause while the call ran.
+#[derive(Debug, Default)]
+struct Cause {
+    /// The panic report the SDK's hook sent before trapping.
     panic: Option<String>,
-    limits: &super::engine::Limits,
-) -> CallError {
-    if let Some(message) = panic {
+    /// The limiter refused to grow memory or a table.
+    growth_denied: bool,
+}
+
+/// Names a trap by what the host observed, not by the error's text: a refused growth is the
+/// memory cap (whatever the guest did next: abort, panic on a failed allocation), a panic
+/// report is a panic, an interrupt is the deadline.
+fn classify(error: wasmtime::Error, cause: Cause, limits: &super::engine::Limits) -> CallError {
+    if cause.growth_denied {
+        return CallError::Memory(limits.memory_bytes >> 20);
+    }
+    if let Some(message) = cause.panic {
         return CallError::Panic(message);
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => return CallError::Deadline(limits.deadline.as_millis()),
-        Some(Trap::StackOverflow) => return CallError::Trap("stack overflow".into()),
-        _ => {}
+        Some(Trap::Interrupt) => CallError::Deadline(limits.deadline.as_millis()),
+        Some(Trap::StackOverflow) => CallError::Trap("stack overflow".into()),
+        _ => CallError::Trap(format!("{error:#}")),
     }
-    let text = format!("{error:#}");
-    if text.contains("growing memory")
-        || text.contains("memory allocation")
-        || text.contains("out of memory")
-    {
-        return CallError::Memory(limits.memory_bytes >> 20);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::engine::Limits;
+
+    #[test]
+    fn a_trap_is_named_by_what_the_host_saw_not_by_its_text() {
+        let limits = Limits::default();
+        let says_memory = || wasmtime::Error::msg("guest says: out of memory while growing memory");
+        assert!(matches!(
+            classify(says_memory(), Cause::default(), &limits),
+            CallError::Trap(_)
+        ));
+        let denied = Cause {
+            panic: Some("memory allocation failed".into()),
+            growth_denied: true,
+        };
+        assert_eq!(
+            classify(wasmtime::Error::msg("unreachable"), denied, &limits),
+            CallError::Memory(64)
+        );
+        let panicked = Cause {
+            panic: Some("boom".into()),
+            growth_denied: false,
+        };
+        assert_eq!(
+            classify(says_memory(), panicked, &limits),
+            CallError::Panic("boom".into())
+        );
+        assert_eq!(
+            classify(
+                wasmtime::Error::new(Trap::Interrupt),
+                Cause::default(),
+                &limits
+            ),
+            CallError::Deadline(500)
+        );
     }
-    CallError::Trap(text)
 }

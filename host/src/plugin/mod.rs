@@ -6,14 +6,17 @@ mod bindings;
 mod component;
 mod engine;
 mod fan_out;
+mod guest_log;
 mod info;
 mod instance;
+mod output;
 
 pub use bindings::CONTRACT_VERSION;
 pub use component::{LoadError, PluginModule};
 pub use engine::{Limits, Runtime, RuntimeError};
-pub use info::{PluginInfo, PluginKind, convert_output};
+pub use info::{PluginInfo, PluginKind};
 pub use instance::{CallError, Instance};
+pub use output::{MAX_ALERTS_PER_CALL, MAX_ROWS_PER_CALL, MAX_TEXT_BYTES, Refused, convert_output};
 mod set;
 mod slot;
 

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::bindings::{ClickBatch, Output};
+use super::bindings::ClickBatch;
 use super::component::PluginModule;
 use super::fan_out;
-use super::info::convert_output;
 use super::instance::{CallError, Instance};
+use super::output::{Refused, convert_output};
 use super::slot::{Outcome, Policy, Slot, SlotStats};
 use crate::aggregate::{AggregateRow, SchemaError, TableSchema, check_evolution};
 use crate::alert::Alert;
@@ -89,6 +89,8 @@ pub struct SetOutput {
     pub alerts: Vec<Alert>,
     /// Rows from aggregators.
     pub rows: Vec<AggregateRow>,
+    /// Alerts and rows the host refused (for the dead-letter destination).
+    pub refused: Vec<Refused>,
 }
 
 /// What changed when a plugin was installed.
@@ -402,6 +404,23 @@ impl PluginSet {
         Some(name)
     }
 
+    /// Points the plugin loaded from `from` at the file `to`, keeping its instance and state;
+    /// returns its name. A parked file taking over when the live one is removed is then
+    /// installed as an ordinary swap, with the state carried over.
+    pub fn repath(&mut self, from: &Path, to: &Path) -> Option<String> {
+        let (name, entry) = self.entries.iter_mut().find(|(_, e)| e.path == from)?;
+        entry.path = to.to_path_buf();
+        Some(name.clone())
+    }
+
+    /// The name of the plugin loaded from `path`.
+    pub fn name_of_path(&self, path: &Path) -> Option<String> {
+        self.entries
+            .iter()
+            .find(|(_, e)| e.path == path)
+            .map(|(n, _)| n.clone())
+    }
+
     /// Whether a plugin was loaded from `path`.
     pub fn has_path(&self, path: &Path) -> bool {
         self.entries.values().any(|e| e.path == path)
@@ -451,13 +470,13 @@ impl PluginSet {
 
 fn collect(slot: &mut Slot, outcome: Outcome, out: &mut SetOutput) {
     if let Outcome::Done(output) = outcome {
-        let problems = convert(slot, output, out);
-        for problem in problems {
-            tracing::warn!(plugin = %slot.module().info.name, problem, "plugin output dropped");
+        let info = &slot.module().info;
+        let refused = convert_output(info, output, &mut out.alerts, &mut out.rows);
+        if let Some(first) = refused.first() {
+            tracing::warn!(plugin = %info.name, version = %info.version, refused = refused.len(),
+                problem = %first.problem, "plugin output refused; dead-lettered");
+            slot.count_refused(refused.len() as u64);
         }
+        out.refused.extend(refused);
     }
-}
-
-fn convert(slot: &Slot, output: Output, out: &mut SetOutput) -> Vec<String> {
-    convert_output(&slot.module().info, output, &mut out.alerts, &mut out.rows)
 }

@@ -156,6 +156,13 @@ impl Slot {
         }
     }
 
+    /// Counts alerts and rows of its output the host refused.
+    pub fn count_refused(&self, n: u64) {
+        if let Some(meter) = &self.meter {
+            PluginMeter::add(&meter.refused, n);
+        }
+    }
+
     /// The plugin's module (info, version).
     pub fn module(&self) -> &PluginModule {
         &self.module
@@ -409,6 +416,10 @@ impl Slot {
         self.stats.quarantines += 1;
         if let Some(meter) = &self.meter {
             PluginMeter::add(&meter.quarantines, 1);
+            let until = chrono::Utc::now().timestamp_millis() + backoff.as_millis() as i64;
+            meter
+                .quarantined_until_ms
+                .fetch_max(until, std::sync::atomic::Ordering::Relaxed);
         }
         self.quarantined_until = Some(now + backoff);
         self.instance = None;

@@ -140,7 +140,7 @@ async fn settle(
         Ok(Ok(prepared)) => {
             known.insert(path.to_owned(), hash);
             tracing::info!(file = %path.display(), plugin = %prepared.module.info.name, version = %prepared.module.info.version,
-                compile_ms = started.elapsed().as_millis() as u64, "plugin compiled and validated; swapping in");
+                compile_ms = started.elapsed().as_millis() as u64, "plugin compiled and validated; installing");
             Some(Control::Install(Box::new(prepared)))
         }
         Ok(Err(error)) => {
@@ -148,7 +148,15 @@ async fn settle(
             // changes.
             known.insert(path.to_owned(), hash);
             Metrics::add(&metrics.plugin_rejections, 1);
-            tracing::error!(file = %path.display(), %error, "plugin refused; the previous version (if any) keeps running");
+            metrics.plugin_event(crate::metrics::Reload {
+                reason: Some(error.to_string()),
+                ..crate::metrics::Reload::now(
+                    crate::metrics::Change::Refused,
+                    "",
+                    &path.display().to_string(),
+                )
+            });
+            tracing::error!(file = %path.display(), %error, "plugin file refused; whatever version is live keeps running");
             None
         }
         Err(join) => {

@@ -107,7 +107,7 @@ impl DeadLetterSink for JsonLinesDeadLetterSink {
         }
         let mut buf = Vec::new();
         for letter in letters {
-            buf.extend_from_slice(serde_json::to_string(letter).unwrap_or_default().as_bytes());
+            buf.extend_from_slice(crate::json_text::to_json_text(letter, "dead letter").as_bytes());
             buf.push(b'\n');
         }
         append(&mut self.file, &buf, "dead_letters").await

@@ -98,7 +98,7 @@ impl DeadLetterSink for KafkaTopicSink {
             .map(|l| {
                 (
                     l.origin.clone(),
-                    serde_json::to_string(l).unwrap_or_default(),
+                    crate::json_text::to_json_text(l, "dead letter"),
                 )
             })
             .collect();

@@ -143,6 +143,8 @@ async fn refused_rows_keep_their_coordinates_and_checkpoints_follow_written_work
         "only the checkpoint after written work"
     );
     assert_eq!(Metrics::get(&metrics.checkpoint_failures), 1);
+    // With checkpoints the lost dead letter's input is read again: not lost for good.
+    assert_eq!(Metrics::get(&metrics.output_lost), 0);
     let refused = &seen.dead[0];
     assert_eq!(refused.reason, "sink_rejected");
     assert_eq!(
@@ -150,6 +152,39 @@ async fn refused_rows_keep_their_coordinates_and_checkpoints_follow_written_work
         (Some("clicks"), Some(2), Some(11))
     );
     assert!(refused.payload.contains("\"e1\""), "{}", refused.payload);
+}
+
+#[tokio::test]
+async fn output_that_cannot_be_written_without_checkpoints_is_counted_as_lost() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sinks = Sinks {
+        raw: Box::new(PickyRaw),
+        aggregates: Box::new(NoRows),
+        alerts: Box::new(NoAlerts),
+        dead_letters: Box::new(Letters(seen.clone(), broken)),
+        routed: None,
+        checkpoints: None,
+    };
+    let (tx, rx) = mpsc::channel(1);
+    let metrics = Arc::new(Metrics::default());
+    let stage = tokio::spawn(run_sinks(sinks, rx, metrics.clone(), GiveUp::never()));
+    for _ in 0..2 {
+        tx.send(SinkWork {
+            dead: vec![DeadLetter {
+                reason: "late".into(),
+                ..DeadLetter::default()
+            }],
+            ..SinkWork::default()
+        })
+        .await
+        .unwrap();
+    }
+    drop(tx);
+    stage.await.unwrap();
+    assert!(seen.lock().unwrap().dead.is_empty());
+    assert_eq!(Metrics::get(&metrics.output_lost), 2);
+    assert_eq!(Metrics::get(&metrics.dead_letters), 0);
 }
 
 /// A raw store that is down (every write fails, retryably) and counts the attempts.

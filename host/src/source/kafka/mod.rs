@@ -132,6 +132,8 @@ impl KafkaSource {
             .set("bootstrap.servers", &settings.brokers)
             .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "false")
+            // For the consumer-lag gauge (see `Rebalancer::stats`).
+            .set("statistics.interval.ms", "1000")
             .set("auto.offset.reset", "earliest")
             .set(
                 "session.timeout.ms",

@@ -156,7 +156,31 @@ impl Rebalancer {
     }
 }
 
-impl ClientContext for Rebalancer {}
+impl ClientContext for Rebalancer {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the lag of each partition
+    /// this consumer is assigned, as the broker's high watermark minus the position the
+    /// source has read up to (before anything is read, the position it fetches from).
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lag = BTreeMap::new();
+        for (name, topic) in &statistics.topics {
+            if self.topic(name).is_none() {
+                continue;
+            }
+            for p in topic.partitions.values() {
+                let position = if p.app_offset >= 0 {
+                    p.app_offset
+                } else {
+                    p.next_offset
+                };
+                if p.partition < 0 || !p.desired || p.hi_offset < 0 || position < 0 {
+                    continue;
+                }
+                lag.insert((name.clone(), p.partition), (p.hi_offset - position).max(0));
+            }
+        }
+        self.metrics.set_consumer_lag(lag);
+    }
+}
 
 impl ConsumerContext for Rebalancer {
     /// Replaces rdkafka's default handling (pre-callback, assign, post-callback) so that an
