@@ -17,6 +17,7 @@ fn runtime() -> Runtime {
     Runtime::new(Limits {
         deadline: Duration::from_millis(100),
         memory_bytes: 32 << 20,
+        ..Limits::default()
     })
     .expect("runtime")
 }
@@ -303,4 +304,32 @@ fn a_restart_after_a_trap_resumes_from_the_state_just_before_it() {
         assert_eq!(stats.incomplete_replays, 0);
         assert_eq!(stats.skipped_events, 50);
     }
+}
+
+#[test]
+fn an_output_larger_than_the_host_copies_is_a_contained_trap() {
+    let flood = |output_bytes: usize| {
+        let rt = Runtime::new(Limits {
+            deadline: Duration::from_secs(5),
+            memory_bytes: 32 << 20,
+            output_bytes,
+        })
+        .expect("runtime");
+        let module = PluginModule::load(&rt, &wasm("chaos")).unwrap();
+        let mut instance = module.instantiate(r#"{"mode": "flood"}"#).unwrap();
+        let result = instance.process(&encode_batch(&events(0, 10)));
+        (result, instance.is_dead())
+    };
+    // ~14 MB to copy: within 64 MiB, every alert arrives.
+    let (result, _) = flood(64 << 20);
+    assert_eq!(result.expect("within the bound").alerts.len(), 50_000);
+    // Over a 4 MiB bound: refused while lifting, before the host holds it, as a trap.
+    let (result, dead) = flood(4 << 20);
+    match result {
+        Err(CallError::Trap(message)) => {
+            assert!(message.contains("too much data"), "{message}")
+        }
+        other => panic!("expected a trap, got {:?}", other.map(|o| o.alerts.len())),
+    }
+    assert!(dead, "the instance is restarted after it");
 }

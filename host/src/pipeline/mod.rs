@@ -230,6 +230,8 @@ pub async fn parts(config: &Config, metrics: &Metrics) -> Result<Parts, Pipeline
     let limits = Limits {
         deadline: Duration::from_millis(config.plugins.deadline_ms),
         memory_bytes: config.plugins.memory_mb as usize * (1 << 20),
+        // The host copies out at most as much as the guest may hold.
+        output_bytes: config.plugins.memory_mb as usize * (1 << 20),
     };
     let policy = Policy {
         max_failures: config.plugins.max_failures.max(1),

@@ -17,6 +17,12 @@ pub struct Limits {
     pub deadline: Duration,
     /// Largest linear memory an instance may grow to, in bytes.
     pub memory_bytes: usize,
+    /// Most bytes the host allocates to copy one call's data out of the guest (a call's
+    /// output, a log line): wasmtime's hostcall fuel, spent on every string and list while
+    /// lifting (list entries at their host size). Without it, entries aliasing one guest
+    /// string would let a small guest describe a huge output. Past it the call fails as a
+    /// trap ("too much data is being copied"), contained like any other.
+    pub output_bytes: usize,
 }
 
 impl Default for Limits {
@@ -24,6 +30,7 @@ impl Default for Limits {
         Limits {
             deadline: Duration::from_millis(500),
             memory_bytes: 64 << 20,
+            output_bytes: 64 << 20,
         }
     }
 }

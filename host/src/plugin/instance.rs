@@ -67,6 +67,7 @@ impl Instance {
     ) -> Result<Self, CallError> {
         let mut store = Store::new(&runtime.engine, PluginCtx::new(name, &runtime.limits));
         store.limiter(|ctx| &mut ctx.limits);
+        store.set_hostcall_fuel(runtime.limits.output_bytes);
         store.set_epoch_deadline(runtime.deadline_ticks());
         store.epoch_deadline_trap();
         let limits = runtime.limits;
