@@ -7,11 +7,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clickwatch::generator::{Generator, GeneratorSettings, Scenario, parse_anomalies};
 use clickwatch::metrics::Metrics;
 use clickwatch::observe::Listener;
 use clickwatch::pipeline::{self, Ending};
@@ -109,33 +107,11 @@ fn text(dom: &str, id: &str) -> String {
     dom[open..close].to_owned()
 }
 
-fn write_events(path: &Path) {
-    let mut generator = Generator::new(GeneratorSettings {
-        seed: 43,
-        mean_rate: 30.0,
-        scenario: Scenario {
-            items: parse_anomalies("bot,traffic-spike").expect("anomalies"),
-            warmup_ms: 20 * 60_000,
-            gap_ms: 3 * 60_000,
-        },
-        ..GeneratorSettings::default()
-    });
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("events"));
-    for i in 0..40_000 {
-        let line = clickwatch::event::encode(&generator.next_event());
-        writeln!(out, "{line}").expect("write");
-        if i % 10_000 == 0 {
-            writeln!(out, "{{not json {i}").expect("write");
-        }
-    }
-    out.flush().expect("flush");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_loads_refreshes_and_agrees_with_metrics_in_a_real_browser() {
     let dir = tempfile::tempdir().expect("temp dir");
     let events = dir.path().join("events.jsonl");
-    write_events(&events);
+    common::write_anomalous_events(&events, 43, 40_000, 0, 10_000);
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).expect("plugins");
     for name in ["page-traffic", "bot-detector", "traffic-anomaly"] {

@@ -5,12 +5,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clickwatch::generator::{Generator, GeneratorSettings, Scenario, parse_anomalies};
 use clickwatch::metrics::Metrics;
 use clickwatch::observe::Listener;
 use clickwatch::pipeline::{self, Ending};
@@ -80,30 +78,8 @@ fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
 /// Writes generated events with injected anomalies and `bad` malformed lines; returns the
 /// number of valid events.
 fn write_events(path: &Path, bad: usize) -> u64 {
-    let mut generator = Generator::new(GeneratorSettings {
-        seed: 41,
-        mean_rate: 30.0,
-        scenario: Scenario {
-            items: parse_anomalies("bot,traffic-spike").expect("anomaly spec"),
-            warmup_ms: 20 * 60_000,
-            gap_ms: 3 * 60_000,
-        },
-        ..GeneratorSettings::default()
-    });
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("events"));
     let n = 60_000u64;
-    for i in 0..n {
-        writeln!(
-            out,
-            "{}",
-            clickwatch::event::encode(&generator.next_event())
-        )
-        .expect("write");
-        if (i as usize) < bad {
-            writeln!(out, "{{not json {i}").expect("write");
-        }
-    }
-    out.flush().expect("flush");
+    common::write_anomalous_events(path, 41, n, bad as u64, 0);
     n
 }
 

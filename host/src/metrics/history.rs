@@ -59,6 +59,14 @@ impl Reload {
             reason: None,
         }
     }
+
+    /// A file refused before its plugin was known (it did not load or initialise).
+    pub fn refused(file: &str, reason: String) -> Reload {
+        Reload {
+            reason: Some(reason),
+            ..Reload::now(Change::Refused, "", file)
+        }
+    }
 }
 
 /// The bounded history.

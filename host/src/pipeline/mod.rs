@@ -143,14 +143,8 @@ async fn load_plugins(
             Ok(p) => p,
             Err(error) => {
                 Metrics::add(&metrics.plugin_rejections, 1);
-                metrics.plugin_event(crate::metrics::Reload {
-                    reason: Some(error.to_string()),
-                    ..crate::metrics::Reload::now(
-                        crate::metrics::Change::Refused,
-                        "",
-                        &path.display().to_string(),
-                    )
-                });
+                let file = path.display().to_string();
+                metrics.plugin_event(crate::metrics::Reload::refused(&file, error.to_string()));
                 tracing::error!(%error, "plugin refused at start-up");
                 continue;
             }

@@ -148,14 +148,8 @@ async fn settle(
             // changes.
             known.insert(path.to_owned(), hash);
             Metrics::add(&metrics.plugin_rejections, 1);
-            metrics.plugin_event(crate::metrics::Reload {
-                reason: Some(error.to_string()),
-                ..crate::metrics::Reload::now(
-                    crate::metrics::Change::Refused,
-                    "",
-                    &path.display().to_string(),
-                )
-            });
+            let file = path.display().to_string();
+            metrics.plugin_event(crate::metrics::Reload::refused(&file, error.to_string()));
             tracing::error!(file = %path.display(), %error, "plugin file refused; whatever version is live keeps running");
             None
         }

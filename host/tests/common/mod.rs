@@ -261,3 +261,31 @@ pub async fn sqlite_scalar(out: &std::path::Path, sql: &str) -> i64 {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
+
+/// Writes `n` generated events (seed `seed`, an injected bot and site traffic spike, so the
+/// detectors alert) to `path` as JSON lines, with a malformed line after each of the first
+/// `bad` events and after every `bad_every`-th one (0: none).
+pub fn write_anomalous_events(path: &std::path::Path, seed: u64, n: u64, bad: u64, bad_every: u64) {
+    use std::io::Write;
+    let mut generator =
+        clickwatch::generator::Generator::new(clickwatch::generator::GeneratorSettings {
+            seed,
+            mean_rate: 30.0,
+            scenario: clickwatch::generator::Scenario {
+                items: clickwatch::generator::parse_anomalies("bot,traffic-spike")
+                    .expect("anomaly spec"),
+                warmup_ms: 20 * 60_000,
+                gap_ms: 3 * 60_000,
+            },
+            ..clickwatch::generator::GeneratorSettings::default()
+        });
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("events"));
+    for i in 0..n {
+        let line = clickwatch::event::encode(&generator.next_event());
+        writeln!(out, "{line}").expect("write");
+        if i < bad || (bad_every > 0 && i % bad_every == 0) {
+            writeln!(out, "{{not json {i}").expect("write");
+        }
+    }
+    out.flush().expect("flush");
+}
