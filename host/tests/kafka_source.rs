@@ -500,3 +500,92 @@ async fn windows_close_when_the_input_goes_quiet() {
         "every view of the quiet window, once"
     );
 }
+
+/// Alerts (sorted JSON lines) and the page-traffic table of a run whose outputs are in `out`.
+async fn outputs(out: &Path) -> (Vec<String>, Vec<(i64, String, i64, i64)>) {
+    let mut alerts: Vec<String> = std::fs::read_to_string(out.join("alerts.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    alerts.sort();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/raw.db", out.display()))
+        .await
+        .unwrap();
+    let rows = sqlx::query_as(
+        "SELECT window_start, url, views, unique_sessions FROM page_traffic ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    (alerts, rows)
+}
+
+/// The same records read as a backlog at full speed (batches of up to 1 000) and fed live in
+/// small chunks while the host waits for them (small batches, watermarks advancing between):
+/// the same alerts and the same aggregates (issue 12: alerts must not depend on read speed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_and_the_same_records_fed_live_give_the_same_alerts_and_rows() {
+    let events = generated(23, 12_000);
+    let records = keyed(&events);
+    let n = events.len() as u64;
+    let names = ["page-traffic", "bot-detector", "traffic-anomaly"];
+    let config_for = |topic: &str, out: &Path| {
+        let plugins = plugins_dir(out, &names);
+        // A short lateness, so windows close during the run.
+        let text = config_text(topic, &unique("g"), &plugins, out, &file_sinks(out))
+            .replace("allowed_lateness_ms = 600000", "allowed_lateness_ms = 5000");
+        clickwatch::config::parse(Path::new("kafka.toml"), &text, []).unwrap()
+    };
+    let stop_after_all = |m: Arc<Metrics>| async move {
+        // Three key groups each see every event.
+        wait_until("every event reached every key group", || {
+            m.events_processed.load(Ordering::Relaxed) >= 3 * n
+        })
+        .await;
+        Ending::Stopped
+    };
+
+    // Backlog: everything is on the topic before the host starts.
+    let backlog = tempfile::tempdir().unwrap();
+    let topic = unique("backlog");
+    create_topic(&topic, 2).await;
+    produce(&topic, &records).await;
+    let metrics = Arc::new(Metrics::default());
+    let config = config_for(&topic, backlog.path());
+    pipeline::run(config, metrics.clone(), stop_after_all(metrics.clone()))
+        .await
+        .unwrap();
+
+    // Live: the host is up and waiting; the records arrive in chunks of 150.
+    let live = tempfile::tempdir().unwrap();
+    let topic = unique("live");
+    create_topic(&topic, 2).await;
+    let metrics = Arc::new(Metrics::default());
+    let config = config_for(&topic, live.path());
+    let run = tokio::spawn(pipeline::run(
+        config,
+        metrics.clone(),
+        stop_after_all(metrics.clone()),
+    ));
+    wait_until("the live host is ready", || {
+        metrics.ready.load(Ordering::Relaxed)
+    })
+    .await;
+    for chunk in records.chunks(150) {
+        produce(&topic, chunk).await;
+        // The pace of a live feed (well under idle_advance_ms, which would let the wall clock in).
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    run.await.unwrap().unwrap();
+
+    let (backlog_alerts, backlog_rows) = outputs(backlog.path()).await;
+    let (live_alerts, live_rows) = outputs(live.path()).await;
+    assert!(
+        !backlog_alerts.is_empty(),
+        "the bots in the stream are caught"
+    );
+    assert!(!backlog_rows.is_empty());
+    assert_eq!(live_rows, backlog_rows, "aggregates depend on read speed");
+    assert_eq!(live_alerts, backlog_alerts, "alerts depend on read speed");
+}
