@@ -333,3 +333,29 @@ fn an_output_larger_than_the_host_copies_is_a_contained_trap() {
     }
     assert!(dead, "the instance is restarted after it");
 }
+
+#[test]
+fn plugin_log_fields_are_fields_of_their_own_in_json_logs() {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || common::BufWriter(writer.clone()))
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = runtime();
+    let module = PluginModule::load(&rt, &wasm("chaos")).unwrap();
+    let mut instance = module.instantiate(r#"{"mode": "log"}"#).unwrap();
+    instance.process(&encode_batch(&events(0, 7))).unwrap();
+    let text = logged(&buf);
+    let line: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON log line"))
+        .find(|l| l["fields"]["message"] == "chaos says hello")
+        .unwrap_or_else(|| panic!("no plugin line in {text}"));
+    assert_eq!(line["fields"]["plugin"], "chaos");
+    assert_eq!(line["fields"]["session"], "s1");
+    assert_eq!(line["fields"]["count"], "7");
+    assert_eq!(line["level"], "INFO");
+}

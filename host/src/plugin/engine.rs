@@ -157,6 +157,16 @@ impl clickwatch::plugin::host::Host for PluginCtx {
             }
             Admit::Write => {}
         }
+        let structured = match level {
+            Level::Trace => tracing_core::Level::TRACE,
+            Level::Debug => tracing_core::Level::DEBUG,
+            Level::Info => tracing_core::Level::INFO,
+            Level::Warn => tracing_core::Level::WARN,
+            Level::Error => tracing_core::Level::ERROR,
+        };
+        if super::log_fields::emit(structured, plugin, &message, &fields).is_some() {
+            return;
+        }
         let fields = fields
             .iter()
             .map(|(k, v)| format!("{k}={v}"))

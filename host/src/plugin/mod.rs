@@ -9,6 +9,7 @@ mod fan_out;
 mod guest_log;
 mod info;
 mod instance;
+mod log_fields;
 mod output;
 
 pub use bindings::CONTRACT_VERSION;

@@ -69,14 +69,15 @@ pub fn capture_logs() -> (
     let subscriber = tracing_subscriber::fmt()
         .with_ansi(false)
         .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || LogWriter(writer.clone()))
+        .with_writer(move || BufWriter(writer.clone()))
         .finish();
     (tracing::subscriber::set_default(subscriber), buf)
 }
 
-struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+/// A log writer into a shared buffer (see [`capture_logs`]).
+pub struct BufWriter(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
-impl std::io::Write for LogWriter {
+impl std::io::Write for BufWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().expect("log buffer").extend_from_slice(buf);
         Ok(buf.len())
