@@ -116,6 +116,41 @@ async fn swapping_a_plugin_mid_stream_loses_and_repeats_nothing() {
     );
     assert_eq!(versions, 2);
     assert!(v2 > 0);
+    assert_eq!(
+        metrics.plugin_swaps.load(Ordering::Relaxed),
+        1,
+        "one swap, v1 -> v2"
+    );
+    let history = metrics.plugin_history.lock().unwrap().all();
+    let changes: Vec<_> = history
+        .iter()
+        .map(|h| (h.plugin.as_str(), h.change))
+        .collect();
+    use clickwatch::metrics::Change;
+    assert!(
+        changes.contains(&("counter", Change::Swapped)),
+        "{changes:?}"
+    );
+    assert!(
+        changes.contains(&("page-traffic", Change::Unloaded)),
+        "{changes:?}"
+    );
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|(_, c)| *c == Change::Refused)
+            .count(),
+        2,
+        "{changes:?}"
+    );
+    let swap = history
+        .iter()
+        .find(|h| h.change == Change::Swapped)
+        .unwrap();
+    assert_eq!(
+        (swap.from.as_deref(), swap.to.as_deref(), swap.restored),
+        (Some("1.0.0"), Some("2.0.0"), Some(true))
+    );
     // The refused file is validated once, not again and again while it sits in the folder.
     assert_eq!(
         metrics.plugin_rejections.load(Ordering::Relaxed),

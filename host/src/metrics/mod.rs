@@ -48,6 +48,8 @@ pub struct Metrics {
     pub plugins_loaded: AtomicU64,
     /// Successful hot swaps and loads.
     pub plugin_loads: AtomicU64,
+    /// Of those, hot swaps (a new version replacing a live one).
+    pub plugin_swaps: AtomicU64,
     /// Plugin files refused.
     pub plugin_rejections: AtomicU64,
     /// Plugin files waiting for another file with the same plugin name to be removed.

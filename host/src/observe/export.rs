@@ -171,6 +171,12 @@ impl Collector for Exported {
         )?;
         counter(
             e,
+            "clickwatch_plugin_swaps",
+            "Hot swaps: a new version replacing a live one (counted in the loads too).",
+            get(&m.plugin_swaps),
+        )?;
+        counter(
+            e,
             "clickwatch_plugin_rejections",
             "Plugin files refused.",
             get(&m.plugin_rejections),

@@ -388,6 +388,9 @@ impl Processor {
             }
             Ok(done) => {
                 Metrics::add(&self.metrics.plugin_loads, 1);
+                if done.replaced.is_some() {
+                    Metrics::add(&self.metrics.plugin_swaps, 1);
+                }
                 self.metrics.plugin_event(match &done.replaced {
                     Some(_) => Reload {
                         restored: Some(done.restored),
