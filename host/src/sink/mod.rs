@@ -11,7 +11,7 @@ mod kafka;
 pub mod postgres;
 mod sqlite;
 
-pub use dead_letter::DeadLetter;
+pub use dead_letter::{DeadLetter, MAX_PAYLOAD_BYTES};
 pub use jsonl::{JsonLinesAlertSink, JsonLinesDeadLetterSink};
 pub use kafka::KafkaTopicSink;
 pub use sqlite::SqliteStore;
