@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Paired runs of the embedded pipeline (file source, six plugins, raw none) with the
+# Setup: /tmp/obsbench/events.jsonl from `clickwatch generate --to file --count 300000 --out ...`,
+# /tmp/obsbench/plugins/ with the six shipped .wasm files from target/plugins/.
+# observability listener off and on (on: /metrics and /api/dashboard scraped every second).
+set -euo pipefail
+cd /tmp/obsbench
+BIN=/work/main/target/debug/clickwatch
+for round in 1 2 3 4; do
+  for mode in off on; do
+    rm -rf out && mkdir out
+    cat > config.toml <<TOML
+[source]
+type = "file"
+path = "/tmp/obsbench/events.jsonl"
+[pipeline]
+batch_size = 1000
+[plugins]
+dir = "/tmp/obsbench/plugins"
+watch = false
+[observability]
+enabled = $([ $mode = on ] && echo true || echo false)
+listen = "127.0.0.1:19464"
+[sinks.raw]
+type = "none"
+[sinks.aggregates]
+type = "sqlite"
+path = "/tmp/obsbench/out/agg.db"
+[sinks.alerts]
+type = "file"
+path = "/tmp/obsbench/out/alerts.jsonl"
+stdout = false
+[sinks.dead_letters]
+type = "file"
+path = "/tmp/obsbench/out/dead.jsonl"
+TOML
+    start=$(date +%s.%N)
+    $BIN run --config config.toml > out/log 2>&1 &
+    pid=$!
+    scrapes=0
+    if [ $mode = on ]; then
+      while kill -0 $pid 2>/dev/null; do
+        curl -s -o /dev/null http://127.0.0.1:19464/metrics && curl -s -o /dev/null http://127.0.0.1:19464/api/dashboard && scrapes=$((scrapes+1)) || true
+        sleep 1
+      done
+    fi
+    wait $pid
+    end=$(date +%s.%N)
+    echo "round=$round mode=$mode seconds=$(echo "$end - $start" | bc) events_per_s=$(echo "300000 / ($end - $start)" | bc) scrapes=$scrapes"
+  done
+done
