@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Paired runs of the embedded pipeline (file source, six plugins, raw none) with the
+# observability listener off and on (on: /metrics and /api/dashboard scraped every second).
 # Setup: /tmp/obsbench/events.jsonl from `clickwatch generate --to file --count 300000 --out ...`,
 # /tmp/obsbench/plugins/ with the six shipped .wasm files from target/plugins/.
-# observability listener off and on (on: /metrics and /api/dashboard scraped every second).
 set -euo pipefail
 cd /tmp/obsbench
 BIN=/work/main/target/debug/clickwatch
