@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 
-use crate::alert::Alert;
+use crate::alert::{Alert, Severity};
 
 /// Latest alerts kept.
 pub const RECENT: usize = 50;
@@ -25,8 +25,8 @@ pub struct AlertLine {
     pub detector: String,
     /// Kind.
     pub kind: String,
-    /// `info`, `warning` or `critical`.
-    pub severity: String,
+    /// How bad (serialised `info`, `warning` or `critical`).
+    pub severity: Severity,
     /// What it is about.
     pub entity_type: String,
     /// Which one.
@@ -44,6 +44,15 @@ pub struct EntityCount {
     pub entity: String,
     /// Alerts about it.
     pub alerts: u64,
+}
+
+/// Alerts of one event minute, by detector.
+#[derive(Debug, Clone, Serialize)]
+pub struct MinuteCount {
+    /// Start of the minute, ms since the epoch.
+    pub minute_ms: i64,
+    /// Alerts per detector in it.
+    pub by_detector: BTreeMap<String, u64>,
 }
 
 /// The bounded alert log.
@@ -68,7 +77,7 @@ impl AlertLog {
                 time_ms: a.time_ms,
                 detector: a.detector.clone(),
                 kind: a.kind.clone(),
-                severity: format!("{:?}", a.severity).to_lowercase(),
+                severity: a.severity,
                 entity_type: a.entity_type.clone(),
                 entity: a.entity.clone(),
                 score: a.score,
@@ -101,10 +110,13 @@ impl AlertLog {
     }
 
     /// Alerts per event minute per detector, oldest minute first.
-    pub fn per_minute(&self) -> Vec<(i64, BTreeMap<String, u64>)> {
+    pub fn per_minute(&self) -> Vec<MinuteCount> {
         self.per_minute
             .iter()
-            .map(|(m, by)| (*m, by.clone()))
+            .map(|(m, by)| MinuteCount {
+                minute_ms: *m,
+                by_detector: by.clone(),
+            })
             .collect()
     }
 
@@ -132,7 +144,6 @@ impl AlertLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::Severity;
 
     fn alert(minute: i64, detector: &str, entity: &str) -> Alert {
         Alert {
@@ -167,7 +178,7 @@ mod tests {
         assert_eq!(log.recent()[0].time_ms, 199 * 60_000 + 5, "newest first");
         let minutes = log.per_minute();
         assert_eq!(minutes.len(), MINUTES);
-        assert_eq!(minutes[0].0, 140 * 60_000);
+        assert_eq!(minutes[0].minute_ms, 140 * 60_000);
         let top = log.top(3);
         assert_eq!(top[0].alerts, 29);
         assert_eq!(top.iter().map(|e| e.alerts).sum::<u64>(), 29 * 3);

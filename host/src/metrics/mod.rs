@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-pub use alert_log::{AlertLine, AlertLog, EntityCount};
+pub use alert_log::{AlertLine, AlertLog, EntityCount, MinuteCount};
 pub use history::{Change, History, Reload};
 pub use plugin::{PluginMeter, PluginMeters};
 pub use sink::{SinkMeter, SinkMeters};

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::metrics::{AlertLine, EntityCount, Metrics, Reload};
+use crate::metrics::{AlertLine, EntityCount, Metrics, MinuteCount, Reload};
 
 /// An embedded file: its path under the listener, content type and bytes.
 pub struct Asset {
@@ -55,16 +55,10 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
 const TOP: usize = 10;
 
 #[derive(Serialize)]
-struct Minute {
-    minute_ms: i64,
-    by_detector: std::collections::BTreeMap<String, u64>,
-}
-
-#[derive(Serialize)]
 struct Dashboard {
     now_ms: i64,
     recent_alerts: Vec<AlertLine>,
-    alerts_per_minute: Vec<Minute>,
+    alerts_per_minute: Vec<MinuteCount>,
     top_entities: Vec<EntityCount>,
     /// Some entities were not counted (the count is over the first ones seen).
     entities_capped: bool,
@@ -75,15 +69,12 @@ struct Dashboard {
 pub fn json(metrics: &Metrics) -> String {
     let (recent_alerts, alerts_per_minute, top_entities, entities_capped) = {
         let log = metrics.alert_log.lock().unwrap_or_else(|p| p.into_inner());
-        let minutes = log
-            .per_minute()
-            .into_iter()
-            .map(|(minute_ms, by_detector)| Minute {
-                minute_ms,
-                by_detector,
-            })
-            .collect();
-        (log.recent(), minutes, log.top(TOP), log.entities_capped)
+        (
+            log.recent(),
+            log.per_minute(),
+            log.top(TOP),
+            log.entities_capped,
+        )
     };
     let plugin_history = metrics
         .plugin_history

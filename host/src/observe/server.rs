@@ -1,6 +1,6 @@
 //! The HTTP listener: `/metrics` (Prometheus), `/healthz` (the process serves), `/readyz`
-//! (source connected, sinks open, plugins loaded), and the dashboard at `/`. One small hyper server on the tokio
-//! runtime; nothing on it touches the data path beyond reading counters.
+//! (source connected, sinks open, plugins loaded), and the dashboard at `/`. One small hyper
+//! server on the tokio runtime; nothing on it touches the data path beyond reading counters.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -107,14 +107,11 @@ fn respond(req: &Request<Incoming>, metrics: &Arc<Metrics>) -> Response<Full<Byt
             super::dashboard::json(metrics),
         ),
         path => match super::dashboard::asset(path) {
-            Some(asset) => {
-                let mut response = Response::new(Full::new(Bytes::from_static(asset.body)));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static(asset.content_type),
-                );
-                response
-            }
+            Some(asset) => with_type(
+                StatusCode::OK,
+                asset.content_type,
+                Bytes::from_static(asset.body),
+            ),
             None => text(
                 StatusCode::NOT_FOUND,
                 "not found; try / (the dashboard), /metrics, /healthz or /readyz\n",
@@ -124,11 +121,19 @@ fn respond(req: &Request<Incoming>, metrics: &Arc<Metrics>) -> Response<Full<Byt
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    with_type(status, "text/plain; charset=utf-8", body.to_owned())
+    with_type(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
 }
 
-fn with_type(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn with_type(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     if let Ok(value) = header::HeaderValue::from_str(content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);

@@ -221,11 +221,12 @@ pub struct Parts {
 /// Builds the parts of `config`'s pipeline: the runtime under the sandbox limits, the sinks
 /// (opened), the plugins (loaded; a bad file is logged and skipped).
 pub async fn parts(config: &Config, metrics: &Metrics) -> Result<Parts, PipelineError> {
+    let memory_bytes = config.plugins.memory_mb as usize * (1 << 20);
     let limits = Limits {
         deadline: Duration::from_millis(config.plugins.deadline_ms),
-        memory_bytes: config.plugins.memory_mb as usize * (1 << 20),
+        memory_bytes,
         // The host copies out at most as much as the guest may hold.
-        output_bytes: config.plugins.memory_mb as usize * (1 << 20),
+        output_bytes: memory_bytes,
     };
     let policy = Policy {
         max_failures: config.plugins.max_failures.max(1),

@@ -334,14 +334,8 @@ impl Processor {
                 {
                     tracing::info!(plugin = %name, file = %path.display(), "plugin unloaded");
                     self.metrics.plugin_event(Reload {
-                        at_ms: chrono::Utc::now().timestamp_millis(),
                         from: version,
-                        plugin: name,
-                        change: Change::Unloaded,
-                        to: None,
-                        restored: None,
-                        file: path.display().to_string(),
-                        reason: None,
+                        ..Reload::now(Change::Unloaded, &name, &path.display().to_string())
                     });
                 }
             }
@@ -372,14 +366,10 @@ impl Processor {
         let version = prepared.module.info.version.clone();
         let running = self.live_version(&name);
         let event = |change, reason: Option<String>| Reload {
-            at_ms: chrono::Utc::now().timestamp_millis(),
-            plugin: name.clone(),
-            change,
             from: running.clone(),
             to: Some(version.clone()),
-            restored: None,
-            file: file.clone(),
             reason,
+            ..Reload::now(change, &name, &file)
         };
         match self.install(prepared) {
             Ok(done) if !self.primary => {

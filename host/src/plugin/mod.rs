@@ -17,7 +17,7 @@ pub use component::{LoadError, PluginModule};
 pub use engine::{Limits, Runtime, RuntimeError};
 pub use info::{PluginInfo, PluginKind};
 pub use instance::{CallError, Instance};
-pub use output::{MAX_ALERTS_PER_CALL, MAX_ROWS_PER_CALL, MAX_TEXT_BYTES, Refused, convert_output};
+pub use output::{Refused, convert_output};
 mod set;
 mod slot;
 

@@ -33,6 +33,18 @@ pub struct Refused {
     pub payload: String,
 }
 
+impl Refused {
+    fn new(info: &PluginInfo, reason: &'static str, problem: String, payload: String) -> Refused {
+        Refused {
+            plugin: info.name.clone(),
+            version: info.version.clone(),
+            reason,
+            problem,
+            payload,
+        }
+    }
+}
+
 /// Converts a plugin's output into host alerts and rows, returning what it refused: rows
 /// for tables the plugin did not declare or that do not fit their table (a plugin bug must
 /// not reach a sink as a bad write), text over [`MAX_TEXT_BYTES`], and items past the
@@ -46,19 +58,20 @@ pub fn convert_output(
     let mut refused = Vec::new();
     let (alert_count, row_count) = (out.alerts.len(), out.rows.len());
     for a in out.alerts.into_iter().take(MAX_ALERTS_PER_CALL) {
+        // Sizes as the plugin sent them (details as its JSON text), before any conversion.
+        let oversized = oversized_alert_field(&a);
         let alert = alert(info, a);
-        match oversized_alert_field(&alert) {
+        match oversized {
             None => alerts.push(alert),
-            Some(field) => refused.push(Refused {
-                plugin: info.name.clone(),
-                version: info.version.clone(),
-                reason: "plugin_alert_invalid",
-                problem: format!(
+            Some(field) => refused.push(Refused::new(
+                info,
+                "plugin_alert_invalid",
+                format!(
                     "alert {} of {} has a {field} longer than {MAX_TEXT_BYTES} bytes",
                     alert.kind, info.name
                 ),
-                payload: alert.to_json().to_string(),
-            }),
+                alert.to_json().to_string(),
+            )),
         }
     }
     over_cap(
@@ -92,13 +105,12 @@ pub fn convert_output(
         };
         match problem {
             None => rows.push(row),
-            Some(problem) => refused.push(Refused {
-                plugin: info.name.clone(),
-                version: info.version.clone(),
-                reason: "plugin_row_invalid",
-                payload: json(&row),
+            Some(problem) => refused.push(Refused::new(
+                info,
+                "plugin_row_invalid",
                 problem,
-            }),
+                json(&row),
+            )),
         }
     }
     over_cap(&mut refused, info, "rows", row_count, MAX_ROWS_PER_CALL);
@@ -142,37 +154,32 @@ fn value(v: bindings::Value) -> Value {
 }
 
 /// The first text field of an alert over [`MAX_TEXT_BYTES`].
-fn oversized_alert_field(alert: &Alert) -> Option<&'static str> {
-    let fields = [
+fn oversized_alert_field(alert: &bindings::Alert) -> Option<&'static str> {
+    [
         ("kind", alert.kind.len()),
         ("entity type", alert.entity_type.len()),
         ("entity", alert.entity.len()),
         ("message", alert.message.len()),
-    ];
-    if let Some((name, _)) = fields.iter().find(|(_, len)| *len > MAX_TEXT_BYTES) {
-        return Some(name);
-    }
-    let details = match &alert.details {
-        serde_json::Value::Null => 0,
-        serde_json::Value::String(s) => s.len(),
-        other => other.to_string().len(),
-    };
-    (details > MAX_TEXT_BYTES).then_some("details")
+        ("details", alert.details.len()),
+    ]
+    .into_iter()
+    .find(|(_, len)| *len > MAX_TEXT_BYTES)
+    .map(|(name, _)| name)
 }
 
 fn over_cap(refused: &mut Vec<Refused>, info: &PluginInfo, what: &str, n: usize, cap: usize) {
     if n > cap {
-        refused.push(Refused {
-            plugin: info.name.clone(),
-            version: info.version.clone(),
-            reason: "plugin_output_over_cap",
-            problem: format!(
-                "{} emitted {n} {what} in one call; the host keeps at most {cap}, the other {} were refused",
-                info.name,
-                n - cap
-            ),
-            payload: String::new(),
-        });
+        let problem = format!(
+            "{} emitted {n} {what} in one call; the host keeps at most {cap}, the other {} were refused",
+            info.name,
+            n - cap
+        );
+        refused.push(Refused::new(
+            info,
+            "plugin_output_over_cap",
+            problem,
+            String::new(),
+        ));
     }
 }
 

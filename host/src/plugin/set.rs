@@ -392,11 +392,7 @@ impl PluginSet {
 
     /// Unloads whatever plugin came from `path`; returns its name.
     pub fn remove_path(&mut self, path: &Path) -> Option<String> {
-        let name = self
-            .entries
-            .iter()
-            .find(|(_, e)| e.path == path)
-            .map(|(n, _)| n.clone())?;
+        let name = self.name_of_path(path)?;
         self.entries.remove(&name);
         if let Some(meters) = &self.meters {
             meters.unload(&name);
@@ -423,7 +419,7 @@ impl PluginSet {
 
     /// Whether a plugin was loaded from `path`.
     pub fn has_path(&self, path: &Path) -> bool {
-        self.entries.values().any(|e| e.path == path)
+        self.name_of_path(path).is_some()
     }
 
     /// Runs every plugin over a batch. The plugins are independent (each sees the whole
