@@ -40,7 +40,6 @@ stdout = false
 type = "file"
 path = "/tmp/obsbench/out/dead.jsonl"
 TOML
-    start=$(date +%s.%N)
     /usr/bin/time -f "%e %U %S" -o out/time $BIN run --config config.toml > out/log 2>&1 &
     pid=$!
     scrapes=0
@@ -51,8 +50,7 @@ TOML
       done
     fi
     wait $pid
-    end=$(date +%s.%N)
     read -r wall user sys < out/time
-    echo "round=$round mode=$mode seconds=$(echo "$end - $start" | bc) events_per_s=$(echo "300000 / ($end - $start)" | bc) cpu_seconds=$(echo "$user + $sys" | bc) scrapes=$scrapes"
+    echo "round=$round mode=$mode seconds=$wall events_per_s=$(echo "300000 / $wall" | bc) cpu_seconds=$(echo "$user + $sys" | bc) scrapes=$scrapes"
   done
 done
