@@ -1,0 +1,371 @@
+//! The chaos suite (issue 12): one stream through the `clickwatch` binary on a 4-partition
+//! topic, raw events to PostgreSQL, aggregates to SQLite, alerts and dead letters to Kafka,
+//! while the suite kills the host with SIGKILL again and again, restarts the broker on its
+//! data, takes PostgreSQL away, feeds a poison record of every kind and runs a plugin that
+//! loops forever beside the six shipped ones. Then the same topic is read by an uninterrupted
+//! host without the looping plugin. Asserted: every valid event stored exactly once, every
+//! poison record dead-lettered once with its reason and position, aggregates and alerts
+//! equal to the uninterrupted run's, each recovery within a bound, SIGTERM honoured within
+//! the grace period. The figures are printed.
+//!
+//! `cargo xtask test` runs the short form; `cargo xtask chaos` the full one
+//! (`CLICKWATCH_CHAOS=full`: more events and 20 kills). Both need the real services.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clickwatch_e2e::host::Host;
+use clickwatch_e2e::input::{BIG_NUMBER, Input, input};
+use clickwatch_e2e::kafka::{caught_up, create_topic, produce, producer, read_to_end};
+use clickwatch_e2e::outcome::{aggregates, alerts, dead_letters};
+use clickwatch_e2e::postgres::{fresh_database, raw_count, raw_ids};
+use clickwatch_e2e::services::{brokers, plugins_into, script, unique};
+
+const SHIPPED: [&str; 6] = [
+    "page-traffic",
+    "bot-detector",
+    "session-engagement",
+    "traffic-anomaly",
+    "click-fraud",
+    "funnel-drop",
+];
+const PARTITIONS: i32 = 4;
+/// Longest a host may take, after a restart of itself or of a service, to store new rows
+/// again. A killed member stays in the group until its session times out (6 s here).
+const RECOVERY_BOUND: Duration = Duration::from_secs(60);
+const GRACE: Duration = Duration::from_secs(30);
+
+/// How hard to push.
+struct Plan {
+    events: usize,
+    kills: usize,
+    /// Produced per 100 ms while the chaos run reads (the stream is live, not a backlog).
+    chunk: usize,
+    postgres_outage: Duration,
+}
+
+fn plan() -> Plan {
+    match std::env::var("CLICKWATCH_CHAOS").as_deref() {
+        Ok("full") => Plan {
+            events: 200_000,
+            kills: 20,
+            chunk: 150,
+            postgres_outage: Duration::from_secs(30),
+        },
+        _ => Plan {
+            events: 30_000,
+            kills: 3,
+            chunk: 60,
+            postgres_outage: Duration::from_secs(5),
+        },
+    }
+}
+
+/// One host's run: its config, outputs and database.
+struct Run {
+    name: &'static str,
+    dir: PathBuf,
+    config: PathBuf,
+    group: String,
+    db: String,
+    alerts_topic: String,
+    dead_topic: String,
+}
+
+impl Run {
+    async fn new(name: &'static str, root: &Path, topic: &str, plugins: &[&str], extra: &str) -> Run {
+        let dir = root.join(name);
+        plugins_into(&dir.join("plugins"), plugins);
+        let (group, alerts_topic, dead_topic) =
+            (unique(name), unique("alerts"), unique("dead"));
+        let db = fresh_database(&unique(name)).await;
+        let text = format!(
+            "[source]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{topic}\"\ngroup_id = \"{group}\"\n\
+             session_timeout_ms = 6000\ncheckpoint_interval_ms = 500\n\
+             [pipeline]\nbatch_size = 500\nbatch_linger_ms = 20\nallowed_lateness_ms = 5000\n\
+             idle_advance_ms = 600000\nshutdown_grace_ms = 10000\n\
+             [plugins]\ndir = \"{p}\"\nwatch = false\n{extra}\n\
+             [sinks.raw]\ntype = \"postgres\"\nurl = \"{db}\"\n\
+             [sinks.aggregates]\ntype = \"sqlite\"\npath = \"{d}/aggregates.db\"\n\
+             [sinks.alerts]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{alerts_topic}\"\n\
+             [sinks.dead_letters]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{dead_topic}\"\n",
+            b = brokers(),
+            p = dir.join("plugins").display(),
+            d = dir.display(),
+        );
+        let config = dir.join("clickwatch.toml");
+        std::fs::write(&config, text).expect("config");
+        Run {
+            name,
+            dir,
+            config,
+            group,
+            db,
+            alerts_topic,
+            dead_topic,
+        }
+    }
+
+    fn start(&self) -> Host {
+        Host::start(&self.config, &self.dir.join("host.log"))
+    }
+
+    /// Waits until the raw store holds more than `above` rows (polling, bounded); returns
+    /// how long it took. Fails with the log if the host exits.
+    async fn rows_above(&self, host: &mut Host, above: i64, bound: Duration, what: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            if raw_count(&self.db).await.is_some_and(|n| n > above) {
+                return started.elapsed();
+            }
+            assert!(
+                host.running(),
+                "{}: the host exited during {what} (log: {})",
+                self.name,
+                host.log().display()
+            );
+            assert!(
+                started.elapsed() < bound,
+                "{}: no new rows within {bound:?} of {what} (log: {})",
+                self.name,
+                host.log().display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (bounded) until every valid event is stored and the group has committed all of
+    /// its input and internal topics, twice in a row (nothing in flight).
+    async fn finish(&self, host: &mut Host, input: &Input) {
+        let expected = input.stored_ids.len() as i64;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut settled = 0;
+        while settled < 2 {
+            let stored = raw_count(&self.db).await.unwrap_or(0);
+            let (group, topic) = (self.group.clone(), topic_of(&self.config));
+            let done = stored >= expected
+                && tokio::task::spawn_blocking(move || caught_up(&group, &topic))
+                    .await
+                    .expect("join");
+            settled = if done { settled + 1 } else { 0 };
+            assert!(host.running(), "{}: the host exited (log: {})", self.name, host.log().display());
+            assert!(
+                Instant::now() < deadline,
+                "{}: not caught up within 300 s ({stored} of {expected} rows stored; log: {})",
+                self.name,
+                host.log().display()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn topic_of(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).expect("config");
+    let table: toml::Table = text.parse().expect("config TOML");
+    table["source"]["topic"].as_str().expect("topic").to_owned()
+}
+
+/// What one run stored, for the assertions.
+struct Stored {
+    aggregates: clickwatch_e2e::outcome::Aggregates,
+    alerts: std::collections::BTreeMap<String, serde_json::Value>,
+    dead: BTreeSet<(String, String)>,
+    dead_records: usize,
+}
+
+async fn stored(run: &Run, input: &Input) -> Stored {
+    let ids = raw_ids(&run.db).await;
+    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n != 1).take(5).collect();
+    assert!(twice.is_empty(), "{}: rows stored more than once: {twice:?}", run.name);
+    let ids: BTreeSet<String> = ids.into_keys().collect();
+    let missing: Vec<_> = input.stored_ids.difference(&ids).take(5).collect();
+    let extra: Vec<_> = ids.difference(&input.stored_ids).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{}: raw store differs from the valid input: missing {missing:?}, extra {extra:?}",
+        run.name
+    );
+    let pool = sqlx::PgPool::connect(&run.db).await.expect("connect");
+    let properties: String =
+        sqlx::query_scalar("SELECT properties::text FROM click_events WHERE event_id = $1")
+            .bind(&input.big_number_id)
+            .fetch_one(&pool)
+            .await
+            .expect("the big-number event");
+    pool.close().await;
+    assert!(
+        properties.contains(BIG_NUMBER),
+        "{}: properties not kept as sent: {properties}",
+        run.name
+    );
+    let (a, d) = (run.alerts_topic.clone(), run.dead_topic.clone());
+    let (alert_records, dead_records) =
+        tokio::task::spawn_blocking(move || (read_to_end(&a), read_to_end(&d)))
+            .await
+            .expect("join");
+    Stored {
+        aggregates: aggregates(&run.dir.join("aggregates.db"), input.cutoff_ms).await,
+        alerts: alerts(&alert_records, input.cutoff_ms),
+        dead: dead_letters(&dead_records),
+        dead_records: dead_records.len(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_outages_poison_and_a_looping_plugin_lose_nothing_and_change_nothing() {
+    let plan = plan();
+    let input = input(61, plan.events);
+    let topic = unique("chaos_in");
+    create_topic(&topic, PARTITIONS).await;
+    let root = tempfile::tempdir().expect("temp dir");
+
+    let mut with_loop: Vec<&str> = SHIPPED.to_vec();
+    with_loop.push("chaos");
+    // The looping plugin behaves for 2 000 events, then spins in every call.
+    let chaos = Run::new(
+        "chaos",
+        root.path(),
+        &topic,
+        &with_loop,
+        "[plugins.settings.chaos]\nmode = \"loop\"\nafter_events = 2000\n",
+    )
+    .await;
+    let mut host = chaos.start();
+
+    // The stream, live: a chunk every 100 ms while the host reads and the suite disrupts.
+    let records = input.records.clone();
+    let (chunk, producing_topic) = (plan.chunk, topic.clone());
+    let producing = tokio::spawn(async move {
+        let producer = producer();
+        let mut landed = Vec::with_capacity(records.len());
+        for part in records.chunks(chunk) {
+            landed.extend(produce(&producer, &producing_topic, part).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        landed
+    });
+
+    // Disruptions at evenly spaced points of the stream, by rows stored.
+    let expected = input.stored_ids.len() as i64;
+    let steps = plan.kills + 2;
+    let mut figures: Vec<(String, Duration)> = Vec::new();
+    let started = Instant::now();
+    for step in 0..steps {
+        let milestone = expected * (step as i64 + 1) / (steps as i64 + 1);
+        chaos
+            .rows_above(&mut host, milestone, Duration::from_secs(300), "the stream")
+            .await;
+        let at = raw_count(&chaos.db).await.expect("PostgreSQL is up here");
+        if step < plan.kills {
+            host.kill9();
+            host = chaos.start();
+            let took = chaos
+                .rows_above(&mut host, at, RECOVERY_BOUND, "a restart after kill -9")
+                .await;
+            figures.push((format!("kill -9 #{} at {at} rows", step + 1), took));
+        } else if step == plan.kills {
+            let restart = script("kafka", "restart", &[]);
+            let took = chaos
+                .rows_above(&mut host, at, RECOVERY_BOUND, "a broker restart")
+                .await;
+            figures.push((
+                format!("broker restart on its data ({:.1} s) at {at} rows", restart.as_secs_f64()),
+                took,
+            ));
+        } else {
+            script("postgres", "stop", &[]);
+            // The outage itself: the host must hold its input and retry meanwhile.
+            tokio::time::sleep(plan.postgres_outage).await;
+            script("postgres", "up", &[]);
+            let took = chaos
+                .rows_above(&mut host, at, RECOVERY_BOUND, "PostgreSQL coming back")
+                .await;
+            figures.push((
+                format!("PostgreSQL down {} s at {at} rows", plan.postgres_outage.as_secs()),
+                took,
+            ));
+        }
+    }
+    let landed = producing.await.expect("producer");
+    chaos.finish(&mut host, &input).await;
+    let chaos_seconds = started.elapsed();
+    let (status, stop) = host.terminate(GRACE);
+    assert!(status.success(), "the chaos host exits 0 on SIGTERM ({status})");
+
+    // The uninterrupted run over the same topic, now a backlog, without the looping plugin.
+    let reference = Run::new("reference", root.path(), &topic, &SHIPPED, "").await;
+    let mut host = reference.start();
+    let started = Instant::now();
+    reference.finish(&mut host, &input).await;
+    let reference_seconds = started.elapsed();
+    let (status, _) = host.terminate(GRACE);
+    assert!(status.success(), "the reference host exits 0 on SIGTERM ({status})");
+
+    let got = stored(&chaos, &input).await;
+    let want = stored(&reference, &input).await;
+
+    // Every poison record dead-lettered, with its reason and where it was, and nothing else.
+    let mut poison_at = BTreeSet::new();
+    let mut index = 0;
+    for (i, record) in input.records.iter().enumerate() {
+        if let Some(p) = input.poison.iter().find(|p| p.record == *record) {
+            let (partition, offset) = landed[i];
+            poison_at.insert((format!("{topic}/{partition}@{offset}"), p.reason.to_owned()));
+            index += 1;
+        }
+    }
+    assert_eq!(index, input.poison.len(), "every poison record was produced");
+    assert_eq!(want.dead, poison_at, "reference: dead letters are the poison records");
+    assert_eq!(got.dead, poison_at, "chaos: dead letters are the poison records");
+
+    assert!(
+        want.aggregates.values().map(BTreeSet::len).sum::<usize>() > 0 && !want.alerts.is_empty(),
+        "the reference produced aggregates and alerts"
+    );
+    for (table, rows) in &want.aggregates {
+        let other = got.aggregates.get(table).cloned().unwrap_or_default();
+        let missing: Vec<_> = rows.difference(&other).take(3).collect();
+        let extra: Vec<_> = other.difference(rows).take(3).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "table {table} differs ({} rows vs {}): missing {missing:?}, extra {extra:?}",
+            other.len(),
+            rows.len()
+        );
+    }
+    assert_eq!(
+        got.aggregates.keys().collect::<Vec<_>>(),
+        want.aggregates.keys().collect::<Vec<_>>(),
+        "the same tables"
+    );
+    let only_chaos: Vec<_> = got.alerts.keys().filter(|k| !want.alerts.contains_key(*k)).collect();
+    let only_reference: Vec<_> = want.alerts.keys().filter(|k| !got.alerts.contains_key(*k)).collect();
+    assert!(
+        only_chaos.is_empty() && only_reference.is_empty(),
+        "alerts differ: only in the chaos run {only_chaos:?}, only uninterrupted {only_reference:?}"
+    );
+    assert_eq!(got.alerts, want.alerts, "the same alerts with the same content");
+
+    eprintln!("chaos suite ({} events on {PARTITIONS} partitions, {} poison records):", plan.events, input.poison.len());
+    for (what, took) in &figures {
+        eprintln!("  {what}: rows stored again after {:.2} s", took.as_secs_f64());
+    }
+    let rows: usize = want.aggregates.values().map(BTreeSet::len).sum();
+    eprintln!(
+        "  chaos run {:.1} s, uninterrupted backlog run {:.1} s; SIGTERM to exit {:.2} s",
+        chaos_seconds.as_secs_f64(),
+        reference_seconds.as_secs_f64(),
+        stop.as_secs_f64()
+    );
+    eprintln!(
+        "  {} raw rows each stored once, {rows} aggregate rows and {} alerts equal to the uninterrupted run, \
+         {} dead letters ({} records on the topic) for {} poison kinds",
+        input.stored_ids.len(),
+        want.alerts.len(),
+        got.dead.len(),
+        got.dead_records,
+        input.poison.len()
+    );
+}
