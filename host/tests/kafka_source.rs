@@ -501,6 +501,50 @@ async fn windows_close_when_the_input_goes_quiet() {
     );
 }
 
+/// When the input goes quiet the last checkpoint is still stored on time: checkpoints follow
+/// `checkpoint_interval_ms`, not the arrival of the next record. (Found by the chaos suite:
+/// with a long `idle_advance_ms` the processor slept until the next record or the idle
+/// advance, so the input and internal topics stayed uncommitted, and lag was reported, for
+/// as long as the input was quiet.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_input_is_committed_to_its_end() {
+    let (topic, group) = (unique("still"), unique("g"));
+    create_topic(&topic, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugins_dir(dir.path(), &["counter"]);
+    let events = generated(31, 3_000);
+    let landed = produce(&topic, &keyed(&events)).await;
+    // The idle advance far beyond the test: only the checkpoint timer can commit.
+    let text = config_text(
+        &topic,
+        &group,
+        &plugins,
+        dir.path(),
+        &file_sinks(dir.path()),
+    )
+    .replace(
+        "allowed_lateness_ms = 600000",
+        "allowed_lateness_ms = 600000\nidle_advance_ms = 3600000",
+    );
+    let config = clickwatch::config::parse(Path::new("kafka.toml"), &text, []).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let host = tokio::spawn(pipeline::run(config, metrics.clone(), async move {
+        let _ = stopped.await;
+        Ending::Stopped
+    }));
+    let m = metrics.clone();
+    wait_until("every event processed", || {
+        m.events_processed.load(Ordering::Relaxed) == 3_000
+    })
+    .await;
+    // The host keeps running (no stop, which would checkpoint anyway): the input and the
+    // `global` group's internal topic are committed to their ends all the same.
+    wait_committed(&group, &topic, &per_partition(&landed)).await;
+    wait_global_total(&group, 3_000).await;
+    let _ = stop.send(());
+    host.await.unwrap().unwrap();
+}
 /// Alerts (sorted JSON lines) and the page-traffic table of a run whose outputs are in `out`.
 async fn outputs(out: &Path) -> (Vec<String>, Vec<(i64, String, i64, i64)>) {
     let mut alerts: Vec<String> = std::fs::read_to_string(out.join("alerts.jsonl"))

@@ -96,6 +96,11 @@ impl Partitioned {
                 );
             }
         }
+        if states.is_empty() && done.is_none() {
+            // Nothing moved and nobody waits: no barrier (a quiet input would otherwise send
+            // an empty one every interval).
+            return SinkWork::default();
+        }
         let mut barrier = Barrier::new(self.router.input.to_string(), states);
         barrier.done.extend(done);
         SinkWork {

@@ -170,7 +170,10 @@ impl Processor {
         }
         let mut control_open = true;
         let ending = loop {
+            // Wake for the idle advance or the next checkpoint, whichever is first: a quiet
+            // input must not hold back the checkpoint of what was already processed.
             let idle = self.event_time.idle_advance;
+            let wait = self.checkpoint_wait().map_or(idle, |due| due.min(idle));
             let next = rt.block_on(async {
                 tokio::select! {
                     biased;
@@ -178,7 +181,7 @@ impl Processor {
                         Some(c) => Next::Control(c),
                         None => Next::ControlClosed,
                     },
-                    m = tokio::time::timeout(idle, input.recv()) => match m {
+                    m = tokio::time::timeout(wait, input.recv()) => match m {
                         Ok(m) => Next::Input(m),
                         Err(_) => Next::Idle,
                     },
@@ -266,6 +269,14 @@ impl Processor {
             });
         }
         (ending, self.status())
+    }
+
+    /// How long until the next checkpoint is due (`None`: this pipeline keeps no checkpoints).
+    fn checkpoint_wait(&self) -> Option<Duration> {
+        (self.partitioned.is_some() || self.checkpointed_source.is_some()).then(|| {
+            self.checkpoint_interval
+                .saturating_sub(self.last_checkpoint.elapsed())
+        })
     }
 
     /// Checkpoints the partition tasks of `partitions` (dropping them on revoke): see
