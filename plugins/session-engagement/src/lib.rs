@@ -17,10 +17,14 @@
 //! session ending in it must have closed: when the watermark passes its end plus the timeout.
 //! The visitor type is `anonymous` when no event of the session carries a user id; otherwise
 //! it is `returning` if that user id was seen in an earlier session within
-//! `returning_window_days` (30) and `new` if not. The set of known users is bounded
+//! `returning_window_days` (30) before this one started, and `new` if not. It is decided when
+//! the session closes, from the sightings of the user by then (see [`visitors`]), so it does
+//! not depend on the order in which sessions of one user were read (different partitions,
+//! read at different speeds, restarts). The set of known users is bounded
 //! (`max_known_users`; once it is reached, users beyond the window are forgotten first, then
-//! the least recently seen), so "new" means "not seen in the recent, remembered past" — in
-//! particular every user counts as new right after a cold start.
+//! the least recently seen; and at most [`visitors::MAX_SIGHTINGS`] sightings per user), so
+//! "new" means "not seen in the recent, remembered past" — in particular every user counts as
+//! new right after a cold start.
 //!
 //! A tick costs what it closes, not what is open (ticks come once per step of event time):
 //! sessions wait in a queue by the earliest time they can time out, and the returning window
@@ -35,10 +39,12 @@
 //! # Layout
 //! - [`settings`]: the documented settings.
 //! - [`summary`]: per-session and per-segment state, the table declarations and rows.
+//! - [`visitors`]: known users and their sightings (new or returning).
 //! - this file: the plugin (routing events, closing sessions and windows, snapshots).
 
 pub mod settings;
 pub mod summary;
+pub mod visitors;
 
 #[cfg(test)]
 mod tests;
@@ -51,6 +57,7 @@ use serde::{Deserialize, Serialize};
 
 pub use settings::Settings;
 use summary::{SEGMENTS, SESSIONS, Segment, Session, Window};
+use visitors::KnownUsers;
 
 /// One window's segments as pairs: ((dimension, segment), totals).
 type SavedWindow = Vec<((String, String), Segment)>;
@@ -60,7 +67,7 @@ type SavedWindow = Vec<((String, String), Segment)>;
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Saved {
     sessions: HashMap<String, Session>,
-    known_users: HashMap<String, i64>,
+    known_users: KnownUsers,
     windows: Vec<(i64, SavedWindow)>,
     untracked: u64,
 }
@@ -76,8 +83,8 @@ pub struct SessionEngagement {
     /// steps). One entry per open session; a due session that had events since is pushed
     /// again at its new deadline. Not saved: rebuilt from the sessions on restore.
     deadlines: BinaryHeap<Reverse<(i64, String)>>,
-    /// User id -> event time it was last seen.
-    known_users: HashMap<String, i64>,
+    /// User id -> when it was sighted.
+    known_users: KnownUsers,
     /// When users beyond the returning window are next swept out (not saved: a restored
     /// instance sweeps at its first tick).
     next_sweep_ms: i64,
@@ -109,24 +116,24 @@ impl SessionEngagement {
         i64::from(self.settings.returning_window_days) * 86_400_000
     }
 
-    /// Forgets users beyond the returning window (swept once per [`SWEEP_MS`] of event time,
-    /// not every tick: the window itself is applied where a user is looked up) and, past the
-    /// cap, the least recently seen.
+    /// Forgets sightings no open or later session can look back to (swept once per
+    /// [`SWEEP_MS`] of event time, not every tick) and, past the cap, the least recently
+    /// seen users. A session still open may have started long before the watermark, so the
+    /// horizon is the returning window before the earliest open start.
     fn trim_known_users(&mut self, watermark_ms: i64) {
         let cap = self.settings.max_known_users as usize;
         if watermark_ms >= self.next_sweep_ms || self.known_users.len() > cap {
-            let horizon = watermark_ms.saturating_sub(self.returning_window_ms());
-            self.known_users.retain(|_, t| *t >= horizon);
+            let earliest = self
+                .sessions
+                .values()
+                .map(|s| s.first_ms)
+                .min()
+                .map_or(watermark_ms, |first| first.min(watermark_ms));
+            self.known_users
+                .forget_before(earliest.saturating_sub(self.returning_window_ms()));
             self.next_sweep_ms = watermark_ms.saturating_add(SWEEP_MS);
         }
-        if self.known_users.len() > cap {
-            // Drop down to 90 % of the cap at once, so this sort runs rarely.
-            let mut times: Vec<i64> = self.known_users.values().copied().collect();
-            times.sort_unstable();
-            let keep = cap - cap / 10;
-            let cut = times[times.len() - keep.max(1)];
-            self.known_users.retain(|_, t| *t >= cut);
-        }
+        self.known_users.trim(cap);
     }
 }
 
@@ -148,7 +155,7 @@ impl Plugin for SessionEngagement {
             settings,
             sessions: HashMap::new(),
             deadlines: BinaryHeap::new(),
-            known_users: HashMap::new(),
+            known_users: KnownUsers::default(),
             next_sweep_ms: i64::MIN,
             windows: BTreeMap::new(),
             untracked: 0,
@@ -157,7 +164,7 @@ impl Plugin for SessionEngagement {
 
     fn process(&mut self, batch: &Batch<'_>, _out: &mut Output) -> Result<(), String> {
         let max = self.settings.max_sessions as usize;
-        let (timeout, window) = (self.timeout_ms(), self.returning_window_ms());
+        let timeout = self.timeout_ms();
         for click in batch.iter() {
             let t = click.time_ms();
             if !self.sessions.contains_key(click.session()) {
@@ -188,17 +195,12 @@ impl Plugin for SessionEngagement {
             if s.country.is_none() {
                 s.country = click.country().map(str::to_owned);
             }
-            if s.returning.is_none()
+            if s.user.is_none()
+                && s.returning.is_none()
                 && let Some(user) = click.user()
             {
-                // Seen before this session started, within the window: a returning visitor.
-                let seen = self.known_users.get(user).copied();
-                s.returning =
-                    Some(seen.is_some_and(|at| {
-                        at < s.first_ms && at >= s.first_ms.saturating_sub(window)
-                    }));
-                let latest = seen.unwrap_or(t).max(t);
-                self.known_users.insert(user.to_owned(), latest);
+                s.user = Some(user.to_owned());
+                self.known_users.saw(user, t);
             }
         }
         Ok(())
@@ -226,10 +228,16 @@ impl Plugin for SessionEngagement {
                 self.deadlines.push(Reverse((due, id)));
             }
         }
+        let window = self.returning_window_ms();
         for id in closed {
-            let Some(s) = self.sessions.remove(&id) else {
+            let Some(mut s) = self.sessions.remove(&id) else {
                 continue;
             };
+            if s.returning.is_none()
+                && let Some(user) = &s.user
+            {
+                s.returning = Some(self.known_users.seen_before(user, s.first_ms, window));
+            }
             if self.settings.emit_sessions {
                 out.row(SESSIONS, s.row(&id));
             }

@@ -29,9 +29,14 @@ pub struct Session {
     pub cart: bool,
     #[serde(rename = "b", default, skip_serializing_if = "std::ops::Not::not")]
     pub purchase: bool,
-    /// `None` until an event carries a user id; then whether it was seen before.
+    /// Whether the user was seen before: decided when the session closes (see
+    /// [`crate::visitors`]); `None` before, and for a session without a user id. (Older
+    /// snapshots hold sessions decided at their first event; they keep that answer.)
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub returning: Option<bool>,
+    /// The user id of its first event that carries one.
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +54,7 @@ impl Session {
             cart: false,
             purchase: false,
             returning: None,
+            user: None,
             device: None,
             country: None,
         }
@@ -59,12 +65,13 @@ impl Session {
         self.events <= 1
     }
 
-    /// `new`, `returning` or `anonymous`.
+    /// `new`, `returning` or `anonymous` (no user id); a session with a user counts as `new`
+    /// until it is decided at close.
     pub fn visitor(&self) -> &'static str {
-        match self.returning {
-            Some(true) => "returning",
-            Some(false) => "new",
-            None => "anonymous",
+        match (self.returning, &self.user) {
+            (Some(true), _) => "returning",
+            (Some(false), _) | (None, Some(_)) => "new",
+            (None, None) => "anonymous",
         }
     }
 

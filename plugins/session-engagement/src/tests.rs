@@ -108,6 +108,34 @@ fn a_user_seen_before_is_returning() {
 }
 
 #[test]
+fn a_later_session_read_first_is_still_returning() {
+    // Two sessions of one user on different partitions: the later one may be read first.
+    let visitors = |first: &str, second: &str| {
+        let mut h = Harness::<SessionEngagement>::new("{}").unwrap();
+        let click = |s: &str| {
+            let t = if s == "early" { T0 } else { T0 + 40 * MIN };
+            TestClick::page_view(t, s, "/").user("u7")
+        };
+        h.process(&[click(first)]).unwrap();
+        h.process(&[click(second)]).unwrap();
+        let out = h.tick(T0 + 90 * MIN).unwrap();
+        let mut got: Vec<(String, String)> = rows_of(&out, summary::SESSIONS)
+            .iter()
+            .map(|r| (format!("{:?}", r[0]), format!("{:?}", r[9])))
+            .collect();
+        got.sort();
+        got
+    };
+    let in_order = visitors("early", "late");
+    assert_eq!(
+        in_order,
+        visitors("late", "early"),
+        "the read order changes nothing"
+    );
+    assert!(in_order[1].1.contains("returning") && in_order[0].1.contains("new"));
+}
+
+#[test]
 fn a_user_last_seen_before_the_window_is_new_whenever_the_sweep_ran() {
     let mut h = Harness::<SessionEngagement>::new(r#"{"returning_window_days": 1}"#).unwrap();
     h.process(&[TestClick::page_view(T0, "s1", "/").user("u7")])
