@@ -100,9 +100,7 @@ pub fn end_offsets(topic: &str) -> BTreeMap<i32, i64> {
     parts
         .into_iter()
         .map(|p| {
-            let (_, high) = c
-                .fetch_watermarks(topic, p, TIMEOUT)
-                .expect("watermarks");
+            let (_, high) = c.fetch_watermarks(topic, p, TIMEOUT).expect("watermarks");
             (p, high)
         })
         .collect()
@@ -118,7 +116,9 @@ pub fn committed(group: &str, topic: &str) -> BTreeMap<i32, i64> {
     for p in parts {
         tpl.add_partition(topic, p);
     }
-    let tpl = c.committed_offsets(tpl, TIMEOUT).expect("committed offsets");
+    let tpl = c
+        .committed_offsets(tpl, TIMEOUT)
+        .expect("committed offsets");
     tpl.elements()
         .iter()
         .filter_map(|e| match e.offset() {

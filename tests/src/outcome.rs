@@ -89,11 +89,18 @@ pub fn dead_letters(records: &[Vec<u8>]) -> BTreeSet<(String, String)> {
         .map(|bytes| {
             let letter: serde_json::Value = serde_json::from_slice(bytes)
                 .unwrap_or_else(|e| panic!("a dead letter that is not JSON ({e})"));
-            let origin = match (letter["topic"].as_str(), letter["partition"].as_i64(), letter["offset"].as_i64()) {
+            let origin = match (
+                letter["topic"].as_str(),
+                letter["partition"].as_i64(),
+                letter["offset"].as_i64(),
+            ) {
                 (Some(t), Some(p), Some(o)) => format!("{t}/{p}@{o}"),
                 _ => panic!("a dead letter without its source position: {letter}"),
             };
-            (origin, letter["reason"].as_str().unwrap_or_default().to_owned())
+            (
+                origin,
+                letter["reason"].as_str().unwrap_or_default().to_owned(),
+            )
         })
         .collect()
 }

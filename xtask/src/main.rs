@@ -27,6 +27,7 @@ fn main() -> Result<()> {
         Some("plugins") => build_plugins(&root).map(|_| ()),
         Some("demo") => demo(&root, &args[1..]),
         Some("test") => test(&root),
+        Some("chaos") => chaos(&root),
         Some("lint") => lint(&root),
         Some("services") => services_command(&root, &args[1..]),
         _ => {
@@ -34,7 +35,8 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  demo [--duration SECS]  build plugins and host, run the embedded pipeline\n  \
-                 test                    build plugins, run every test (SDK, plugins, host)\n  \
+                 test                    build plugins, run every test (SDK, plugins, host, chaos suite short form)\n  \
+                 chaos                   the chaos suite's full form (200k events, 20 kills, outages; ~15 min)\n  \
                  plugins                 build the wasm plugins and fixtures into target/plugins\n  \
                  services up|down|status [NAME..]  test services: postgres, kafka, bigquery, chromium (kafka: restart [--kill] keeps its data)\n  \
                  lint                    cargo fmt --check and clippy -D warnings on both workspaces"
@@ -254,9 +256,53 @@ fn test(root: &Path) -> Result<()> {
     run(cargo()
         .args(["test", "--workspace", "--manifest-path"])
         .arg(root.join("plugins/Cargo.toml")))?;
-    // Start what the tests need, unless the environment points at an existing instance.
-    let mut env: Vec<(String, String)> = Vec::new();
+    // Host: unit tests and integration tests against the real .wasm files and services.
+    let result = with_services(root, |env| {
+        run(cargo()
+            .args(["test", "--workspace"])
+            .env("CLICKWATCH_WASM_DIR", &wasm)
+            .envs(env.iter().cloned()))
+        .and_then(|()| scaffold_check(root))
+    });
+    result?;
+    eprintln!("all tests passed");
+    Ok(())
+}
+
+/// The chaos suite's full form (tests/tests/chaos.rs: 200 000 events, 20 kills of the host, a
+/// broker restart, a 30 s PostgreSQL outage); `test` runs its short form.
+fn chaos(root: &Path) -> Result<()> {
+    let wasm = build_plugins(root)?;
+    run(cargo().args(["build", "-p", "clickwatch"]))?;
+    with_services(root, |env| {
+        run(cargo()
+            .args([
+                "test",
+                "-p",
+                "clickwatch-e2e",
+                "--test",
+                "chaos",
+                "--",
+                "--nocapture",
+            ])
+            .env("CLICKWATCH_WASM_DIR", &wasm)
+            .env("CLICKWATCH_CHAOS", "full")
+            .envs(env.iter().cloned()))
+    })?;
+    eprintln!("chaos suite passed");
+    Ok(())
+}
+
+/// Runs `body` with the test services up (started here and stopped after, unless the
+/// environment points at an existing instance); `body` gets the variables that reach them.
+fn with_services(root: &Path, body: impl FnOnce(&[(String, String)]) -> Result<()>) -> Result<()> {
+    let mut env: Vec<(String, String)> = vec![(
+        // Tests stop and start services through the same scripts: same state folder.
+        "CLICKWATCH_STATE".into(),
+        std::env::var("CLICKWATCH_STATE").unwrap_or_else(|_| "/tmp/clickwatch-run".into()),
+    )];
     let mut started = Vec::new();
+    let mut result = Ok(());
     for name in TEST_SERVICES {
         let (_, var) = SERVICES
             .iter()
@@ -264,31 +310,27 @@ fn test(root: &Path) -> Result<()> {
             .expect("known service");
         match std::env::var(var) {
             Ok(value) => eprintln!("{name}: using {var}={value} from the environment"),
-            Err(_) => {
-                env.extend(service(root, name, "up")?);
-                started.push(name);
-            }
+            Err(_) => match service(root, name, "up") {
+                Ok(vars) => {
+                    env.extend(vars);
+                    started.push(name);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            },
         }
     }
-    // Host: unit tests and integration tests against the real .wasm files and services.
-    let result = run(cargo()
-        .args(["test", "--workspace"])
-        .env("CLICKWATCH_WASM_DIR", &wasm)
-        // Tests stop and start services through the same scripts: same state folder.
-        .env(
-            "CLICKWATCH_STATE",
-            std::env::var_os("CLICKWATCH_STATE").unwrap_or_else(|| "/tmp/clickwatch-run".into()),
-        )
-        .envs(env.iter().cloned()))
-    .and_then(|()| scaffold_check(root));
+    if result.is_ok() {
+        result = body(&env);
+    }
     for name in started {
         if let Err(e) = service(root, name, "down") {
             eprintln!("warning: {e:#}");
         }
     }
-    result?;
-    eprintln!("all tests passed");
-    Ok(())
+    result
 }
 
 /// `clickwatch plugin new` must give a crate that passes its tests, builds to wasm and is
