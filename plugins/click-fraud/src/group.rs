@@ -33,14 +33,19 @@ pub struct Finding {
     pub z: f64,
 }
 
-/// Open buckets kept per group at most (protects against far out-of-order input).
-const MAX_OPEN: usize = 8;
+/// Open buckets kept per group at most. Events reach a key group's instance ahead of its
+/// watermark by as much as its input partitions are apart in event time (a partition read
+/// faster, after a restart or in a backlog), so this covers hours of such lag at 60 s buckets;
+/// a cap of a few buckets dropped counts depending on read speed. Past it the oldest go
+/// (bounded state for input far out of order).
+const MAX_OPEN: usize = 256;
 
 impl Group {
     /// Counts an ad click (`exit == false`) or an exit in the bucket starting at `bucket`.
     pub fn count(&mut self, bucket: i64, time_ms: i64, exit: bool) {
         self.last_seen_ms = self.last_seen_ms.max(time_ms);
-        let slot = match self.open.iter_mut().position(|(b, _, _)| *b == bucket) {
+        // From the back: nearly every event is in the newest bucket.
+        let slot = match self.open.iter().rposition(|(b, _, _)| *b == bucket) {
             Some(i) => i,
             None => {
                 if self.open.len() >= MAX_OPEN {

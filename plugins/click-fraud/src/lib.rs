@@ -491,18 +491,32 @@ impl Plugin for ClickFraud {
                 .min(),
         };
         if let Some(mut bucket) = next {
-            let closable = watermark_ms.saturating_sub(bucket).div_euclid(len);
             let catchup = i64::from(self.settings.group_window_buckets) + 1;
-            if closable > catchup {
-                // Skip a long silence in bounded work; its buckets would be empty anyway.
-                bucket += (closable - catchup) * len;
-            }
+            // Buckets any group has counts in: a skip must stop short of them.
+            let counted: std::collections::BTreeSet<i64> = self
+                .state
+                .groups
+                .values()
+                .flat_map(|g| g.open.iter().map(|(b, _, _)| *b))
+                .collect();
             // `checked_add`: the end-of-input tick may carry a watermark near `i64::MAX`, where a
             // saturating sum would compare as "closable" forever.
             while bucket
                 .checked_add(len)
                 .is_some_and(|end| end <= watermark_ms)
             {
+                // Skip a long silence in bounded work: the buckets before the next one with
+                // counts are empty. Only those: when the watermark lags the events (input
+                // partitions apart in event time) the buckets it jumps over hold counts.
+                let until = counted
+                    .range(bucket..)
+                    .next()
+                    .map_or(watermark_ms, |&b| b.min(watermark_ms));
+                let empty = until.saturating_sub(bucket).div_euclid(len);
+                if empty > catchup {
+                    bucket += (empty - catchup) * len;
+                    continue;
+                }
                 let end = bucket + len;
                 for (key, g) in &mut self.state.groups {
                     if let Some(f) = g.close(bucket, end, &self.settings) {

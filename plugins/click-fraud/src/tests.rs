@@ -320,3 +320,55 @@ fn a_0_1_snapshot_restores_and_networks_are_judged_from_there() {
         "{alerts:#?}"
     );
 }
+
+#[test]
+fn a_watermark_that_lags_the_events_changes_no_referrer_count() {
+    // The same 40 minutes, ticked every minute or only at the end (a key group whose
+    // watermark lags its events by 40 buckets, as when input partitions are far apart in
+    // event time): the referrer groups count and judge the same buckets.
+    let events: Vec<Vec<TestClick>> = {
+        let mut rng = Rng(7);
+        (0..40)
+            .map(|m| {
+                let t = T0 + m * MIN;
+                let mut clicks = Vec::new();
+                humans(&mut rng, t, 330.0, &mut clicks);
+                fraud(t, &["203.0.113.7", "203.0.113.8"], 5, &mut clicks);
+                clicks
+            })
+            .collect()
+    };
+    let end = T0 + 41 * MIN;
+    let referrer_alerts = |alerts: Vec<Alert>| -> Vec<String> {
+        let mut v: Vec<String> = alerts
+            .into_iter()
+            .filter(|a| a.kind == "click-fraud/referrer")
+            .map(|a| format!("{} {} {}", a.entity, a.window_start_ms, a.message))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut stepped = Harness::<ClickFraud>::new("{}").unwrap();
+    let mut a = Vec::new();
+    for (m, clicks) in events.iter().enumerate() {
+        a.extend(stepped.process(clicks).unwrap().alerts);
+        a.extend(stepped.tick(T0 + (m as i64 + 1) * MIN).unwrap().alerts);
+    }
+    a.extend(stepped.tick(end).unwrap().alerts);
+    let mut lagging = Harness::<ClickFraud>::new("{}").unwrap();
+    let mut b = Vec::new();
+    for clicks in &events {
+        b.extend(lagging.process(clicks).unwrap().alerts);
+    }
+    b.extend(lagging.tick(end).unwrap().alerts);
+    let group = |h: &Harness<ClickFraud>, key: &str| {
+        let g = &h.plugin().state.groups[key];
+        (g.window.clone(), g.base, g.base_ads, g.learned)
+    };
+    for key in [format!("referrer:{FRAUD_REF}"), format!("referrer:{ADS}")] {
+        assert_eq!(group(&stepped, &key), group(&lagging, &key), "{key}");
+    }
+    let (a, b) = (referrer_alerts(a), referrer_alerts(b));
+    assert!(!a.is_empty(), "the fraudulent referrer is alerted");
+    assert_eq!(a, b);
+}

@@ -260,19 +260,35 @@ impl Plugin for FunnelDrop {
             },
         };
         let mut bucket = next;
-        // A long silence is skipped rather than judged bucket by bucket: its buckets would be
-        // empty, below the minimum volume, and the work of one call stays bounded.
-        let closable = watermark_ms.saturating_sub(bucket).div_euclid(len);
         let catchup = i64::from(self.settings.window_buckets) + 1;
-        if closable > catchup {
-            bucket += (closable - catchup) * len;
-        }
+        // Buckets with counts: a skip must stop short of them.
+        let counted: std::collections::BTreeSet<i64> = self
+            .state
+            .open
+            .iter()
+            .map(|(b, _)| *b)
+            .chain(self.state.open_segments.iter().map(|(b, _, _)| *b))
+            .chain(self.state.traffic.open_buckets())
+            .collect();
         // `checked_add`: the end-of-input tick may carry a watermark near `i64::MAX`, where a
         // saturating sum would compare as "closable" forever.
         while bucket
             .checked_add(len)
             .is_some_and(|end| end <= watermark_ms)
         {
+            // A long silence is skipped rather than judged bucket by bucket (its buckets are
+            // empty, below the minimum volume, and the work of one call stays bounded), up to
+            // the next bucket with counts: when the watermark lags the events (input
+            // partitions apart in event time) the buckets it jumps over hold counts.
+            let until = counted
+                .range(bucket..)
+                .next()
+                .map_or(watermark_ms, |&b| b.min(watermark_ms));
+            let empty = until.saturating_sub(bucket).div_euclid(len);
+            if empty > catchup {
+                bucket += (empty - catchup) * len;
+                continue;
+            }
             let mut counts = [0; 4];
             self.state.open.retain(|&(b, c)| {
                 if b == bucket {

@@ -32,16 +32,24 @@ const GUARD_HISTORY: usize = 60;
 
 impl Traffic {
     pub(crate) fn count(&mut self, bucket: i64) {
-        match self.open.iter_mut().find(|(b, _)| *b == bucket) {
+        match self.open.iter_mut().rev().find(|(b, _)| *b == bucket) {
             Some((_, n)) => *n = n.saturating_add(1),
             None => {
-                if self.open.len() >= 8 {
+                // Open buckets kept at most: as many as the event-time lag between the
+                // input partitions can leave open (hours at 60 s buckets); a cap of a few
+                // dropped counts depending on read speed.
+                if self.open.len() >= 256 {
                     self.open.sort_unstable();
                     self.open.remove(0);
                 }
                 self.open.push((bucket, 1));
             }
         }
+    }
+
+    /// The buckets it has counts in.
+    pub(crate) fn open_buckets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.open.iter().map(|(b, _)| *b)
     }
 
     /// Closes a bucket and says whether conversion may be judged in it.

@@ -136,13 +136,16 @@ pub const SINGLE_BUCKET_Z: f64 = 6.0;
 /// Resolution of the sequential test's counts, ms.
 pub const FINE_MS: i64 = 1_000;
 
-/// Seconds with events kept per series for the sequential test at most (more means a batch
-/// ran far past the watermark; the oldest are dropped).
-const MAX_FINE: usize = 512;
+/// Seconds with events kept per series for the sequential test at most: events reach a key
+/// group's instance ahead of its watermark by as much as its input partitions are apart in
+/// event time (a partition read faster, after a restart or in a backlog), so this covers
+/// over an hour of such lag; past it the oldest are dropped (bounded state for input far out
+/// of order). A cap of minutes made the counts depend on read speed.
+const MAX_FINE: usize = 4096;
 
-/// Open buckets kept per series at most: more means the stream is far out of order, and the
+/// Open buckets kept per series at most, for the same lag (hours at 60 s buckets); past it the
 /// oldest counts are dropped rather than growing state without bound.
-const MAX_OPEN: usize = 8;
+pub(crate) const MAX_OPEN: usize = 256;
 
 impl Series {
     /// A series first seen in the bucket starting at `bucket_ms`.
@@ -157,7 +160,8 @@ impl Series {
     /// Counts one event at `time_ms` in the bucket starting at `bucket_ms`.
     pub fn count(&mut self, bucket_ms: i64, time_ms: i64) {
         self.last_seen_ms = self.last_seen_ms.max(time_ms);
-        match self.open.iter_mut().find(|(b, _)| *b == bucket_ms) {
+        // From the back: nearly every event is in the newest bucket.
+        match self.open.iter_mut().rev().find(|(b, _)| *b == bucket_ms) {
             Some((_, n)) => *n = n.saturating_add(1),
             None => {
                 if self.open.len() >= MAX_OPEN {

@@ -10,6 +10,9 @@
 use clickwatch_sdk::detect::proportion::drop_tail;
 use serde::{Deserialize, Serialize};
 
+// Open buckets kept at most: as for the series.
+use crate::series::MAX_OPEN;
+
 /// Weight of the newest bucket in the baseline share.
 const ALPHA: f64 = 0.02;
 /// A spike is not demand only if its conversion share is at most this fraction of the
@@ -50,13 +53,10 @@ pub struct Verdict {
     pub tail: f64,
 }
 
-/// Open buckets kept at most (as for the series).
-const MAX_OPEN: usize = 8;
-
 impl Conversion {
     /// Counts one conversion in the bucket starting at `bucket`.
     pub fn count(&mut self, bucket: i64) {
-        match self.open.iter_mut().find(|(b, _)| *b == bucket) {
+        match self.open.iter_mut().rev().find(|(b, _)| *b == bucket) {
             Some((_, n)) => *n = n.saturating_add(1),
             None => {
                 if self.open.len() >= MAX_OPEN {
