@@ -11,3 +11,6 @@ plugins:
 
 lint:
     cargo xtask lint
+
+chaos:
+    cargo xtask chaos

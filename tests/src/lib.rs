@@ -20,3 +20,6 @@ pub mod input;
 
 /// What a run leaves behind, read back from its stores for comparison.
 pub mod outcome;
+
+/// One host's run: config, start, waiting on its progress.
+pub mod run;

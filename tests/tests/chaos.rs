@@ -12,15 +12,14 @@
 //! (`CLICKWATCH_CHAOS=full`: more events and 20 kills). Both need the real services.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clickwatch_e2e::host::Host;
 use clickwatch_e2e::input::{BIG_NUMBER, Input, input};
-use clickwatch_e2e::kafka::{caught_up, create_topic, produce, producer, read_to_end};
+use clickwatch_e2e::kafka::{create_topic, produce, producer, read_to_end};
 use clickwatch_e2e::outcome::{aggregates, alerts, dead_letters};
-use clickwatch_e2e::postgres::{fresh_database, raw_count, raw_ids};
-use clickwatch_e2e::services::{brokers, plugins_into, script, unique};
+use clickwatch_e2e::postgres::{raw_count, raw_ids};
+use clickwatch_e2e::run::{Aggregates, Run};
+use clickwatch_e2e::services::{script, unique};
 
 const SHIPPED: [&str; 6] = [
     "page-traffic",
@@ -60,127 +59,6 @@ fn plan() -> Plan {
             postgres_outage: Duration::from_secs(5),
         },
     }
-}
-
-/// One host's run: its config, outputs and database.
-struct Run {
-    name: &'static str,
-    dir: PathBuf,
-    config: PathBuf,
-    group: String,
-    db: String,
-    alerts_topic: String,
-    dead_topic: String,
-}
-
-impl Run {
-    async fn new(
-        name: &'static str,
-        root: &Path,
-        topic: &str,
-        plugins: &[&str],
-        extra: &str,
-    ) -> Run {
-        let dir = root.join(name);
-        plugins_into(&dir.join("plugins"), plugins);
-        let (group, alerts_topic, dead_topic) = (unique(name), unique("alerts"), unique("dead"));
-        let db = fresh_database(&unique(name)).await;
-        let text = format!(
-            "[source]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{topic}\"\ngroup_id = \"{group}\"\n\
-             session_timeout_ms = 6000\ncheckpoint_interval_ms = 500\n\
-             [pipeline]\nbatch_size = 500\nbatch_linger_ms = 20\nallowed_lateness_ms = 5000\n\
-             idle_advance_ms = 600000\nshutdown_grace_ms = 10000\n\
-             [plugins]\ndir = \"{p}\"\nwatch = false\n{extra}\n\
-             [sinks.raw]\ntype = \"postgres\"\nurl = \"{db}\"\n\
-             [sinks.aggregates]\ntype = \"sqlite\"\npath = \"{d}/aggregates.db\"\n\
-             [sinks.alerts]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{alerts_topic}\"\n\
-             [sinks.dead_letters]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{dead_topic}\"\n",
-            b = brokers(),
-            p = dir.join("plugins").display(),
-            d = dir.display(),
-        );
-        let config = dir.join("clickwatch.toml");
-        std::fs::write(&config, text).expect("config");
-        Run {
-            name,
-            dir,
-            config,
-            group,
-            db,
-            alerts_topic,
-            dead_topic,
-        }
-    }
-
-    fn start(&self) -> Host {
-        Host::start(&self.config, &self.dir.join("host.log"))
-    }
-
-    /// Waits until the raw store holds more than `above` rows (polling, bounded); returns
-    /// how long it took. Fails with the log if the host exits.
-    async fn rows_above(
-        &self,
-        host: &mut Host,
-        above: i64,
-        bound: Duration,
-        what: &str,
-    ) -> Duration {
-        let started = Instant::now();
-        loop {
-            if raw_count(&self.db).await.is_some_and(|n| n > above) {
-                return started.elapsed();
-            }
-            assert!(
-                host.running(),
-                "{}: the host exited during {what} (log: {})",
-                self.name,
-                host.log().display()
-            );
-            assert!(
-                started.elapsed() < bound,
-                "{}: no new rows within {bound:?} of {what} (log: {})",
-                self.name,
-                host.log().display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits (bounded) until every valid event is stored and the group has committed all of
-    /// its input and internal topics, twice in a row (nothing in flight).
-    async fn finish(&self, host: &mut Host, input: &Input) {
-        let expected = input.stored_ids.len() as i64;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let mut settled = 0;
-        while settled < 2 {
-            let stored = raw_count(&self.db).await.unwrap_or(0);
-            let (group, topic) = (self.group.clone(), topic_of(&self.config));
-            let done = stored >= expected
-                && tokio::task::spawn_blocking(move || caught_up(&group, &topic))
-                    .await
-                    .expect("join");
-            settled = if done { settled + 1 } else { 0 };
-            assert!(
-                host.running(),
-                "{}: the host exited (log: {})",
-                self.name,
-                host.log().display()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "{}: not caught up within 300 s ({stored} of {expected} rows stored; log: {})",
-                self.name,
-                host.log().display()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
-
-fn topic_of(config: &Path) -> String {
-    let text = std::fs::read_to_string(config).expect("config");
-    let table: toml::Table = text.parse().expect("config TOML");
-    table["source"]["topic"].as_str().expect("topic").to_owned()
 }
 
 /// What one run stored, for the assertions.
@@ -258,6 +136,7 @@ async fn kills_outages_poison_and_a_looping_plugin_lose_nothing_and_change_nothi
         &topic,
         &with_loop,
         "[plugins.settings.chaos]\nmode = \"loop\"\nafter_events = 2000\n",
+        &Aggregates::Sqlite,
     )
     .await;
     let mut host = chaos.start();
@@ -339,7 +218,15 @@ async fn kills_outages_poison_and_a_looping_plugin_lose_nothing_and_change_nothi
     );
 
     // The uninterrupted run over the same topic, now a backlog, without the looping plugin.
-    let reference = Run::new("reference", root.path(), &topic, &SHIPPED, "").await;
+    let reference = Run::new(
+        "reference",
+        root.path(),
+        &topic,
+        &SHIPPED,
+        "",
+        &Aggregates::Sqlite,
+    )
+    .await;
     let mut host = reference.start();
     let started = Instant::now();
     reference.finish(&mut host, &input).await;
