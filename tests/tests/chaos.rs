@@ -164,9 +164,13 @@ async fn kills_outages_poison_and_a_looping_plugin_lose_nothing_and_change_nothi
         chaos
             .rows_above(&mut host, milestone, Duration::from_secs(300), "the stream")
             .await;
-        let at = raw_count(&chaos.db).await.expect("PostgreSQL is up here");
+        // Each figure counts from the moment the disruption is over (the host is gone and a
+        // new one started, the broker is ready again, PostgreSQL is back) until the raw store
+        // holds more rows than it did then, so rows written before the disruption bit do not
+        // count as a recovery.
         if step < plan.kills {
             host.kill9();
+            let at = raw_count(&chaos.db).await.expect("PostgreSQL is up here");
             host = chaos.start();
             let took = chaos
                 .rows_above(&mut host, at, RECOVERY_BOUND, "a restart after kill -9")
@@ -174,6 +178,7 @@ async fn kills_outages_poison_and_a_looping_plugin_lose_nothing_and_change_nothi
             figures.push((format!("kill -9 #{} at {at} rows", step + 1), took));
         } else if step == plan.kills {
             let restart = script("kafka", "restart", &[]);
+            let at = raw_count(&chaos.db).await.expect("PostgreSQL is up here");
             let took = chaos
                 .rows_above(&mut host, at, RECOVERY_BOUND, "a broker restart")
                 .await;
@@ -185,6 +190,10 @@ async fn kills_outages_poison_and_a_looping_plugin_lose_nothing_and_change_nothi
                 took,
             ));
         } else {
+            // Counted just before the stop: nothing is written while the server is down (a
+            // write in the milliseconds between the count and the stop would show as an
+            // instant recovery).
+            let at = raw_count(&chaos.db).await.expect("PostgreSQL is up here");
             script("postgres", "stop", &[]);
             // The outage itself: the host must hold its input and retry meanwhile.
             tokio::time::sleep(plan.postgres_outage).await;

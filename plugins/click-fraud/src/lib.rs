@@ -5,7 +5,9 @@
 //!   of its conversions (`add_to_cart`, `checkout`, `purchase`) are kept for
 //!   `ip_window_secs` (600). When an ad click brings the window to at least
 //!   `min_ip_ad_clicks` (5) ad clicks with conversions at most `max_ip_conversion_rate` (0.1)
-//!   of them, the IP is alerted, once until it is evicted; `time_ms` is that ad click. A human
+//!   of them, the IP is alerted, once until it is evicted; `time_ms` is that ad click. Each ad
+//!   click is judged once the watermark has passed it, in time order, so the verdict does not
+//!   depend on the order the IP's sessions were read in (see [`ip`]). A human
 //!   arrives from an ad about once per visit and each visitor has its own address, so five in
 //!   ten minutes without buying is not human.
 //! - **per referrer and per device** (`click-fraud/referrer`, `click-fraud/device`): an ad
@@ -33,16 +35,18 @@
 //! # Layout
 //! - [`settings`]: the documented settings.
 //! - [`group`]: the referrer/device exit rule.
+//! - [`ip`]: the per-IP rule.
 //! - this file: the plugin (IP rule, exit verdicts, buckets, eviction, snapshots).
 
 pub mod evidence;
 pub mod group;
+pub mod ip;
 pub mod settings;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use clickwatch_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -50,16 +54,8 @@ use serde::{Deserialize, Serialize};
 use clickwatch_sdk::detect::EventRate as Rate;
 use evidence::{Conviction, Null, Source};
 use group::Group;
+use ip::IpState;
 pub use settings::Settings;
-
-/// Per-IP evidence.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-struct IpState {
-    ad_clicks: VecDeque<i64>,
-    conversions: VecDeque<i64>,
-    last_seen_ms: i64,
-    alerted: bool,
-}
 
 /// An ad-click session waiting for its exit verdict.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +137,9 @@ struct State {
     share: ExitShare,
     next_close_ms: Option<i64>,
     untracked: u64,
+    /// IPs with ad clicks waiting for the watermark (absent in older snapshots).
+    #[serde(default)]
+    unjudged_ips: BTreeSet<String>,
 }
 
 /// The detector.
@@ -199,64 +198,43 @@ impl ClickFraud {
         }
     }
 
-    /// The IP rule, on one event from `ip`. Returns the alert when this event convicts it.
-    fn ip_event(&mut self, ip: &str, click: &Click<'_>) -> Option<Alert> {
-        let s = &self.settings;
-        let t = click.time_ms();
+    /// Records an ad click or a conversion for the IP rule (judged at the watermark, see
+    /// [`ip`]).
+    fn ip_event(&mut self, ip: &str, click: &Click<'_>) {
         let ips = &mut self.state.ips;
         if !ips.contains_key(ip) {
-            if ips.len() >= s.max_ips as usize {
+            if ips.len() >= self.settings.max_ips as usize {
                 self.state.untracked += 1;
-                return None;
+                return;
             }
             ips.insert(ip.to_owned(), IpState::default());
         }
-        let st = ips.get_mut(ip)?;
-        st.last_seen_ms = st.last_seen_ms.max(t);
-        let cap = 4 * s.min_ip_ad_clicks as usize;
-        let kind = click.kind();
-        let list = if kind == EventKind::AdClick {
-            &mut st.ad_clicks
-        } else {
-            &mut st.conversions
-        };
-        list.push_back(t);
-        if list.len() > cap {
-            list.pop_front();
+        if let Some(st) = ips.get_mut(ip) {
+            st.record(click);
+            if st.has_unjudged() && !self.state.unjudged_ips.contains(ip) {
+                self.state.unjudged_ips.insert(ip.to_owned());
+            }
         }
-        let horizon = st.last_seen_ms - i64::from(s.ip_window_secs) * 1000;
-        st.ad_clicks.retain(|&x| x > horizon);
-        st.conversions.retain(|&x| x > horizon);
-        let ads = st.ad_clicks.len();
-        let conversions = st.conversions.len();
-        if st.alerted
-            || kind != EventKind::AdClick
-            || ads < s.min_ip_ad_clicks as usize
-            || conversions as f64 > s.max_ip_conversion_rate * ads as f64
-        {
-            return None;
+    }
+
+    /// Judges the IPs with ad clicks the watermark has passed, in IP order.
+    fn judge_ips(&mut self, watermark_ms: i64, out: &mut Output) {
+        let mut done = Vec::new();
+        for ip in &self.state.unjudged_ips {
+            let Some(st) = self.state.ips.get_mut(ip) else {
+                done.push(ip.clone());
+                continue;
+            };
+            if let Some(alert) = st.judge(ip, watermark_ms, &self.settings) {
+                out.alert(alert);
+            }
+            if !st.has_unjudged() {
+                done.push(ip.clone());
+            }
         }
-        st.alerted = true;
-        let first = st.ad_clicks.iter().copied().min().unwrap_or(t);
-        let minutes = ((t - first) as f64 / 60_000.0).max(1.0 / 60.0);
-        Some(
-            Alert::new("click-fraud/ip", "ip", ip)
-                .severity(Severity::Critical)
-                .window(first, t)
-                .score(ads as f64 / minutes)
-                .message(format!(
-                    "{ads} ad clicks in {:.1} min from {ip} with {conversions} conversions",
-                    (t - first) as f64 / 60_000.0
-                ))
-                .details(serde_json::json!({
-                    "ad_clicks": ads,
-                    "conversions": conversions,
-                    "span_ms": t - first,
-                    "referrer": click.referrer(),
-                    "device": click.device(),
-                    "user_agent": click.user_agent(),
-                })),
-        )
+        for ip in done {
+            self.state.unjudged_ips.remove(&ip);
+        }
     }
 
     /// Settles the exit verdict of ad-click sessions whose grace ran out by `watermark_ms`,
@@ -423,7 +401,7 @@ impl Plugin for ClickFraud {
         })
     }
 
-    fn process(&mut self, batch: &Batch<'_>, out: &mut Output) -> Result<(), String> {
+    fn process(&mut self, batch: &Batch<'_>, _out: &mut Output) -> Result<(), String> {
         let groups_on = self.settings.referrer_rule
             || self.settings.device_rule
             || self.settings.sequential_rule;
@@ -447,10 +425,8 @@ impl Plugin for ClickFraud {
                 }
                 continue;
             }
-            if let Some(ip) = click.ip()
-                && let Some(alert) = self.ip_event(ip, &click)
-            {
-                out.alert(alert);
+            if let Some(ip) = click.ip() {
+                self.ip_event(ip, &click);
             }
             if !groups_on {
                 continue;
@@ -476,6 +452,7 @@ impl Plugin for ClickFraud {
     }
 
     fn tick(&mut self, watermark_ms: i64, out: &mut Output) -> Result<(), String> {
+        self.judge_ips(watermark_ms, out);
         self.settle_exits(watermark_ms, out);
         self.state
             .share
@@ -549,7 +526,9 @@ impl Plugin for ClickFraud {
         }
         let horizon =
             watermark_ms.saturating_sub(i64::from(self.settings.idle_timeout_secs) * 1000);
-        self.state.ips.retain(|_, s| s.last_seen_ms >= horizon);
+        self.state
+            .ips
+            .retain(|_, s| s.last_seen_ms >= horizon || s.has_unjudged());
         self.state.pending.retain(|_, p| p.ad_ms >= horizon);
         self.state.groups.retain(|_, g| g.last_seen_ms >= horizon);
         self.state.sources.retain(|_, s| !s.idle(horizon));

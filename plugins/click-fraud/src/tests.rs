@@ -210,7 +210,10 @@ fn ip_evidence_survives_a_reload() {
     let first: Vec<_> = (0..3).map(click).collect();
     assert!(h.process(&first).unwrap().alerts.is_empty());
     h.reload().unwrap();
-    let out = h.process(&[click(3), click(4)]).unwrap();
+    assert!(h.process(&[click(3), click(4)]).unwrap().alerts.is_empty());
+    // Judged once the watermark has passed the fifth ad click.
+    h.reload().unwrap();
+    let out = h.tick(T0 + 21_000).unwrap();
     assert_eq!(out.alerts.len(), 1);
     assert_eq!(out.alerts[0].entity, "1.2.3.4");
     assert_eq!(out.alerts[0].window_start_ms, T0);
@@ -227,6 +230,7 @@ fn conversions_clear_an_ip() {
         clicks.push(TestClick::new(EventKind::AddToCart, t + 5_000, &s, "/p").ip("10.0.0.1"));
     }
     assert!(h.process(&clicks).unwrap().alerts.is_empty());
+    assert!(h.tick(T0 + 10 * MIN).unwrap().alerts.is_empty());
 }
 
 #[test]

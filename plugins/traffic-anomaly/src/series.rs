@@ -160,6 +160,9 @@ impl Series {
     /// Counts one event at `time_ms` in the bucket starting at `bucket_ms`.
     pub fn count(&mut self, bucket_ms: i64, time_ms: i64) {
         self.last_seen_ms = self.last_seen_ms.max(time_ms);
+        // The earliest bucket, not the first to arrive: events of one page come from several
+        // input partitions, in an order that depends on read speed.
+        self.first_bucket_ms = self.first_bucket_ms.min(bucket_ms);
         // From the back: nearly every event is in the newest bucket.
         match self.open.iter_mut().rev().find(|(b, _)| *b == bucket_ms) {
             Some((_, n)) => *n = n.saturating_add(1),
