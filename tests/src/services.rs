@@ -35,21 +35,37 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs `services/NAME.sh ACTION ARGS` and returns how long it took; panics if it fails.
+/// Runs `services/NAME.sh ACTION ARGS` and returns how long it took; panics if it fails, or
+/// if the instance it manages is not the one the suite talks to (a `KEY=VALUE` line it prints
+/// differs from the suite's environment): disrupting another instance would test nothing.
 pub fn script(name: &str, action: &str, args: &[&str]) -> Duration {
     let started = Instant::now();
     let script = root().join("services").join(format!("{name}.sh"));
-    let status = std::process::Command::new("bash")
+    let output = std::process::Command::new("bash")
         .arg(&script)
         .arg(action)
         .args(args)
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprint!("{stdout}");
     assert!(
-        status.success(),
-        "services/{name}.sh {action} {args:?} failed ({status})"
+        output.status.success(),
+        "services/{name}.sh {action} {args:?} failed ({})",
+        output.status
     );
-    started.elapsed()
+    for (key, value) in stdout.lines().filter_map(|l| l.split_once('=')) {
+        if let Ok(ours) = std::env::var(key) {
+            assert_eq!(
+                ours, value,
+                "services/{name}.sh manages {key}={value}, but the suite uses {key}={ours}: \
+                 it must run against the script-managed services (cargo xtask test or chaos)"
+            );
+        }
+    }
+    took
 }
 
 /// The folder of built plugins and fixtures (CLICKWATCH_WASM_DIR, else `target/plugins`).

@@ -56,7 +56,8 @@ fn plan() -> Plan {
             events: 30_000,
             kills: 3,
             chunk: 60,
-            postgres_outage: Duration::from_secs(5),
+            // Longer than the raw sink's 5 s wait for a connection, so a write fails.
+            postgres_outage: Duration::from_secs(8),
         },
     }
 }
@@ -190,17 +191,33 @@ async fn kills_outages_poison_and_a_looping_plugin_lose_nothing_and_change_nothi
                 took,
             ));
         } else {
-            // Counted just before the stop: nothing is written while the server is down (a
-            // write in the milliseconds between the count and the stop would show as an
-            // instant recovery).
-            let at = raw_count(&chaos.db).await.expect("PostgreSQL is up here");
+            let retries = |host: &clickwatch_e2e::host::Host| {
+                std::fs::read_to_string(host.log())
+                    .map(|log| log.matches("sink write failed").count())
+                    .unwrap_or(0)
+            };
+            let retried_before = retries(&host);
             script("postgres", "stop", &[]);
             // The outage itself: the host must hold its input and retry meanwhile.
             tokio::time::sleep(plan.postgres_outage).await;
             script("postgres", "up", &[]);
-            let took = chaos
-                .rows_above(&mut host, at, RECOVERY_BOUND, "PostgreSQL coming back")
-                .await;
+            // Counted once the server is back: the recovery is the first write after that. If
+            // the host wrote everything left before the count, it recovered at least that fast.
+            let at = raw_count(&chaos.db).await.expect("PostgreSQL is back");
+            let took = if at >= expected {
+                Duration::ZERO
+            } else {
+                chaos
+                    .rows_above(&mut host, at, RECOVERY_BOUND, "PostgreSQL coming back")
+                    .await
+            };
+            // The outage outlasts the pool's 5 s wait for a connection, so a write must have
+            // failed and been retried (it is logged before the write that succeeds).
+            assert!(
+                retries(&host) > retried_before,
+                "the host did not notice the PostgreSQL outage (log: {})",
+                host.log().display()
+            );
             figures.push((
                 format!(
                     "PostgreSQL down {} s at {at} rows",

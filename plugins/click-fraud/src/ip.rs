@@ -62,12 +62,16 @@ impl IpState {
     pub fn record(&mut self, click: &Click<'_>) {
         let t = click.time_ms();
         self.last_seen_ms = self.last_seen_ms.max(t);
+        if self.alerted {
+            // Convicted until evicted: nothing more to judge, nothing to keep.
+            return;
+        }
         if click.kind() != EventKind::AdClick {
             insert(&mut self.conversions, t);
             return;
         }
         insert(&mut self.ad_clicks, t);
-        if !self.alerted && self.unjudged.len() < MAX_TIMES {
+        if self.unjudged.len() < MAX_TIMES {
             self.unjudged.push(AdClick {
                 time_ms: t,
                 referrer: click.referrer().map(str::to_owned),
@@ -80,6 +84,13 @@ impl IpState {
     /// Whether ad clicks wait for the watermark.
     pub fn has_unjudged(&self) -> bool {
         !self.unjudged.is_empty()
+    }
+
+    /// Puts the time lists in order (snapshots before they were kept sorted hold them in
+    /// arrival order).
+    pub fn normalize(&mut self) {
+        self.ad_clicks.make_contiguous().sort_unstable();
+        self.conversions.make_contiguous().sort_unstable();
     }
 
     /// Judges, in time order, the ad clicks the watermark has passed; returns the alert when
@@ -132,6 +143,8 @@ impl IpState {
         }
         if self.alerted {
             self.unjudged.clear();
+            self.ad_clicks.clear();
+            self.conversions.clear();
         }
         // What no ad click still to be judged can look back to.
         let keep = self
@@ -160,6 +173,33 @@ mod tests {
         assert_eq!(count(&times, 1, 5), 3);
         assert_eq!(count(&times, 0, 9), 5);
         assert_eq!(count(&times, 9, 20), 0);
+    }
+
+    #[test]
+    fn an_ip_keeps_its_window_and_a_convicted_one_nothing() {
+        let s = Settings::default();
+        let clicks: Vec<TestClick> = (0..400)
+            .map(|i| {
+                let kind = if i < 200 {
+                    EventKind::AddToCart
+                } else {
+                    EventKind::AdClick
+                };
+                TestClick::new(kind, 10_000 * i, &format!("s{i}"), "/").ip("192.0.2.9")
+            })
+            .collect();
+        let data = clickwatch_sdk::testing::BatchBuilder::from_clicks(&clicks);
+        let batch = data.view().expect("batch");
+        let mut st = IpState::default();
+        let mut alerts = 0;
+        for (i, click) in batch.iter().enumerate() {
+            st.record(&click);
+            alerts += usize::from(st.judge("192.0.2.9", 10_000 * i as i64 + 1, &s).is_some());
+            // Ten minutes at one event per 10 s, and the newest.
+            assert!(st.conversions.len() + st.ad_clicks.len() <= 61, "at {i}");
+        }
+        assert_eq!(alerts, 1, "convicted once its conversions left the window");
+        assert!(st.ad_clicks.is_empty() && st.conversions.is_empty() && !st.has_unjudged());
     }
 
     #[test]

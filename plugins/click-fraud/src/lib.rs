@@ -137,7 +137,8 @@ struct State {
     share: ExitShare,
     next_close_ms: Option<i64>,
     untracked: u64,
-    /// IPs with ad clicks waiting for the watermark (absent in older snapshots).
+    /// IPs with events since the last tick, or ad clicks waiting for the watermark (absent in
+    /// older snapshots).
     #[serde(default)]
     unjudged_ips: BTreeSet<String>,
 }
@@ -211,7 +212,8 @@ impl ClickFraud {
         }
         if let Some(st) = ips.get_mut(ip) {
             st.record(click);
-            if st.has_unjudged() && !self.state.unjudged_ips.contains(ip) {
+            // Judged, and its lists pruned to the window, at the next tick.
+            if !self.state.unjudged_ips.contains(ip) {
                 self.state.unjudged_ips.insert(ip.to_owned());
             }
         }
@@ -544,6 +546,9 @@ impl Plugin for ClickFraud {
             return Ok(());
         }
         self.state = clickwatch_sdk::state::decode(state)?;
+        for ip in self.state.ips.values_mut() {
+            ip.normalize();
+        }
         Ok(())
     }
 }
