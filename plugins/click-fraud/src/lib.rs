@@ -51,6 +51,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use clickwatch_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use clickwatch_sdk::buckets::skip_silence;
 use clickwatch_sdk::detect::EventRate as Rate;
 use evidence::{Conviction, Null, Source};
 use group::Group;
@@ -484,16 +485,9 @@ impl Plugin for ClickFraud {
                 .checked_add(len)
                 .is_some_and(|end| end <= watermark_ms)
             {
-                // Skip a long silence in bounded work: the buckets before the next one with
-                // counts are empty. Only those: when the watermark lags the events (input
-                // partitions apart in event time) the buckets it jumps over hold counts.
-                let until = counted
-                    .range(bucket..)
-                    .next()
-                    .map_or(watermark_ms, |&b| b.min(watermark_ms));
-                let empty = until.saturating_sub(bucket).div_euclid(len);
-                if empty > catchup {
-                    bucket += (empty - catchup) * len;
+                // A long silence in bounded work, never past a bucket with counts.
+                if let Some(next) = skip_silence(bucket, watermark_ms, len, catchup, &counted) {
+                    bucket = next;
                     continue;
                 }
                 let end = bucket + len;

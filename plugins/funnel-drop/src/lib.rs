@@ -72,6 +72,7 @@ mod tests;
 
 use std::collections::HashMap;
 
+use clickwatch_sdk::buckets::skip_silence;
 use clickwatch_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -277,16 +278,9 @@ impl Plugin for FunnelDrop {
             .is_some_and(|end| end <= watermark_ms)
         {
             // A long silence is skipped rather than judged bucket by bucket (its buckets are
-            // empty, below the minimum volume, and the work of one call stays bounded), up to
-            // the next bucket with counts: when the watermark lags the events (input
-            // partitions apart in event time) the buckets it jumps over hold counts.
-            let until = counted
-                .range(bucket..)
-                .next()
-                .map_or(watermark_ms, |&b| b.min(watermark_ms));
-            let empty = until.saturating_sub(bucket).div_euclid(len);
-            if empty > catchup {
-                bucket += (empty - catchup) * len;
+            // empty, below the minimum volume), never past a bucket with counts.
+            if let Some(next) = skip_silence(bucket, watermark_ms, len, catchup, &counted) {
+                bucket = next;
                 continue;
             }
             let mut counts = [0; 4];

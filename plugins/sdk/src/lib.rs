@@ -44,6 +44,7 @@
 extern crate self as clickwatch_sdk;
 
 pub mod batch;
+pub mod buckets;
 pub mod detect;
 pub mod info;
 pub mod log;
