@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use clickwatch_sdk::buckets::MAX_OPEN;
 use serde::{Deserialize, Serialize};
 
 use crate::Settings;
@@ -32,13 +33,6 @@ pub struct Finding {
     pub expected: f64,
     pub z: f64,
 }
-
-/// Open buckets kept per group at most. Events reach a key group's instance ahead of its
-/// watermark by as much as its input partitions are apart in event time (a partition read
-/// faster, after a restart or in a backlog), so this covers hours of such lag at 60 s buckets;
-/// a cap of a few buckets dropped counts depending on read speed. Past it the oldest go
-/// (bounded state for input far out of order).
-const MAX_OPEN: usize = 256;
 
 impl Group {
     /// Counts an ad click (`exit == false`) or an exit in the bucket starting at `bucket`.

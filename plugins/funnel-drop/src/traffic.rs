@@ -35,10 +35,7 @@ impl Traffic {
         match self.open.iter_mut().rev().find(|(b, _)| *b == bucket) {
             Some((_, n)) => *n = n.saturating_add(1),
             None => {
-                // Open buckets kept at most: as many as the event-time lag between the
-                // input partitions can leave open (hours at 60 s buckets); a cap of a few
-                // dropped counts depending on read speed.
-                if self.open.len() >= 256 {
+                if self.open.len() >= clickwatch_sdk::buckets::MAX_OPEN {
                     self.open.sort_unstable();
                     self.open.remove(0);
                 }

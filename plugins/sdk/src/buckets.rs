@@ -1,7 +1,15 @@
-//! Bucket arithmetic shared by detectors that close fixed-length buckets on `tick`: how far a
-//! long silence may be skipped without skipping a bucket that holds counts.
+//! Bucket arithmetic shared by detectors that close fixed-length buckets on `tick`: how many
+//! open buckets to keep, and how far a long silence may be skipped without skipping a bucket
+//! that holds counts.
 
 use std::collections::BTreeSet;
+
+/// Open buckets an entity should keep at most. Events reach a key group's instance ahead of
+/// its watermark by as much as its input partitions are apart in event time (a partition read
+/// faster, after a restart or in a backlog), so this covers hours of such lag at 60 s buckets;
+/// a cap of a few buckets dropped counts depending on read speed. Past it the oldest go
+/// (bounded state for input far out of order).
+pub const MAX_OPEN: usize = 256;
 
 /// Where closing may resume when the buckets from `bucket` on are to be closed up to
 /// `watermark_ms`: past a stretch of more than `catchup` empty buckets (none of them in

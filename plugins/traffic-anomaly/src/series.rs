@@ -7,6 +7,7 @@
 //! so an anomaly never teaches the baseline that it is normal, and its end is not mistaken for
 //! an anomaly in the other direction.
 
+pub(crate) use clickwatch_sdk::buckets::MAX_OPEN;
 use clickwatch_sdk::detect::DropCusum;
 use serde::{Deserialize, Serialize};
 
@@ -142,10 +143,6 @@ pub const FINE_MS: i64 = 1_000;
 /// over an hour of such lag; past it the oldest are dropped (bounded state for input far out
 /// of order). A cap of minutes made the counts depend on read speed.
 const MAX_FINE: usize = 4096;
-
-/// Open buckets kept per series at most, for the same lag (hours at 60 s buckets); past it the
-/// oldest counts are dropped rather than growing state without bound.
-pub(crate) const MAX_OPEN: usize = 256;
 
 impl Series {
     /// A series first seen in the bucket starting at `bucket_ms`.
