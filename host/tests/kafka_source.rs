@@ -12,71 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use clickwatch::event::{ClickEvent, encode};
-use clickwatch::generator::{Generator, GeneratorSettings};
 use clickwatch::metrics::Metrics;
 use clickwatch::pipeline::{self, Ending};
 use common::kafka::{
-    brokers, checkpointed_totals, committed, create_topic, global_topic, produce, read_topic,
-    stored_ids, wait_committed, wait_global_total,
+    brokers, checkpointed_totals, committed, config_text, create_topic, file_sinks, generated,
+    global_topic, keyed, per_partition, plugins_dir, produce, read_topic, stored_ids,
+    wait_committed, wait_global_total,
 };
 use common::{spawn_host, unique, wait_until, wasm};
-
-fn generated(seed: u64, n: usize) -> Vec<ClickEvent> {
-    let mut g = Generator::new(GeneratorSettings {
-        seed,
-        bot_fraction: 0.05,
-        ..GeneratorSettings::default()
-    });
-    (0..n).map(|_| g.next_event()).collect()
-}
-
-fn keyed(events: &[ClickEvent]) -> Vec<(String, Vec<u8>)> {
-    events
-        .iter()
-        .map(|e| (e.session_id.clone(), encode(e).into_bytes()))
-        .collect()
-}
-
-/// A host config consuming `topic` in `group`, raw events and aggregates in `out`.
-fn config_text(topic: &str, group: &str, plugins: &Path, out: &Path, sinks: &str) -> String {
-    format!(
-        "[source]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{topic}\"\ngroup_id = \"{group}\"\n\
-         session_timeout_ms = 6000\ncheckpoint_interval_ms = 500\n\
-         [pipeline]\nbatch_size = 1000\nbatch_linger_ms = 20\nallowed_lateness_ms = 600000\n\
-         [plugins]\ndir = \"{p}\"\nwatch = false\n\
-         [sinks.raw]\ntype = \"sqlite\"\npath = \"{o}/raw.db\"\n\
-         [sinks.aggregates]\ntype = \"sqlite\"\npath = \"{o}/raw.db\"\n{sinks}",
-        b = brokers(),
-        p = plugins.display(),
-        o = out.display(),
-    )
-}
-
-fn file_sinks(out: &Path) -> String {
-    format!(
-        "[sinks.alerts]\ntype = \"file\"\npath = \"{o}/alerts.jsonl\"\nstdout = false\n\
-         [sinks.dead_letters]\ntype = \"file\"\npath = \"{o}/dead.jsonl\"\n",
-        o = out.display()
-    )
-}
-
-fn plugins_dir(root: &Path, names: &[&str]) -> std::path::PathBuf {
-    let dir = root.join("plugins");
-    std::fs::create_dir_all(&dir).unwrap();
-    for name in names {
-        std::fs::write(dir.join(format!("{name}.wasm")), wasm(name)).unwrap();
-    }
-    dir
-}
-
-fn per_partition(landed: &[(i32, i64)]) -> BTreeMap<i32, i64> {
-    let mut counts = BTreeMap::new();
-    for (p, _) in landed {
-        *counts.entry(*p).or_insert(0) += 1;
-    }
-    counts
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_is_processed_or_dead_lettered_with_its_coordinates() {
@@ -445,106 +388,6 @@ async fn a_hot_swap_reaches_every_partition_with_its_own_state() {
 /// Windows close when the input goes quiet: with no record for `idle_advance_ms` the input
 /// partitions' watermarks follow the wall clock and their markers reach the key groups, so a
 /// window ending after the last event is written without any later event (issue 12).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn windows_close_when_the_input_goes_quiet() {
-    let (topic, group) = (unique("quiet"), unique("g"));
-    create_topic(&topic, 2).await;
-    let dir = tempfile::tempdir().unwrap();
-    let plugins = plugins_dir(dir.path(), &["page-traffic"]);
-    // 140 views within the first 3 s of a 5 s window: its end lies 2 s after the last event,
-    // so only the idle advance can close it.
-    let start = 1_795_860_000_000; // a multiple of 5 000 ms
-    let events: Vec<ClickEvent> = (0..140)
-        .map(|i| common::event(i, start + (i as i64) * 20, &format!("s{}", i % 9)))
-        .collect();
-    produce(&topic, &keyed(&events)).await;
-    let text = config_text(
-        &topic,
-        &group,
-        &plugins,
-        dir.path(),
-        &file_sinks(dir.path()),
-    )
-    .replace(
-        "allowed_lateness_ms = 600000",
-        "allowed_lateness_ms = 1000\nidle_advance_ms = 300",
-    ) + "[plugins.settings.page-traffic]\nwindow_secs = 5\n";
-    let config = clickwatch::config::parse(Path::new("kafka.toml"), &text, []).unwrap();
-    let metrics = Arc::new(Metrics::default());
-    let m = metrics.clone();
-    let shutdown = async move {
-        // Seven pages, one row each, once the window closed; nothing else can close it. The
-        // wait is bounded (and does not panic inside the pipeline): the assertion below fails
-        // if the window never closed.
-        let _ = tokio::time::timeout(Duration::from_secs(60), async {
-            while m.aggregate_rows.load(Ordering::Relaxed) < 7 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        Ending::Stopped
-    };
-    pipeline::run(config, metrics.clone(), shutdown)
-        .await
-        .unwrap();
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/raw.db", dir.path().display()))
-        .await
-        .unwrap();
-    let (rows, views): (i64, i64) = sqlx::query_as("SELECT COUNT(*), SUM(views) FROM page_traffic")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(
-        (rows, views),
-        (7, 140),
-        "every view of the quiet window, once"
-    );
-}
-
-/// When the input goes quiet the last checkpoint is still stored on time: checkpoints follow
-/// `checkpoint_interval_ms`, not the arrival of the next record. (Found by the chaos suite:
-/// with a long `idle_advance_ms` the processor slept until the next record or the idle
-/// advance, so the input and internal topics stayed uncommitted, and lag was reported, for
-/// as long as the input was quiet.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_quiet_input_is_committed_to_its_end() {
-    let (topic, group) = (unique("still"), unique("g"));
-    create_topic(&topic, 2).await;
-    let dir = tempfile::tempdir().unwrap();
-    let plugins = plugins_dir(dir.path(), &["counter"]);
-    let events = generated(31, 3_000);
-    let landed = produce(&topic, &keyed(&events)).await;
-    // The idle advance far beyond the test: only the checkpoint timer can commit.
-    let text = config_text(
-        &topic,
-        &group,
-        &plugins,
-        dir.path(),
-        &file_sinks(dir.path()),
-    )
-    .replace(
-        "allowed_lateness_ms = 600000",
-        "allowed_lateness_ms = 600000\nidle_advance_ms = 3600000",
-    );
-    let config = clickwatch::config::parse(Path::new("kafka.toml"), &text, []).unwrap();
-    let metrics = Arc::new(Metrics::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let host = tokio::spawn(pipeline::run(config, metrics.clone(), async move {
-        let _ = stopped.await;
-        Ending::Stopped
-    }));
-    let m = metrics.clone();
-    wait_until("every event processed", || {
-        m.events_processed.load(Ordering::Relaxed) == 3_000
-    })
-    .await;
-    // The host keeps running (no stop, which would checkpoint anyway): the input and the
-    // `global` group's internal topic are committed to their ends all the same.
-    wait_committed(&group, &topic, &per_partition(&landed)).await;
-    wait_global_total(&group, 3_000).await;
-    let _ = stop.send(());
-    host.await.unwrap().unwrap();
-}
 /// Alerts (sorted JSON lines) and the page-traffic table of a run whose outputs are in `out`.
 async fn outputs(out: &Path) -> (Vec<String>, Vec<(i64, String, i64, i64)>) {
     let mut alerts: Vec<String> = std::fs::read_to_string(out.join("alerts.jsonl"))

@@ -94,6 +94,16 @@ impl Run {
         Host::start(&self.config, &self.dir.join("host.log"))
     }
 
+    /// Fails with the log if the host exited (during `what`).
+    fn alive(&self, host: &mut Host, what: &str) {
+        assert!(
+            host.running(),
+            "{}: the host exited during {what} (log: {})",
+            self.name,
+            host.log().display()
+        );
+    }
+
     /// Waits until the raw store holds more than `above` rows (polling, bounded); returns
     /// how long it took. Fails with the log if the host exits.
     pub async fn rows_above(
@@ -108,12 +118,7 @@ impl Run {
             if raw_count(&self.db).await.is_some_and(|n| n > above) {
                 return started.elapsed();
             }
-            assert!(
-                host.running(),
-                "{}: the host exited during {what} (log: {})",
-                self.name,
-                host.log().display()
-            );
+            self.alive(host, what);
             assert!(
                 started.elapsed() < bound,
                 "{}: no new rows within {bound:?} of {what} (log: {})",
@@ -138,12 +143,7 @@ impl Run {
                     .await
                     .expect("join");
             settled = if done { settled + 1 } else { 0 };
-            assert!(
-                host.running(),
-                "{}: the host exited (log: {})",
-                self.name,
-                host.log().display()
-            );
+            self.alive(host, "the finish");
             assert!(
                 Instant::now() < deadline,
                 "{}: not caught up within 300 s ({stored} of {expected} rows stored; log: {})",

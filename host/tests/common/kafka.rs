@@ -13,7 +13,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::unique;
+use clickwatch::event::{ClickEvent, encode};
+use clickwatch::generator::{Generator, GeneratorSettings};
+
+use super::{unique, wasm};
 
 /// The test broker, from KAFKA_BROKERS.
 pub fn brokers() -> String {
@@ -215,4 +218,65 @@ pub async fn wait_global_total(group: &str, expected: i64) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `n` generated events (5 % bots) from `seed`.
+pub fn generated(seed: u64, n: usize) -> Vec<ClickEvent> {
+    let mut g = Generator::new(GeneratorSettings {
+        seed,
+        bot_fraction: 0.05,
+        ..GeneratorSettings::default()
+    });
+    (0..n).map(|_| g.next_event()).collect()
+}
+
+/// Records keyed by session id, as the generator's producer keys them.
+pub fn keyed(events: &[ClickEvent]) -> Vec<(String, Vec<u8>)> {
+    events
+        .iter()
+        .map(|e| (e.session_id.clone(), encode(e).into_bytes()))
+        .collect()
+}
+
+/// A host config consuming `topic` in `group`, raw events and aggregates in `out`.
+pub fn config_text(topic: &str, group: &str, plugins: &Path, out: &Path, sinks: &str) -> String {
+    format!(
+        "[source]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{topic}\"\ngroup_id = \"{group}\"\n\
+         session_timeout_ms = 6000\ncheckpoint_interval_ms = 500\n\
+         [pipeline]\nbatch_size = 1000\nbatch_linger_ms = 20\nallowed_lateness_ms = 600000\n\
+         [plugins]\ndir = \"{p}\"\nwatch = false\n\
+         [sinks.raw]\ntype = \"sqlite\"\npath = \"{o}/raw.db\"\n\
+         [sinks.aggregates]\ntype = \"sqlite\"\npath = \"{o}/raw.db\"\n{sinks}",
+        b = brokers(),
+        p = plugins.display(),
+        o = out.display(),
+    )
+}
+
+/// Alert and dead-letter files in `out`.
+pub fn file_sinks(out: &Path) -> String {
+    format!(
+        "[sinks.alerts]\ntype = \"file\"\npath = \"{o}/alerts.jsonl\"\nstdout = false\n\
+         [sinks.dead_letters]\ntype = \"file\"\npath = \"{o}/dead.jsonl\"\n",
+        o = out.display()
+    )
+}
+
+/// A plugins folder in `root` with the named built plugins.
+pub fn plugins_dir(root: &Path, names: &[&str]) -> std::path::PathBuf {
+    let dir = root.join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in names {
+        std::fs::write(dir.join(format!("{name}.wasm")), wasm(name)).unwrap();
+    }
+    dir
+}
+
+/// Records per partition of `landed` (partition, offset) coordinates.
+pub fn per_partition(landed: &[(i32, i64)]) -> BTreeMap<i32, i64> {
+    let mut counts = BTreeMap::new();
+    for (p, _) in landed {
+        *counts.entry(*p).or_insert(0) += 1;
+    }
+    counts
 }
