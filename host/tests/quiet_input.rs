@@ -41,7 +41,10 @@ async fn windows_close_when_the_input_goes_quiet() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = plugins_dir(dir.path(), &["page-traffic"]);
     // 140 views within the first 3 s of a 5 s window: its end lies 2 s after the last event,
-    // so only the idle advance can close it.
+    // so only the idle advance can close it. The idle interval (4 s: the watermark then
+    // follows to 3 s past the last event) is longer than a partition's first fetch may take:
+    // a partition without input for that long counts as idle, and with 300 ms the second
+    // partition's events sometimes arrived after the window had closed on the first's.
     let start = 1_795_860_000_000; // a multiple of 5 000 ms
     let events: Vec<ClickEvent> = (0..140)
         .map(|i| common::event(i, start + (i as i64) * 20, &format!("s{}", i % 9)))
@@ -52,7 +55,7 @@ async fn windows_close_when_the_input_goes_quiet() {
         &group,
         &plugins,
         dir.path(),
-        "allowed_lateness_ms = 1000\nidle_advance_ms = 300",
+        "allowed_lateness_ms = 1000\nidle_advance_ms = 4000",
         "[plugins.settings.page-traffic]\nwindow_secs = 5\n",
     );
     let metrics = Arc::new(Metrics::default());
