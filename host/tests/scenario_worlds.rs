@@ -11,7 +11,8 @@
 //! While working on a detector, `CLICKWATCH_WORLD_SEEDS=5,11` replays only those seeds (run
 //! `i` of the verbose listing is seed `i + 1`) and `CLICKWATCH_WORLD_DETECTORS=traffic-anomaly`
 //! only those detectors; the tables are printed and the floors, which hold over the whole
-//! distribution, are not asserted.
+//! distribution, are not asserted. `CLICKWATCH_WORLD_DUMP=DIR` also writes each seed's events
+//! and labels to `DIR/world-<seed>.jsonl`, to trace a detector with `clickwatch replay`.
 
 mod common;
 
@@ -73,8 +74,8 @@ const RECALL_FLOORS: &[RecallFloor] = &[
     recall("bot", "swarm", 0.9, 120.0),
     recall("click-fraud", "ads", 0.9, 30.0),
     recall("click-fraud", "slow-subnet", 0.9, 330.0),
-    recall("funnel-drop", "checkout", 0.5, 210.0),
-    recall("funnel-drop", "device", 0.85, 330.0),
+    recall("funnel-drop", "checkout", 0.9, 480.0),
+    recall("funnel-drop", "device", 0.9, 330.0),
     recall("traffic-drop", "after-ramp", 0.9, 150.0),
     recall("traffic-drop", "category", 0.5, 90.0),
     recall("traffic-drop", "category-404", 0.45, 150.0),
@@ -196,14 +197,34 @@ fn replay_case(c: &Case, dir: &std::path::Path) -> RunResult {
     let runtime = clickwatch::plugin::Runtime::new(replay::replay_limits()).expect("runtime");
     let (set, detectors) = load_plugins(&runtime, dir, &PluginSettings::default()).expect("load");
     let mut replayer = Replayer::new(set, Batching::default());
+    // `CLICKWATCH_WORLD_DUMP=DIR` also writes each seed's events and labels to
+    // `DIR/world-<seed>.jsonl` (and `.labels.jsonl`), for `clickwatch replay` by hand.
+    let dump = std::env::var_os("CLICKWATCH_WORLD_DUMP").map(std::path::PathBuf::from);
+    let mut events_out = dump.as_ref().map(|d| {
+        std::fs::create_dir_all(d).expect("dump dir");
+        let f = std::fs::File::create(d.join(format!("world-{}.jsonl", c.seed))).expect("dump");
+        std::io::BufWriter::new(f)
+    });
     loop {
         let event = generator.next_event();
         if event.time_ms >= end_ms {
             break;
         }
+        if let Some(w) = events_out.as_mut() {
+            use std::io::Write;
+            writeln!(w, "{}", clickwatch::event::encode(&event)).expect("dump event");
+        }
         replayer.push(event);
     }
     let labels = generator.labels();
+    if let Some(d) = &dump {
+        let lines: Vec<String> = labels
+            .iter()
+            .map(|l| serde_json::to_string(l).expect("label"))
+            .collect();
+        let path = d.join(format!("world-{}.jsonl.labels.jsonl", c.seed));
+        std::fs::write(path, lines.join("\n") + "\n").expect("dump labels");
+    }
     let outcome = replayer.finish();
     for p in &outcome.plugins {
         assert_eq!(

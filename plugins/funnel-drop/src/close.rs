@@ -74,8 +74,11 @@ impl FunnelDrop {
                 .or_else(|| {
                     // The sequential test proved what the window does not show yet: the
                     // episode starts where its excursion began.
-                    // Judged, like the window, only at `min_window_volume` entries a window.
-                    let busy = site_sums[k] >= u64::from(s.min_window_volume);
+                    // Judged with the segments' floor of entries in the window, not the
+                    // site window's: the test's evidence already counts the entries, and a
+                    // quiet site's break would otherwise never be alerted (it was proven,
+                    // but never reached `min_window_volume` checkouts in five minutes).
+                    let busy = site_sums[k] >= u64::from(s.min_segment_volume);
                     let p0 = site_t.baseline().filter(|_| proven && busy)?;
                     let e = site_t.episode.get_or_insert(funnel::Episode {
                         start_ms: site_t.seq_start_ms,

@@ -81,13 +81,15 @@ pub fn bernoulli_rho(p0: f64, r: f64) -> f64 {
     0.5 * (lo + hi)
 }
 
-/// The sequential test's threshold: the evidence of two buckets each at the `z` tail,
-/// `2·ln(1/tail(z))` (13.2 at `z` 3). The window test confirms after two drop-like buckets;
-/// the sequential test looks after every bucket, so it is held to the same joint evidence.
-/// (A CUSUM at threshold `h` raises a false alarm at most about once every `e^h` entries
-/// (Lorden 1971): at one `z` tail, `e^6.6` ≈ 740 entries, a few hours of a busy site's carts.)
-pub fn sequential_threshold(z: f64) -> f64 {
-    -2.0 * clickwatch_sdk::detect::tail::normal_sf(z).ln()
+/// The sequential test's threshold, `ln(sequential_false_alarm_entries)` (16.1 at the
+/// default 1e7): a CUSUM at threshold `h` raises a false alarm at most about once every `e^h`
+/// observations while the baseline holds (Lorden 1971). A budget stated per entry rather than
+/// per bucket: a quiet site's break is proven after as many entries as a busy one's, however
+/// many minutes they take. (Until funnel-drop 0.3 the threshold was `2·ln(1/tail(z))`, 20.7 at
+/// `z_threshold` 4: a false alarm once per 10^9 entries, which left a break on a site with a
+/// few checkouts a minute unproven for 15 minutes or more.)
+pub fn sequential_threshold(s: &Settings) -> f64 {
+    s.sequential_false_alarm_entries.ln()
 }
 
 /// A confirmed drop, as reported.
@@ -181,7 +183,7 @@ impl Transition {
     /// conversions and says whether the excursion now proves a drop below `drop_ratio` of the
     /// baseline at [`sequential_threshold`]. Each entry that does not convert adds
     /// `ln((1 − ρ·p0)/(1 − p0))`, each conversion `ln ρ` ([`bernoulli_rho`]), so a broken step
-    /// is proven after about `h/ln((1 − ρ·p0)/(1 − p0))` entries (36 at `p0` 0.5, `h` 13.2),
+    /// is proven after about `h/ln((1 − ρ·p0)/(1 − p0))` entries (about 20 at `p0` 0.6, `h` 16.1),
     /// instead of when a window of buckets has filled with the break. Conversions
     /// trail their entries, which at a break's start only delays the proof.
     pub fn sequential(
@@ -206,7 +208,7 @@ impl Transition {
             self.seq_start_ms = bucket_ms;
         }
         self.seq = (self.seq + llr).max(0.0);
-        self.seq >= sequential_threshold(s.z_threshold)
+        self.seq >= sequential_threshold(s)
     }
 
     /// Folds one bucket's counts into the baseline, except during a drop: an outage must not

@@ -34,16 +34,19 @@
 //!   `max_episode_buckets` (240) becomes the new baseline.
 //! - **sequential test** (the site's funnel): a Bernoulli CUSUM per transition on each
 //!   bucket's entries and conversions, for conversion below `drop_ratio` of the baseline
-//!   ([`funnel::bernoulli_rho`]), signalling at `2·ln(1/tail)` with the tail of
-//!   `z_threshold` sigmas (the joint evidence the window needs from its two confirming
-//!   buckets, [`funnel::sequential_threshold`]), so a broken step is proven after a few dozen
-//!   entries instead of when the window has filled with the break; judged under the same volume floor and traffic
-//!   guard as the window, and named by the same rules.
+//!   ([`funnel::bernoulli_rho`]), signalling at `ln(sequential_false_alarm_entries)` (16.1:
+//!   by Lorden's bound a false alarm at most about once per 10^7 entries,
+//!   [`funnel::sequential_threshold`]), so a broken step is proven after a couple of dozen
+//!   entries instead of when the window has filled with the break; judged under the same
+//!   traffic guard as the window, with at least `min_segment_volume` entries in the window,
+//!   and named by the same rules.
 //! - **traffic guard**: while the window's product-step entries are below
 //!   `min_traffic_ratio` (0.5) of their baseline, or any bucket of the window has site events
 //!   outside `[min_traffic_ratio, 1/min_traffic_ratio]` of the median of the last hour's
-//!   buckets, nothing is judged: an outage cuts sessions short and every conversion falls, a
-//!   surge brings another mix of visitors; both are `traffic-anomaly`'s to report.
+//!   buckets and, at once, more than 4 robust sigmas from it (the spread of successive
+//!   buckets: a quiet site's buckets scatter far beyond Poisson), nothing is judged: an
+//!   outage cuts sessions short and every conversion falls, a surge brings another mix of
+//!   visitors; both are `traffic-anomaly`'s to report.
 //! - **warm-up**: `warmup_buckets` (30) buckets are learned before anything may alert.
 //!
 //! # State

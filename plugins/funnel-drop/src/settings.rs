@@ -30,6 +30,10 @@ pub struct Settings {
     /// times the number of series judged that bucket (Bonferroni), at most the normal tail at
     /// this many sigma (default 4.0, about 3e-5).
     pub z_threshold: f64,
+    /// The site's sequential test signals at `ln` of this (default 1e7): by Lorden's bound
+    /// (1971) a false alarm at most about once per this many entries into a step while its
+    /// conversion is as usual, e.g. once in ~70 days of a step entered 100 times a minute.
+    pub sequential_false_alarm_entries: f64,
     /// A segment is judged only with at least this many sessions at the step's entry in the
     /// window (default 8); the significance test does the rest.
     pub min_segment_volume: u32,
@@ -65,6 +69,7 @@ impl Default for Settings {
             min_window_volume: 30,
             drop_ratio: 0.5,
             z_threshold: 4.0,
+            sequential_false_alarm_entries: 1e7,
             min_segment_volume: 8,
             remainder_ratio: 0.75,
             max_segment_values: 12,
@@ -101,6 +106,14 @@ impl Settings {
             return Err(format!(
                 "min_traffic_ratio must be zero or more, got {}",
                 self.min_traffic_ratio
+            ));
+        }
+        if !(self.sequential_false_alarm_entries.is_finite()
+            && self.sequential_false_alarm_entries > 1.0)
+        {
+            return Err(format!(
+                "sequential_false_alarm_entries must be more than 1, got {}",
+                self.sequential_false_alarm_entries
             ));
         }
         if !(self.z_threshold.is_finite() && self.z_threshold > 0.0) {

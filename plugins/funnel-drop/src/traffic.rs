@@ -30,6 +30,34 @@ pub(crate) struct Traffic {
 /// Closed buckets whose median is the traffic guard's reference (an hour of 60 s buckets).
 const GUARD_HISTORY: usize = 60;
 
+/// Robust standard deviations a bucket may stray from the median inside the guard: at 4, an
+/// ordinary bucket of any distribution with a MAD leaves it far less than once an hour.
+const GUARD_Z: f64 = 4.0;
+
+/// Median of `history` and its robust noise scale: `1.4826 × median |x(t) − x(t−1)| / √2`
+/// (the MAD of successive differences, so a change of level within the hour, such as the end
+/// of a surge, is not read as noise), at least Poisson's `√median`.
+fn robust_level(history: &std::collections::VecDeque<u32>) -> (f64, f64) {
+    let mut sorted: Vec<f64> = history.iter().map(|&x| f64::from(x)).collect();
+    if sorted.is_empty() {
+        return (0.0, 0.0);
+    }
+    sorted.sort_unstable_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let mut steps: Vec<f64> = history
+        .iter()
+        .zip(history.iter().skip(1))
+        .map(|(a, b)| (f64::from(*b) - f64::from(*a)).abs())
+        .collect();
+    let noise = if steps.is_empty() {
+        0.0
+    } else {
+        steps.sort_unstable_by(f64::total_cmp);
+        1.4826 * steps[steps.len() / 2] / std::f64::consts::SQRT_2
+    };
+    (median, noise.max(median.sqrt()))
+}
+
 impl Traffic {
     pub(crate) fn count(&mut self, bucket: i64) {
         match self.open.iter_mut().rev().find(|(b, _)| *b == bucket) {
@@ -62,22 +90,26 @@ impl Traffic {
         while self.window.len() > s.window_buckets as usize {
             self.window.pop_front();
         }
-        // The reference before this bucket: the median of the history.
+        // The reference before this bucket: the median of the history, and its spread.
         let warm = self.history.len() >= (s.warmup_buckets as usize).min(GUARD_HISTORY);
-        let mut sorted: Vec<u32> = self.history.iter().copied().collect();
-        sorted.sort_unstable();
-        let base = sorted.get(sorted.len() / 2).map_or(0.0, |&m| f64::from(m));
+        let (base, sigma) = robust_level(&self.history);
         self.history.push_back(n);
         while self.history.len() > GUARD_HISTORY {
             self.history.pop_front();
         }
         // Every bucket of the window must be near normal: the window judged now includes
-        // them all, and the first bucket of an outage already skews its conversions.
+        // them all, and the first bucket of an outage already skews its conversions. "Near"
+        // is the ratio band, widened to the series' own noise: events come in sessions, so
+        // a quiet site's buckets scatter far more than Poisson counts would, and a bucket
+        // at 0.45 of the median is ordinary there (a fixed band shut the guard for most of
+        // a checkout break in such a world).
         let ratio = s.min_traffic_ratio.clamp(1e-3, 1.0);
+        let spread = GUARD_Z * sigma;
         !warm
             || self.window.iter().all(|&x| {
                 let x = f64::from(x);
-                x >= ratio * base && x * ratio <= base
+                (x >= ratio * base || x >= base - spread)
+                    && (x * ratio <= base || x <= base + spread)
             })
     }
 }
