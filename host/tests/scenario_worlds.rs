@@ -75,7 +75,7 @@ const RECALL_FLOORS: &[RecallFloor] = &[
     recall("click-fraud", "ads", 0.9, 30.0),
     recall("click-fraud", "slow-subnet", 0.9, 330.0),
     recall("funnel-drop", "checkout", 0.9, 480.0),
-    recall("funnel-drop", "device", 0.9, 330.0),
+    recall("funnel-drop", "device", 0.9, 240.0),
     recall("traffic-drop", "after-ramp", 0.9, 150.0),
     recall("traffic-drop", "category", 0.5, 90.0),
     recall("traffic-drop", "category-404", 0.45, 150.0),

@@ -57,8 +57,15 @@ impl FunnelDrop {
             // share one false-alarm budget (Bonferroni over the segments judged).
             let segment_tests = tests.saturating_sub(usize::from(judged(&st.site, &site_sums)));
             let site_t = &mut st.site.transitions[k];
-            let proven =
-                site_t.sequential(bucket, counts[k], counts[k + 1], site_learned >= warmup, s);
+            let threshold = funnel::sequential_threshold(s);
+            let proven = site_t.sequential(
+                bucket,
+                counts[k],
+                counts[k + 1],
+                site_learned >= warmup,
+                threshold,
+                s,
+            );
             let site_finding = site_t
                 .judge(
                     bucket,
@@ -72,44 +79,69 @@ impl FunnelDrop {
                     s,
                 )
                 .or_else(|| {
-                    // The sequential test proved what the window does not show yet: the
-                    // episode starts where its excursion began.
-                    // Judged with the segments' floor of entries in the window, not the
-                    // site window's: the test's evidence already counts the entries, and a
-                    // quiet site's break would otherwise never be alerted (it was proven,
-                    // but never reached `min_window_volume` checkouts in five minutes).
-                    let busy = site_sums[k] >= u64::from(s.min_segment_volume);
-                    let p0 = site_t.baseline().filter(|_| proven && busy)?;
-                    let e = site_t.episode.get_or_insert(funnel::Episode {
-                        start_ms: site_t.seq_start_ms,
-                        buckets: 0,
-                        alerted: false,
-                    });
-                    e.buckets = e.buckets.max(1);
-                    Some(funnel::Finding {
-                        start_ms: e.start_ms,
-                        time_ms: bucket.saturating_add(len),
-                        entered: site_sums[k],
-                        converted: site_sums[k + 1],
-                        baseline: p0,
-                        z: -(2.0 * site_t.seq).sqrt(),
-                        buckets: e.buckets,
-                    })
+                    // The sequential test proved what the window does not show yet. Judged
+                    // with the segments' floor of entries in the window, not the site
+                    // window's: the test's evidence already counts the entries, and a quiet
+                    // site's break would otherwise never be alerted (it was proven, but never
+                    // reached `min_window_volume` checkouts in five minutes).
+                    if !proven {
+                        return None;
+                    }
+                    site_t.sequential_finding(
+                        bucket,
+                        len,
+                        site_sums[k],
+                        site_sums[k + 1],
+                        s.min_segment_volume,
+                    )
                 });
+            let site_seq = st.site.transitions[k].seq;
+            // The segments' sequential tests share the site's budget: threshold + ln(tests).
+            let segment_threshold = threshold + (segment_tests.max(1) as f64).ln();
             let mut found = Vec::new();
             for (i, (g, sums)) in st.segments.iter_mut().zip(&seg_sums).enumerate() {
                 let learned = g.series.learned;
-                if let Some(f) = g.series.transitions[k].judge(
+                let t = &mut g.series.transitions[k];
+                // A small segment's break (a tenth of the sessions) rarely shows in one
+                // window; its evidence adds up over the buckets.
+                let c = seg_counts[i];
+                let proven = t.sequential(
                     bucket,
-                    len,
+                    c[k],
+                    c[k + 1],
                     learned >= warmup,
-                    sums[k],
-                    sums[k + 1],
-                    segment_tests,
-                    learned,
-                    s.min_segment_volume,
+                    segment_threshold,
                     s,
-                ) {
+                );
+                let finding = t
+                    .judge(
+                        bucket,
+                        len,
+                        learned >= warmup,
+                        sums[k],
+                        sums[k + 1],
+                        segment_tests,
+                        learned,
+                        s.min_segment_volume,
+                        s,
+                    )
+                    .or_else(|| {
+                        // Not while the site's own evidence is half-way to proof: a site-wide
+                        // break shows in a segment too, and the site, with more entries,
+                        // proves it a bucket or two later (the window's remainder check
+                        // cannot tell, its window has not filled with the break yet).
+                        if !proven || site_seq >= 0.5 * threshold {
+                            return None;
+                        }
+                        t.sequential_finding(
+                            bucket,
+                            len,
+                            sums[k],
+                            sums[k + 1],
+                            s.min_segment_volume,
+                        )
+                    });
+                if let Some(f) = finding {
                     found.push((i, f));
                 }
             }
@@ -120,6 +152,11 @@ impl FunnelDrop {
                         .iter()
                         .any(|g| g.series.transitions[k].episode.is_some());
                 st.incident[k] = active;
+                // What the series see during an alerted incident is the incident's: no
+                // evidence carries over to be "proven" after it.
+                for g in &mut st.segments {
+                    g.series.transitions[k].seq = 0.0;
+                }
                 continue;
             }
             // The segment that best explains the drop: the rest of the site converts closest
@@ -221,6 +258,7 @@ impl FunnelDrop {
                     if let Some(e) = t.episode.as_mut() {
                         e.alerted = true;
                     }
+                    t.seq = 0.0;
                 }
             }
         }

@@ -186,12 +186,18 @@ impl Transition {
     /// is proven after about `h/ln((1 − ρ·p0)/(1 − p0))` entries (about 20 at `p0` 0.6, `h` 16.1),
     /// instead of when a window of buckets has filled with the break. Conversions
     /// trail their entries, which at a break's start only delays the proof.
+    ///
+    /// `threshold` is [`sequential_threshold`] for the site, plus `ln` of the number of
+    /// segments tested for a segment (the family shares the site's false-alarm budget).
+    // The bucket's counts and its judging context; a struct for them would only rename.
+    #[allow(clippy::too_many_arguments)]
     pub fn sequential(
         &mut self,
         bucket_ms: i64,
         entered: u32,
         converted: u32,
         warm: bool,
+        threshold: f64,
         s: &Settings,
     ) -> bool {
         let testable = warm
@@ -208,7 +214,38 @@ impl Transition {
             self.seq_start_ms = bucket_ms;
         }
         self.seq = (self.seq + llr).max(0.0);
-        self.seq >= sequential_threshold(s)
+        self.seq >= threshold
+    }
+
+    /// The finding of a sequential proof (see [`Transition::sequential`]) when the window
+    /// holds at least `min_volume` entries: the episode starts where the excursion began.
+    pub fn sequential_finding(
+        &mut self,
+        bucket_ms: i64,
+        bucket_len: i64,
+        entered: u64,
+        converted: u64,
+        min_volume: u32,
+    ) -> Option<Finding> {
+        let p0 = self
+            .baseline()
+            .filter(|_| entered >= u64::from(min_volume))?;
+        let start_ms = self.seq_start_ms;
+        let e = self.episode.get_or_insert(Episode {
+            start_ms,
+            buckets: 0,
+            alerted: false,
+        });
+        e.buckets = e.buckets.max(1);
+        Some(Finding {
+            start_ms: e.start_ms,
+            time_ms: bucket_ms.saturating_add(bucket_len),
+            entered,
+            converted,
+            baseline: p0,
+            z: -(2.0 * self.seq).sqrt(),
+            buckets: e.buckets,
+        })
     }
 
     /// Folds one bucket's counts into the baseline, except during a drop: an outage must not

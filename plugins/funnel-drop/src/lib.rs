@@ -39,7 +39,11 @@
 //!   [`funnel::sequential_threshold`]), so a broken step is proven after a couple of dozen
 //!   entries instead of when the window has filled with the break; judged under the same
 //!   traffic guard as the window, with at least `min_segment_volume` entries in the window,
-//!   and named by the same rules.
+//!   and named by the same rules. Each segment runs the same test at the site's threshold
+//!   plus `ln` of the segments tested (they share its budget), so a small segment's break
+//!   that no five-bucket window shows adds up over the buckets; it is not named while the
+//!   site's own statistic is half-way to proof (a site-wide break is the site's), and every
+//!   statistic of a transition restarts when its incident is alerted.
 //! - **traffic guard**: while the window's product-step entries are below
 //!   `min_traffic_ratio` (0.5) of their baseline, or any bucket of the window has site events
 //!   outside `[min_traffic_ratio, 1/min_traffic_ratio]` of the median of the last hour's

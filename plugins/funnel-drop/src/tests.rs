@@ -321,6 +321,34 @@ fn a_mobile_only_checkout_outage_is_named_mobile() {
 }
 
 #[test]
+fn a_small_segments_outage_adds_up_over_the_buckets() {
+    // A device with a tenth of ~90 sessions a minute: about one checkout a minute, never
+    // `min_segment_volume` (8) in a five-bucket window, so only the segment's sequential test
+    // can prove its break.
+    let mut h = Harness::<FunnelDrop>::new("{}").unwrap();
+    let mut rng = Rng(21);
+    let start = T0 + 8 * 60 * MIN;
+    let quiet = simulate_segments(&mut h, &mut rng, start, 120, 70.0, 0.1, |_, _| 0.65);
+    assert!(quiet.is_empty(), "{quiet:#?}");
+    let at = start + 120 * MIN;
+    let alerts = simulate_segments(&mut h, &mut rng, at, 50, 70.0, 0.1, |m, d| {
+        if m < 40 && d == "mobile" { 0.0 } else { 0.65 }
+    });
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(
+        (a.kind.as_str(), a.entity_type.as_str(), a.entity.as_str()),
+        ("funnel-drop/purchase", "device", "mobile"),
+        "{a:#?}"
+    );
+    assert!(
+        a.time_ms - at <= 30 * MIN,
+        "delay {} s",
+        (a.time_ms - at) / 1000
+    );
+}
+
+#[test]
 fn a_desktop_only_checkout_outage_is_named_desktop() {
     one_device_outage("desktop", 0.55, 13);
 }
