@@ -572,3 +572,42 @@ fn the_traffic_guard_follows_a_steep_start_from_a_partial_first_bucket() {
     }
     assert!(!guard.close(bucket, &s));
 }
+
+/// A snapshot written by funnel-drop 0.2.0 (main at b01b888): 90 minutes of
+/// `simulate_segments(…, Rng(31), T0 + 8 h, 90, 45.0, 0.4, purchase 0.65)` with
+/// `idle_timeout_secs` 300.
+const SNAPSHOT_0_2: &[u8] = include_bytes!("fixtures/funnel-drop-0.2.snapshot.json");
+
+#[test]
+fn a_snapshot_written_by_0_2_restores_with_its_baselines_and_segments() {
+    let mut h = Harness::<FunnelDrop>::new(r#"{"idle_timeout_secs": 300}"#).unwrap();
+    h.restore(SNAPSHOT_0_2).unwrap();
+    // A fresh instance would learn 30 buckets before judging anything: an alert within
+    // minutes proves the baselines (site and segments) came over.
+    let mut rng = Rng(32);
+    let at = T0 + 8 * 60 * MIN + 90 * MIN;
+    let alerts = simulate_segments(&mut h, &mut rng, at, 40, 45.0, 0.4, |m, d| {
+        if m < 30 && d == "mobile" { 0.0 } else { 0.65 }
+    });
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(
+        (a.kind.as_str(), a.entity_type.as_str(), a.entity.as_str()),
+        ("funnel-drop/purchase", "device", "mobile"),
+        "{a:#?}"
+    );
+    assert!(
+        a.time_ms - at <= 10 * MIN,
+        "delay {} s",
+        (a.time_ms - at) / 1000
+    );
+    // Without the snapshot, the same minutes raise nothing that soon.
+    let mut fresh = Harness::<FunnelDrop>::new(r#"{"idle_timeout_secs": 300}"#).unwrap();
+    let early: Vec<_> = simulate_segments(&mut fresh, &mut Rng(32), at, 40, 45.0, 0.4, |m, d| {
+        if m < 30 && d == "mobile" { 0.0 } else { 0.65 }
+    })
+    .into_iter()
+    .filter(|a| a.time_ms - at <= 10 * MIN)
+    .collect();
+    assert!(early.is_empty(), "{early:#?}");
+}
