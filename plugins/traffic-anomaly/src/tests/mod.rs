@@ -377,3 +377,28 @@ fn a_site_outage_to_nearly_nothing_is_the_sites_even_when_a_page_hits_zero() {
         ("traffic-drop", SITE)
     );
 }
+
+/// A snapshot written by traffic-anomaly 0.1.0 (the build at 019ee60): 60 minutes of
+/// `simulate(…, Rng(3), T0, 60, factor 1)`, no levels, no conversion share.
+const SNAPSHOT_0_1: &[u8] = include_bytes!("fixtures/traffic-anomaly-0.1.snapshot.json");
+
+#[test]
+fn a_snapshot_written_by_0_1_restores_and_a_site_drop_is_caught_at_once() {
+    let mut h = harness();
+    h.restore(SNAPSHOT_0_1).unwrap();
+    assert!(h.plugin().tracked_pages() > 0);
+    // The baselines came over: a fresh instance learns `warmup_buckets` (15) before judging.
+    let start = T0 + 60 * MIN;
+    let drop = |m: i64, _: &str| if (0..20).contains(&m) { 0.1 } else { 1.0 };
+    let alerts = simulate(&mut h, &mut Rng(33), start, 40, drop);
+    let site: Vec<_> = alerts.iter().filter(|a| a.entity_type == "site").collect();
+    assert_eq!(site.len(), 1, "{alerts:#?}");
+    assert_eq!(site[0].kind, "traffic-drop");
+    assert!(site[0].time_ms - start <= 3 * MIN, "{:?}", site[0]);
+    let mut fresh = harness();
+    let early: Vec<_> = simulate(&mut fresh, &mut Rng(33), start, 40, drop)
+        .into_iter()
+        .filter(|a| a.time_ms - start <= 3 * MIN)
+        .collect();
+    assert!(early.is_empty(), "{early:#?}");
+}
