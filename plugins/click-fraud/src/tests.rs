@@ -376,3 +376,29 @@ fn a_watermark_that_lags_the_events_changes_no_referrer_count() {
     assert!(!a.is_empty(), "the fraudulent referrer is alerted");
     assert_eq!(a, b);
 }
+
+/// A snapshot written by click-fraud 0.1.0 (the build at 019ee60's parent): 30 minutes of
+/// `run(…, Rng(6), T0 + 8 h, 30, no fraud)` with `idle_timeout_secs` 300.
+const SNAPSHOT_0_1: &[u8] = include_bytes!("fixtures/click-fraud-0.1.snapshot.json");
+
+#[test]
+fn a_snapshot_written_by_0_1_restores_and_networks_are_judged_from_there() {
+    let settings = r#"{"idle_timeout_secs": 300}"#;
+    let mut h = Harness::<ClickFraud>::new(settings).unwrap();
+    h.restore(SNAPSHOT_0_1).unwrap();
+    let (ips, pending, groups) = h.plugin().tracked();
+    // As written: 629 IPs, one referrer group, no session waiting for its verdict.
+    assert_eq!((ips, pending, groups), (629, 0, 1));
+    let mut rng = Rng(34);
+    let start = T0 + 8 * 60 * MIN + 30 * MIN;
+    let quiet = run(&mut h, &mut rng, start, 30, &[]);
+    assert!(quiet.is_empty(), "{quiet:#?}");
+    let bad = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
+    let alerts = run(&mut h, &mut rng, start + 30 * MIN, 10, &bad);
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.kind == "click-fraud/subnet" && a.entity == "192.0.2.0/24"),
+        "{alerts:#?}"
+    );
+}
