@@ -367,3 +367,32 @@ fn a_0_2_snapshot_restores_and_the_network_rule_starts_from_there() {
         "{alerts:#?}"
     );
 }
+
+/// A snapshot written by bot-detector 0.2.0 (the build before ab50a2b): 300 human sessions of
+/// `human_gaps(Rng(9), 6)` from `10.x.y.7`, one a second, processed in one batch.
+const SNAPSHOT_0_2: &[u8] = include_bytes!("fixtures/bot-detector-0.2.snapshot.json");
+
+#[test]
+fn a_snapshot_written_by_0_2_restores_and_the_network_rule_starts_from_there() {
+    let mut h = Harness::<BotDetector>::new("{}").unwrap();
+    h.restore(SNAPSHOT_0_2).unwrap();
+    assert_eq!(h.plugin().tracked(), (300, 300));
+    let mut rng = Rng(35);
+    let mut clicks = Vec::new();
+    for ip in 0..12 {
+        let gaps = jittered_gaps(&mut rng, 10, 6_000.0, 0.8);
+        let ip_name = format!("198.51.100.{}", 10 + ip);
+        clicks.extend(session(
+            &format!("f{ip}"),
+            &ip_name,
+            400_000 + ip * 500,
+            gaps,
+        ));
+    }
+    clicks.sort_by_key(|c| c.time_ms);
+    let alerts = h.process(&clicks).unwrap().alerts;
+    assert!(
+        alerts.iter().any(|a| a.kind == "bot/network"),
+        "{alerts:#?}"
+    );
+}
